@@ -1,0 +1,147 @@
+"""Summaries of a built shard directory: counts for ``mvdata info`` and a contact sheet PNG.
+
+Counts come from the per-shard parquet files (they list written and failed samples alike) and
+the stats files; ``dataset.json`` adds the name, views and modalities when present.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from mvdata.contact_sheet import contact_sheet
+from mvdata.shards import (
+    MODALITY_EXT,
+    filesystem,
+    iter_samples,
+    list_shards,
+    read_shard_rows,
+    read_stats,
+)
+from schemas.models import DatasetMetadata
+
+
+@dataclass
+class Info:
+    """What :func:`dataset_info` reports about a shard directory."""
+
+    out_dir: str
+    name: str | None = None
+    source: str | None = None
+    num_shards: int = 0
+    num_uncommitted: int = 0
+    num_samples: int = 0
+    num_failed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    subjects: int = 0
+    folds: dict[int, int] = field(default_factory=dict)
+    expressions: dict[str, int] = field(default_factory=dict)
+    tar_bytes: int = 0
+    num_views: int | None = None
+    modalities: list[str] = field(default_factory=list)
+    image_size: int | None = None
+    clip_frames: int | None = None
+    schema_version: str | None = None
+
+    def rows(self) -> list[tuple[str, str]]:
+        """``(field, value)`` pairs for a two-column table."""
+
+        def fmt(d: dict[int, int] | dict[str, int]) -> str:
+            return ", ".join(f"{k}: {v}" for k, v in sorted(d.items(), key=lambda kv: str(kv[0])))
+
+        out = [
+            ("name", self.name or "-"),
+            ("source", self.source or "-"),
+            ("schema version", self.schema_version or "-"),
+            ("shards (committed)", str(self.num_shards)),
+            ("shards not committed", str(self.num_uncommitted)),
+            ("samples", str(self.num_samples)),
+            ("failed", str(self.num_failed)),
+            ("failures per kind", fmt(self.errors) or "-"),
+            ("subjects", str(self.subjects)),
+            ("samples per fold", fmt(self.folds) or "-"),
+            ("samples per expression", fmt(self.expressions) or "-"),
+            ("tar bytes", f"{self.tar_bytes:,}"),
+        ]
+        if self.num_views is not None:
+            out += [
+                ("views", str(self.num_views)),
+                ("modalities", ", ".join(self.modalities)),
+                ("image size", f"{self.image_size} px"),
+                ("frames per clip", str(self.clip_frames)),
+            ]
+        return out
+
+
+def dataset_info(out_dir: str) -> Info:
+    """Summarise ``out_dir``: committed shards, samples, failures per kind, subjects, folds."""
+    fs, root = filesystem(out_dir)
+    if not fs.exists(root):
+        raise FileNotFoundError(f"{out_dir} does not exist")
+    info = Info(out_dir)
+    try:
+        with fs.open(f"{root}/dataset.json", "rb") as f:
+            meta = DatasetMetadata.model_validate_json(f.read())
+        info.name, info.source, info.schema_version = meta.name, meta.source, meta.schema_version
+        info.num_views, info.modalities = len(meta.views), list(meta.modalities)
+        info.image_size, info.clip_frames = meta.image_size, meta.clip_frames
+    except FileNotFoundError:
+        pass
+    committed = list_shards(out_dir)
+    info.num_shards = len(committed)
+    info.num_uncommitted = len(list_shards(out_dir, committed_only=False)) - len(committed)
+    errors: Counter[str] = Counter()
+    folds: Counter[int] = Counter()
+    expressions: Counter[str] = Counter()
+    subjects: set[str] = set()
+    for name in committed:
+        info.tar_bytes += read_stats(out_dir, name).tar_bytes
+        for r in read_shard_rows(out_dir, name):
+            if r.status == "failed":
+                info.num_failed += 1
+                errors[str(r.error_kind)] += 1
+                continue
+            info.num_samples += 1
+            subjects.add(r.subject)
+            folds[r.fold] += 1
+            expressions[r.expression or "-"] += 1
+    info.errors, info.folds, info.expressions = dict(errors), dict(folds), dict(expressions)
+    info.subjects = len(subjects)
+    return info
+
+
+def _decode(ext: str, data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        arr = np.asarray(im)
+    if ext.endswith("depth.png"):
+        return arr.astype(np.uint16)
+    return arr
+
+
+def write_contact_sheet(out_dir: str, png_path: str, n: int = 4) -> None:
+    """Write a PNG of the first ``n`` samples (frame 0; views side by side per modality)."""
+    rows: list[dict[str, np.ndarray]] = []
+    labels: list[str] = []
+    for name in list_shards(out_dir):
+        for sample in iter_samples(out_dir, name, limit=n - len(rows)):
+            row: dict[str, np.ndarray] = {}
+            for modality, suffix in MODALITY_EXT.items():
+                exts = sorted(e for e in sample if e.startswith("t00.") and e.endswith(suffix))
+                if exts:
+                    row[modality] = np.stack([_decode(e, sample[e]) for e in exts])
+            rows.append(row)
+            labels.append(str(sample["__key__"]))
+        if len(rows) >= n:
+            break
+    if not rows:
+        raise ValueError(f"{out_dir} has no committed sample to show")
+    sheet = contact_sheet(rows, labels)
+    fs, path = filesystem(png_path)
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    with fs.open(path, "wb") as f:
+        f.write(buf.getvalue())

@@ -1,0 +1,298 @@
+"""Loaders of mvdata shard directories: DALI (GPU or CPU) and webdataset + torch DataLoader.
+
+Both return :class:`MultiviewBatch`; :func:`make_loader` picks the backend. Everything a loader
+needs from the directory is checked before any worker starts (:func:`open_dataset`): a directory
+that is not an mvdata shard directory, or one written with another schema major version, is a
+``ValueError`` naming the file.
+
+Contract shared by the backends:
+
+* **Steps.** Every rank takes exactly ``len(loader)`` steps per epoch, the same on every rank
+  (computed from ``sizes.json``, checked across ranks at start when ``torch.distributed`` is up).
+  Rows that carry no sample (the end of a rank's share) are padding: ``valid=False``.
+* **Exactly once.** Unless a sample is skipped as bad input, every sample appears in exactly one
+  valid row per epoch across all ranks.
+* **Shuffle.** The build already shuffled samples globally (recorded seed). In training the
+  loaders add a per-epoch permutation of the *shard order* derived from ``(seed, epoch)`` only
+  (:func:`shard_order`), so any rank can build any epoch without history, plus a buffer shuffle of
+  decoded-free bytes. Eval (``train=False``) reads shards in sorted order, unshuffled.
+* **Bad input.** See each backend: missing members are logged with shard and key, counted and
+  skipped by both; a corrupt member is skipped and counted by webdataset, and stops DALI with an
+  error naming the shard and key (DALI cannot drop a sample after decoding started).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from pydantic import ValidationError
+
+from mvdata.loaders.batch import MultiviewBatch
+from schemas.models import SCHEMA_VERSION, DatasetMetadata, SizesJson
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["auto", "dali", "wds"]
+
+__all__ = [
+    "DatasetInfo",
+    "Loader",
+    "LoaderDataError",
+    "MultiviewBatch",
+    "check_same_steps",
+    "dali_available",
+    "make_loader",
+    "open_dataset",
+    "shard_order",
+    "steps_per_epoch",
+]
+
+
+class LoaderDataError(RuntimeError):
+    """A shard member could not be read or decoded and the backend cannot skip it."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a loader needs from a shard directory, read and checked once."""
+
+    root: str
+    meta: DatasetMetadata
+    shards: list[str]
+    sizes: dict[str, int]
+
+    @property
+    def frames(self) -> int:
+        """Clip frames ``T`` of every sample."""
+        return self.meta.clip_frames
+
+    @property
+    def num_views(self) -> int:
+        """Views ``V`` of every sample."""
+        return len(self.meta.views)
+
+    @property
+    def has_depth(self) -> bool:
+        """True when samples carry depth members."""
+        return "depth" in self.meta.modalities
+
+    @property
+    def total(self) -> int:
+        """Written samples over all shards (``sizes.json``)."""
+        return sum(self.sizes[s] for s in self.shards)
+
+    def rgb_exts(self) -> list[str]:
+        """RGB member extensions, ``t``-major then ``v`` (the batch's ``[T, V]`` order)."""
+        return [
+            f"t{t:02d}.v{v:02d}.rgb.jpg" for t in range(self.frames) for v in range(self.num_views)
+        ]
+
+    def depth_exts(self) -> list[str]:
+        """Depth member extensions, in the same order as :meth:`rgb_exts`."""
+        return [
+            f"t{t:02d}.v{v:02d}.depth.png"
+            for t in range(self.frames)
+            for v in range(self.num_views)
+        ]
+
+    def tar_path(self, shard: str) -> str:
+        """Path of a shard's tar."""
+        return os.path.join(self.root, "data", f"{shard}.tar")
+
+    def idx_path(self, shard: str) -> str:
+        """Path of a shard's DALI index."""
+        return os.path.join(self.root, "data", f"{shard}.idx")
+
+
+def _major(version: str) -> str:
+    return version.split(".", 1)[0]
+
+
+def open_dataset(data_dir: str | os.PathLike[str], *, split: str | None = None) -> DatasetInfo:
+    """Read and check ``dataset.json`` and ``sizes.json`` of a shard directory.
+
+    Raises ``ValueError`` (naming the file) when the directory is not an mvdata shard directory,
+    was written with another schema major version, or lists shards whose files are missing.
+    ``split`` keeps only the shards named ``{split}-NNNNNN``.
+    """
+    root = os.fspath(data_dir)
+    meta_path = os.path.join(root, "dataset.json")
+    if not os.path.isfile(meta_path):
+        raise ValueError(f"{meta_path} not found: {root} is not an mvdata shard directory")
+    try:
+        with open(meta_path, "rb") as f:
+            raw = json.loads(f.read())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{meta_path}: not readable JSON ({exc})") from exc
+    if not isinstance(raw, dict) or raw.get("format") != "mvdata-webdataset":
+        raise ValueError(f"{meta_path}: format is not 'mvdata-webdataset': not our shard directory")
+    version = str(raw.get("schema_version", ""))
+    if _major(version) != _major(SCHEMA_VERSION):
+        raise ValueError(
+            f"{meta_path}: schema_version {version!r} has another major version than this "
+            f"reader's {SCHEMA_VERSION!r}; rebuild the shards or use a matching mvdata"
+        )
+    try:
+        meta = DatasetMetadata.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(f"{meta_path}: does not match DatasetMetadata: {exc}") from exc
+    if "rgb" not in meta.modalities:
+        raise ValueError(f"{meta_path}: modalities {meta.modalities} carry no rgb")
+    sizes_path = os.path.join(root, "sizes.json")
+    try:
+        with open(sizes_path, "rb") as f:
+            sizes = SizesJson.model_validate_json(f.read())
+    except FileNotFoundError as exc:
+        raise ValueError(f"{sizes_path} not found: the build was not finalised") from exc
+    except ValidationError as exc:
+        raise ValueError(f"{sizes_path}: does not match SizesJson: {exc}") from exc
+    counts: dict[str, int] = {}
+    for rel, n in sizes.shards.items():
+        name = os.path.basename(rel).removesuffix(".tar")
+        if split is not None and not name.startswith(f"{split}-"):
+            continue
+        for suffix in (".tar", ".idx", ".stats.json"):
+            path = os.path.join(root, "data", name + suffix)
+            if not os.path.isfile(path):
+                raise ValueError(f"{sizes_path} lists shard {name}, but {path} is missing")
+        counts[name] = int(n)
+    shards = sorted(counts)
+    if not shards or sum(counts.values()) == 0:
+        raise ValueError(f"{sizes_path}: no samples" + (f" in split {split!r}" if split else ""))
+    return DatasetInfo(root=root, meta=meta, shards=shards, sizes=counts)
+
+
+def steps_per_epoch(total: int, world_size: int, batch_size: int) -> int:
+    """``ceil(ceil(total / world_size) / batch_size)``: steps every rank takes per epoch."""
+    if total < 0 or world_size < 1 or batch_size < 1:
+        raise ValueError("need total >= 0, world_size >= 1, batch_size >= 1")
+    return math.ceil(math.ceil(total / world_size) / batch_size)
+
+
+def shard_order(shards: list[str], *, seed: int, epoch: int, shuffle: bool) -> list[str]:
+    """The shard order of an epoch: sorted, or a permutation drawn from ``(seed, epoch)`` only.
+
+    The same on every rank (it depends on nothing local), and any epoch can be rebuilt directly,
+    which a resumed run needs.
+    """
+    ordered = sorted(shards)
+    if not shuffle:
+        return ordered
+    perm = np.random.default_rng([int(seed), int(epoch)]).permutation(len(ordered))
+    return [ordered[i] for i in perm]
+
+
+def check_same_steps(steps: int) -> None:
+    """When ``torch.distributed`` is initialised, raise unless every rank has ``steps`` steps."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    t = torch.tensor([steps, -steps], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    hi, lo = int(t[0]), -int(t[1])
+    if hi != lo:
+        raise RuntimeError(f"ranks disagree on steps per epoch ({lo}..{hi}); same data and flags?")
+
+
+class Loader(Protocol):
+    """What :func:`make_loader` returns: an iterable over one epoch of batches."""
+
+    backend: str
+    epoch: int
+
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[MultiviewBatch]: ...
+    def set_epoch(self, epoch: int) -> None: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def dali_available() -> bool:
+    """True when NVIDIA DALI (and its image codec) imports."""
+    try:
+        import nvidia.dali  # noqa: F401
+        from nvidia.dali.plugin import pytorch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_loader(
+    data_dir: str | os.PathLike[str],
+    *,
+    batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+    local_rank: int = 0,
+    backend: Backend = "auto",
+    device: str = "auto",
+    train: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    split: str | None = None,
+    image_size: int | None = None,
+    with_depth: bool = True,
+    num_workers: int = 2,
+    state: dict[str, Any] | None = None,
+    **backend_kwargs: Any,
+) -> Loader:
+    """Build a loader over a shard directory for one rank.
+
+    ``backend``: ``"auto"`` = DALI (mixed GPU decoding when ``device`` is CUDA, CPU decoding
+    otherwise), or webdataset when DALI does not import; ``"dali"``/``"wds"`` force one.
+    ``device``: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``. ``num_workers`` is DALI's
+    thread count or the DataLoader's worker count. ``state`` (from ``loader.state_dict()``)
+    resumes with the next unseen batch. Iterating the loader yields one epoch, then advances
+    ``loader.epoch``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} not in 0..{world_size - 1}")
+    info = open_dataset(data_dir, split=split)
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if backend == "auto":
+        backend = "dali" if dali_available() else "wds"
+    common: dict[str, Any] = dict(
+        batch_size=batch_size,
+        rank=rank,
+        world_size=world_size,
+        train=train,
+        seed=seed,
+        epoch=epoch,
+        image_size=image_size,
+        with_depth=with_depth,
+        num_workers=num_workers,
+    )
+    loader: Loader
+    if backend == "dali":
+        if not dali_available():
+            raise ValueError("backend 'dali' asked for, but nvidia.dali does not import")
+        from mvdata.loaders.dali import DaliLoader
+
+        device_id = local_rank if device.startswith("cuda") else None
+        loader = DaliLoader(info, device_id=device_id, **common, **backend_kwargs)
+    elif backend == "wds":
+        from mvdata.loaders.wds import WdsLoader
+
+        loader = WdsLoader(info, **common, **backend_kwargs)
+    else:
+        raise ValueError(f"unknown backend {backend!r}; use auto, dali or wds")
+    if state is not None:
+        loader.load_state_dict(state)
+    check_same_steps(len(loader))
+    return loader

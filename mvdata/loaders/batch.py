@@ -1,0 +1,68 @@
+"""The one batch contract both loaders return: :class:`MultiviewBatch`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+#: ImageNet statistics used to normalise RGB (values in 0..1 before normalising).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class MultiviewBatch:
+    """One batch of multiview (and multi-frame) samples.
+
+    Shapes: ``images`` float32 ``[B, T, V, 3, H, W]`` normalised with ImageNet mean/std;
+    ``depth`` float32 ``[B, T, V, 1, H, W]`` in millimetres (0 = background) or ``None``.
+    ``valid[b]`` is False for padding rows (the end of an epoch, filled so that every rank takes
+    the same number of steps): their ``key`` is ``""``, their ``meta`` ``None``, and they must be
+    left out of losses and metrics.
+    """
+
+    images: torch.Tensor
+    depth: torch.Tensor | None
+    keys: list[str]
+    valid: torch.Tensor
+    meta: list[dict[str, Any] | None]
+    views: list[int] = field(default_factory=list)
+    frames: int = 1
+
+    @property
+    def batch_size(self) -> int:
+        """Rows in the batch, padding included."""
+        return int(self.images.shape[0])
+
+    @property
+    def num_valid(self) -> int:
+        """Rows that are real samples."""
+        return int(self.valid.sum().item())
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> MultiviewBatch:
+        """A copy with the tensors on ``device``."""
+        return replace(
+            self,
+            images=self.images.to(device, non_blocking=non_blocking),
+            depth=None if self.depth is None else self.depth.to(device, non_blocking=non_blocking),
+            valid=self.valid.to(device, non_blocking=non_blocking),
+        )
+
+    def as_padding(self) -> MultiviewBatch:
+        """The same shapes with every row marked as padding (for the steps a rank has no data)."""
+        n = self.batch_size
+        return replace(
+            self,
+            keys=[""] * n,
+            meta=[None] * n,
+            valid=torch.zeros(n, dtype=torch.bool, device=self.valid.device),
+        )
+
+
+def normalise_uint8(images: torch.Tensor) -> torch.Tensor:
+    """``[..., 3, H, W]`` uint8 → float32 normalised with ImageNet mean/std."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(3, 1, 1) * 255.0
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(3, 1, 1) * 255.0
+    return (images.float() - mean) / std

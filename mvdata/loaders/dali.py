@@ -1,0 +1,418 @@
+"""NVIDIA DALI loader: ``fn.readers.webdataset`` over the shards' ``.idx`` files.
+
+One pipeline per rank (``shard_id=rank, num_shards=world_size``; DALI splits the samples into
+contiguous ranges by the index). JPEGs decode with ``device="mixed"`` on a GPU (``device_id`` set;
+``hw_decoder_load`` exposed) and on the CPU when ``device_id is None`` — the same graph otherwise,
+so the CPU path the tests run is the GPU path minus the device. Depth PNGs (16-bit grey) always
+decode on the CPU (nvImageCodec has no GPU PNG decoder) with ``dtype=UINT16``, which keeps the
+stored values exactly, and are resized nearest-neighbour so that background (0) never blends into
+the face.
+
+Design decisions:
+
+* **Keys and meta.** The ``json`` member has a variable length, which the torch iterator cannot
+  take as a ragged batch, so it is padded with zeros (``fn.pad``) and parsed on the host; the key
+  comes from the json member's ``source_info`` (``{tar}:{offset}:{key}.json``), padded the same way.
+* **Padding.** ``pad_last_batch=True`` repeats a rank's last sample so every rank runs the same
+  number of iterations; rows at positions past the rank's share (``epoch_size`` split the way
+  DALI does: ``[n*r//w, n*(r+1)//w)``) are marked ``valid=False``. Should DALI end before
+  ``len(loader)`` steps (samples skipped for missing members), all-padding batches fill the rest.
+* **Shuffle.** Training rebuilds the pipeline each epoch with the shard list permuted by
+  :func:`mvdata.loaders.shard_order` (``seed``, ``epoch``), plus DALI's buffer shuffle with a seed
+  from ``(seed, epoch, rank)``. Not ``shuffle_after_epoch``: its order depends on how many epochs
+  the reader has run, so a loader built for epoch ``e`` could not reproduce it without history.
+* **Checkpoint.** Pipelines are built with ``enable_checkpointing=True``; :meth:`state_dict` holds
+  the iterator's checkpoint (``DALIGenericIterator.checkpoints()``, which accounts for prefetched
+  batches) with the epoch and step, and a loader restored from it continues with the next unseen
+  batch.
+* **Bad input.** A sample missing a member: ``on_missing="skip"`` (default) drops it
+  (``missing_component_behavior="skip"``), after it was logged with shard and key from the index
+  and counted in :attr:`DaliLoader.skipped`; ``"error"`` refuses to start. A corrupt member makes
+  DALI stop the pipeline; the loader then finds the undecodable members of its share with PIL and
+  raises :class:`mvdata.loaders.LoaderDataError` naming shard, key and member — never a hang.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import torch
+from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+from PIL import Image
+
+from mvdata.loaders import DatasetInfo, LoaderDataError, shard_order, steps_per_epoch
+from mvdata.loaders.batch import IMAGENET_MEAN, IMAGENET_STD, MultiviewBatch
+from mvdata.shards import decode_json, read_index
+
+log = logging.getLogger(__name__)
+
+OnMissing = Literal["skip", "error"]
+
+
+def scan_index(info: DatasetInfo, shards: list[str], exts: list[str]) -> list[tuple[str, str]]:
+    """``(shard, key)`` of every sample whose index entry lacks one of ``exts``."""
+    bad: list[tuple[str, str]] = []
+    for shard in shards:
+        with open(info.idx_path(shard), "rb") as f:
+            samples = read_index(f.read())
+        for comps in samples:
+            have = {c[0] for c in comps}
+            if not set(exts) <= have:
+                key = comps[0][3].split(".", 1)[0] if comps else "?"
+                bad.append((shard, key))
+    return bad
+
+
+def _view_params(train: bool, max_zoom: float, jitter: float) -> dict[str, Any]:
+    """Random per-view augmentation parameters (DataNodes), shared by the view's frames."""
+    if not train:
+        return {}
+    # Crop side s in [1 - max_zoom, 1] of the image, centre shifted by at most what keeps the crop
+    # inside the image: a small scale-and-shift; never a flip (left/right views keep their sides).
+    s = fn.random.uniform(range=[1.0 - max_zoom, 1.0])
+    u = fn.random.uniform(range=[-1.0, 1.0], shape=[2])
+    centre = 0.5 + u * (1.0 - s) * 0.5
+    return {
+        "roi_start": centre - s * 0.5,
+        "roi_end": centre + s * 0.5,
+        "brightness": fn.random.uniform(range=[1.0 - jitter, 1.0 + jitter]),
+        "contrast": fn.random.uniform(range=[1.0 - jitter, 1.0 + jitter]),
+        "saturation": fn.random.uniform(range=[1.0 - jitter, 1.0 + jitter]),
+    }
+
+
+def build_pipeline(
+    info: DatasetInfo,
+    shards: list[str],
+    *,
+    batch_size: int,
+    rank: int,
+    world_size: int,
+    device_id: int | None,
+    num_threads: int,
+    size: int,
+    train: bool,
+    shuffle: bool,
+    seed: int,
+    with_depth: bool,
+    on_missing: OnMissing,
+    hw_decoder_load: float = 0.0,
+    initial_fill: int = 256,
+    max_zoom: float = 0.1,
+    jitter: float = 0.2,
+    prefetch_queue_depth: int = 2,
+    checkpoint: str | None = None,
+) -> Any:
+    """The DALI pipeline of one rank over ``shards`` (in that order); outputs
+    ``json, source, images[TV,3,H,W] float, (depth[TV,1,H,W] float raw PNG values)``."""
+    rgb_exts = info.rgb_exts()
+    depth_exts = info.depth_exts() if with_depth else []
+    gpu = device_id is not None
+    mean = [m * 255.0 for m in IMAGENET_MEAN]
+    std = [s * 255.0 for s in IMAGENET_STD]
+    resize_needed = size != info.meta.image_size
+
+    @pipeline_def(  # type: ignore[misc]
+        batch_size=batch_size,
+        num_threads=num_threads,
+        device_id=device_id,
+        seed=seed,
+        enable_checkpointing=True,
+        prefetch_queue_depth=prefetch_queue_depth,
+        exec_dynamic=True,
+    )
+    def pipe() -> Any:
+        outs = fn.readers.webdataset(
+            paths=[info.tar_path(s) for s in shards],
+            index_paths=[info.idx_path(s) for s in shards],
+            ext=["json", *rgb_exts, *depth_exts],
+            name="Reader",
+            shard_id=rank,
+            num_shards=world_size,
+            pad_last_batch=True,
+            random_shuffle=shuffle,
+            initial_fill=initial_fill,
+            seed=seed,
+            missing_component_behavior=on_missing,
+        )
+        js, rgb, dep = outs[0], outs[1 : 1 + len(rgb_exts)], outs[1 + len(rgb_exts) :]
+        source = fn.pad(fn.get_property(js, key="source_info"), fill_value=0)
+        js = fn.pad(js, fill_value=0)
+        images, depths = [], []
+        nv = info.num_views
+        params = [_view_params(train, max_zoom, jitter) for _ in range(nv)]
+        for i, enc in enumerate(rgb_exts):
+            p = params[i % nv]
+            img = fn.decoders.image(
+                rgb[i],
+                device="mixed" if gpu else "cpu",
+                output_type=types.RGB,
+                hw_decoder_load=hw_decoder_load,
+            )
+            del enc
+            if train:
+                img = fn.resize(
+                    img,
+                    size=[size, size],
+                    roi_start=p["roi_start"],
+                    roi_end=p["roi_end"],
+                    roi_relative=True,
+                    antialias=True,
+                )
+                img = fn.color_twist(
+                    img,
+                    brightness=p["brightness"],
+                    contrast=p["contrast"],
+                    saturation=p["saturation"],
+                )
+            elif resize_needed:
+                img = fn.resize(img, size=[size, size], antialias=True)
+            images.append(
+                fn.crop_mirror_normalize(
+                    img, dtype=types.FLOAT, output_layout="CHW", mean=mean, std=std, mirror=0
+                )
+            )
+            if with_depth:
+                d = fn.decoders.image(
+                    dep[i], device="cpu", output_type=types.ANY_DATA, dtype=types.UINT16
+                )
+                if gpu:
+                    d = d.gpu()
+                if train:
+                    d = fn.resize(
+                        d,
+                        size=[size, size],
+                        roi_start=p["roi_start"],
+                        roi_end=p["roi_end"],
+                        roi_relative=True,
+                        interp_type=types.INTERP_NN,
+                        antialias=False,
+                    )
+                elif resize_needed:
+                    d = fn.resize(
+                        d, size=[size, size], interp_type=types.INTERP_NN, antialias=False
+                    )
+                d = fn.transpose(d, perm=[2, 0, 1])
+                depths.append(fn.cast(d, dtype=types.FLOAT))
+        stacked = [js, source, fn.stack(*images, axis=0)]
+        if with_depth:
+            stacked.append(fn.stack(*depths, axis=0))
+        return tuple(stacked)
+
+    return pipe(checkpoint=checkpoint) if checkpoint is not None else pipe()
+
+
+class DaliLoader:
+    """One rank's DALI loader; iterate for one epoch of :class:`MultiviewBatch`."""
+
+    backend = "dali"
+
+    def __init__(
+        self,
+        info: DatasetInfo,
+        *,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        device_id: int | None = None,
+        train: bool = True,
+        seed: int = 0,
+        epoch: int = 0,
+        image_size: int | None = None,
+        with_depth: bool = True,
+        num_workers: int = 2,
+        shuffle: bool | None = None,
+        on_missing: OnMissing = "skip",
+        hw_decoder_load: float = 0.0,
+        initial_fill: int = 256,
+        max_zoom: float = 0.1,
+        jitter: float = 0.2,
+    ) -> None:
+        if on_missing not in ("skip", "error"):
+            raise ValueError(f"on_missing must be 'skip' or 'error', got {on_missing!r}")
+        self.info = info
+        self.batch_size = batch_size
+        self.rank, self.world_size = rank, world_size
+        self.device_id = device_id
+        self.train = train
+        self.shuffle = train if shuffle is None else shuffle
+        self.seed = seed
+        self.epoch = epoch
+        self.size = image_size or info.meta.image_size
+        self.with_depth = with_depth and info.has_depth
+        self.num_threads = max(1, num_workers)
+        self.on_missing: OnMissing = on_missing
+        self.hw_decoder_load = hw_decoder_load
+        self.initial_fill = initial_fill
+        self.max_zoom, self.jitter = max_zoom, jitter
+        self.steps = steps_per_epoch(info.total, world_size, batch_size)
+        self.step = 0
+        self._checkpoint: str | None = None
+        self._iter: DALIGenericIterator | None = None
+        exts = ["json", *info.rgb_exts(), *(info.depth_exts() if self.with_depth else [])]
+        bad = scan_index(info, info.shards, exts)
+        for shard, key in bad:
+            log.warning(
+                "shard %s sample %s: a member is missing (policy %s)", shard, key, on_missing
+            )
+        if bad and on_missing == "error":
+            shard, key = bad[0]
+            raise LoaderDataError(
+                f"{len(bad)} samples miss members, first: shard {shard} key {key}"
+            )
+        #: Samples left out for missing members (over all ranks' data).
+        self.skipped = len(bad)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its beginning on the next iteration."""
+        self.epoch, self.step, self._checkpoint = epoch, 0, None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Epoch, step and DALI reader checkpoint: restoring continues with the next batch."""
+        cp = self._checkpoint
+        if self._iter is not None and 0 < self.step < self.steps:
+            cp = self._iter.checkpoints()[0]
+        return {
+            "backend": self.backend,
+            "epoch": self.epoch,
+            "step": self.step,
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "dali": cp,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict` of a loader with the same data and settings."""
+        if state.get("backend") != self.backend or state.get("world_size") != self.world_size:
+            raise ValueError("loader state is from another backend or world size")
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self._checkpoint = state.get("dali") if self.step > 0 else None
+        if self.step >= self.steps:
+            self.epoch, self.step, self._checkpoint = self.epoch + 1, 0, None
+
+    def _pipeline(self, shards: list[str], checkpoint: str | None) -> Any:
+        return build_pipeline(
+            self.info,
+            shards,
+            batch_size=self.batch_size,
+            rank=self.rank,
+            world_size=self.world_size,
+            device_id=self.device_id,
+            num_threads=self.num_threads,
+            size=self.size,
+            train=self.train,
+            shuffle=self.shuffle,
+            seed=(self.seed * 1_000_003 + self.epoch * 1009 + self.rank) % (2**31),
+            with_depth=self.with_depth,
+            on_missing=self.on_missing,
+            hw_decoder_load=self.hw_decoder_load,
+            initial_fill=self.initial_fill,
+            max_zoom=self.max_zoom,
+            jitter=self.jitter,
+            checkpoint=checkpoint,
+        )
+
+    def __iter__(self) -> Iterator[MultiviewBatch]:
+        shards = shard_order(
+            self.info.shards, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle
+        )
+        pipe = self._pipeline(shards, self._checkpoint if self.step > 0 else None)
+        outputs = ["json", "source", "images"] + (["depth"] if self.with_depth else [])
+        self._iter = DALIGenericIterator(
+            [pipe],
+            outputs,
+            reader_name="Reader",
+            last_batch_policy=LastBatchPolicy.FILL,
+            auto_reset=False,
+        )
+        meta = pipe.reader_meta("Reader")
+        n, w, r = int(meta["epoch_size"]), self.world_size, self.rank
+        share = n * (r + 1) // w - n * r // w
+        last: MultiviewBatch | None = None
+        gen = iter(self._iter)
+        while self.step < self.steps:
+            try:
+                out = next(gen)[0]
+            except StopIteration:
+                out = None
+            except RuntimeError as exc:
+                raise LoaderDataError(self._diagnose(shards, n, exc)) from exc
+            if out is None:
+                if last is None:
+                    raise LoaderDataError(f"rank {r} got no sample at all from {self.info.root}")
+                batch = last.as_padding()
+            else:
+                batch = self._batch(out, self.step * self.batch_size, share)
+            last = batch
+            self.step += 1
+            yield batch
+        self._iter = None
+        self.epoch, self.step, self._checkpoint = self.epoch + 1, 0, None
+
+    def _batch(self, out: dict[str, torch.Tensor], start: int, share: int) -> MultiviewBatch:
+        b = out["images"].shape[0]
+        t, v = self.info.frames, self.info.num_views
+        images = out["images"].reshape(b, t, v, 3, self.size, self.size)
+        depth = None
+        if self.with_depth:
+            depth = out["depth"].reshape(b, t, v, 1, self.size, self.size)
+            depth = depth * self.info.meta.depth_scale_mm
+        valid = torch.tensor([start + i < share for i in range(b)], dtype=torch.bool)
+        js, src = out["json"].cpu().numpy(), out["source"].cpu().numpy()
+        keys: list[str] = []
+        metas: list[dict[str, Any] | None] = []
+        for i in range(b):
+            if not valid[i]:
+                keys.append("")
+                metas.append(None)
+                continue
+            name = bytes(src[i]).rstrip(b"\0").decode().rpartition(":")[2]
+            keys.append(name.split(".", 1)[0])
+            metas.append(decode_json(bytes(js[i]).rstrip(b"\0")))
+        return MultiviewBatch(
+            images=images,
+            depth=depth,
+            keys=keys,
+            valid=valid,
+            meta=metas,
+            views=[c.index for c in self.info.meta.views],
+            frames=t,
+        )
+
+    def _diagnose(self, shards: list[str], epoch_size: int, exc: RuntimeError) -> str:
+        """Find the undecodable members of this rank's share with PIL (failure path only)."""
+        lo = epoch_size * self.rank // self.world_size
+        hi = epoch_size * (self.rank + 1) // self.world_size
+        want = set(self.info.rgb_exts()) | (
+            set(self.info.depth_exts()) if self.with_depth else set()
+        )
+        found: list[str] = []
+        pos = 0
+        for shard in shards:
+            with open(self.info.idx_path(shard), "rb") as f:
+                samples = read_index(f.read())
+            with open(self.info.tar_path(shard), "rb") as tar:
+                for comps in samples:
+                    if not want | {"json"} <= {c[0] for c in comps}:
+                        continue  # skipped by the reader, not counted in its positions
+                    if lo <= pos < hi:
+                        for ext, off, size, name in comps:
+                            if ext not in want:
+                                continue
+                            tar.seek(off)
+                            try:
+                                Image.open(io.BytesIO(tar.read(size))).load()
+                            except (OSError, ValueError, SyntaxError) as e:
+                                found.append(
+                                    f"shard {shard} key {name.split('.', 1)[0]} member {ext}: {e}"
+                                )
+                    pos += 1
+        where = "; ".join(found[:10]) or "no undecodable member found by PIL"
+        return f"DALI stopped reading {self.info.root} (rank {self.rank}): {where}. DALI: {exc}"

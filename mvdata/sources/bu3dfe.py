@@ -1,0 +1,88 @@
+"""BU-3DFE: static VRML scans ``F0001/F0001_AN01WH_F3D.wrl`` (+ ``.bmp`` texture, ``.bnd``).
+
+Name: sex F|M, 4-digit subject, ``_``, expression AN DI FE HA SA SU with level 01-04 or NE00,
+2-letter ethnicity (WH AE BL AM IN LA), ``_F3D`` (cropped face). ``_RAW`` scans are skipped
+(not errors); any other ``.wrl`` whose name does not parse is a ``"name"`` error.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mvdata.formats.vrml import read_vrml
+from mvdata.mesh import Item, ItemMeta, Mesh, ReadError
+from mvdata.sources import ScanResult, register
+from mvdata.sources.common import dedupe, empty_file, finish_frame, first_existing, resolve
+from mvdata.sources.common import walk_files as _walk
+
+BU_EXPRESSIONS = {
+    "NE": "neutral", "AN": "anger", "DI": "disgust", "FE": "fear",
+    "HA": "happiness", "SA": "sadness", "SU": "surprise",
+}  # fmt: skip
+ETHNICITIES = ("WH", "AE", "BL", "AM", "IN", "LA")
+_RE_NAME = re.compile(
+    r"^(?P<sex>[FM])(?P<num>\d{4})_(?P<code>AN|DI|FE|HA|SA|SU|NE)(?P<level>\d{2})"
+    r"(?P<eth>WH|AE|BL|AM|IN|LA)_(?P<scan>F3D|RAW)\.wrl$"
+)
+LICENCE = (
+    "BU-3DFE (Binghamton University 3D Facial Expression Database): research use under the "
+    "database's licence agreement (EULA) with Binghamton University; not redistributable. "
+    "Derived data may not be published without the licensor's permission."
+)
+
+
+class BU3DFE:
+    """Reader of BU-3DFE's cropped (``_F3D``) VRML scans."""
+
+    name = "bu3dfe"
+    description = "BU-3DFE: 100 subjects x 25 static scans (6 expressions x 4 levels + neutral)"
+    licence = LICENCE
+
+    def scan(self, root: Path) -> ScanResult:
+        root = Path(root)
+        res = ScanResult()
+        items: list[Item] = []
+        for rel in _walk(root, (".wrl",), res.errors):
+            m = _RE_NAME.match(Path(rel).name)
+            if m is None:
+                res.errors.append(ReadError(rel, "name", "name is not like F0001_AN01WH_F3D.wrl"))
+                continue
+            code, level = m["code"], int(m["level"])
+            if (code == "NE") != (level == 0) or level > 4:
+                res.errors.append(ReadError(rel, "name", f"level {level:02d} invalid for {code}"))
+                continue
+            if m["scan"] != "F3D":
+                continue  # raw scans are a different product of the same capture
+            if empty_file(root, rel):
+                res.errors.append(ReadError(rel, "empty", "file is empty (0 bytes)"))
+                continue
+            subject = f"{m['sex']}{m['num']}"
+            stem = rel[: -len(".wrl")]
+            extra_paths = [
+                p for p in (first_existing(root, [stem + ".bmp"]), first_existing(root, [stem + ".bnd"]))
+                if p is not None
+            ]  # fmt: skip
+            meta = ItemMeta(
+                dataset=self.name,
+                subject=subject,
+                sequence=f"{subject}_{code}{level:02d}",
+                expression=BU_EXPRESSIONS[code],
+                intensity=level,
+                extra={"code": code, "level": f"{level:02d}", "ethnicity": m["eth"],
+                       "sex": m["sex"], "scan": m["scan"]},
+            )  # fmt: skip
+            items.append(
+                Item(self.name, str(root), f"bu3dfe_{subject}_{code}{level:02d}", "static", meta,
+                     ((rel, *extra_paths),))
+            )  # fmt: skip
+        res.items = dedupe(items, res.errors)
+        return res
+
+    def load_frame(self, item: Item, t: int) -> Mesh:
+        paths = item.frame_paths[t]
+        vm = read_vrml(resolve(item.root, paths[0]))
+        return finish_frame(item.root, paths[0], vm.mesh, vm.texture_url, paths[1:])
+
+
+SOURCE = register(BU3DFE())

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install everything the project needs into ./.venv (idempotent: a second run only checks).
+# System: Mesa's EGL + llvmpipe for headless rendering (Debian: libegl1, libgl1-mesa-dri).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+need_apt=()
+for pkg in libegl1 libgl1-mesa-dri; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing system packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.mvdata-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+  # torch first and pinned, so nothing later can pull a different multi-GB build.
+  .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -c "import torch, nvidia.dali, lancedb, webdataset, moderngl, eos" \
+    || { echo "error: the installation is incomplete (see pip's messages above)" >&2; exit 1; }
+  touch "$stamp"
+fi

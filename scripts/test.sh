@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install, then run every check CI runs: lint, types, schema files, the test suite (CPU only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+if [ -z "${MVDATA_FACE_MODEL_DIR:-}" ] && [ -f ../shared/facemodels/sfm/sfm_shape_3448.bin ]; then
+  export MVDATA_FACE_MODEL_DIR="$PWD/../shared/facemodels/sfm"
+fi
+echo "== ruff"; ruff check .
+echo "== mypy"; mypy mvdata mvmodel cli schemas
+echo "== schema files"; python -m schemas.export --check
+echo "== pytest"; python -m pytest -q -p no:cacheprovider "$@"

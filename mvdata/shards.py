@@ -365,7 +365,9 @@ class ShardWriter:
 
         ``seconds`` (time per stage, e.g. read/render/encode) goes into the stats; the writer
         adds its own ``write`` time unless given. A shard with no written sample still commits
-        (its tar is an empty archive and its index lists 0 samples) so a resumed build skips it.
+        (its tar is an empty archive and its index lists 0 samples) so a resumed build skips it;
+        DALI's reader refuses such an index, so loaders must leave out shards whose
+        ``sizes.json`` count is 0.
         """
         if self._done:
             raise RuntimeError(f"shard {self.shard_name} is already committed or aborted")
@@ -460,16 +462,21 @@ def list_shards(out_dir: str, *, committed_only: bool = True) -> list[str]:
     return sorted(names)
 
 
-def clean_temp_files(out_dir: str) -> list[str]:
-    """Remove temp files left by killed writers (call only when no writer is running)."""
+def clean_temp_files(out_dir: str, shard_names: Sequence[str] | None = None) -> list[str]:
+    """Remove temp files left by killed writers: of ``shard_names`` only when given (other
+    workers of a multi-machine build may be writing theirs), else all (call only when no writer
+    is running)."""
     fs, root = filesystem(out_dir)
+    prefixes = None if shard_names is None else tuple(f".{n}." for n in shard_names)
     data = f"{root}/{DATA_DIR}"
     if not fs.exists(data):
         return []
     removed = []
     for path in fs.ls(data, detail=False):
         base = str(path).rsplit("/", 1)[-1]
-        if base.startswith(".") and base.endswith(".tmp"):
+        if base.startswith(".") and base.endswith(".tmp") and (
+            prefixes is None or base.startswith(prefixes)
+        ):
             fs.rm(path)
             removed.append(str(path))
     return removed

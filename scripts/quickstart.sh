@@ -16,3 +16,23 @@ mkdir -p "$OUT"
 
 echo "== 1. synthetic 3D/4D faces"
 mvdata synth "$OUT/synth" --identities 6 --sequences --frames 25 --seed 0
+
+echo "== 2. render multiview shards (3 views: 0, -20, +20 deg yaw; rgb + depth; 224 px)"
+mvdata build "$OUT/synth" "$OUT/shards" --source synthetic --kind static --samples-per-shard 32
+
+echo "== 3. 4D clips (8 frames x 3 views, sampled around the peak of motion)"
+mvdata build "$OUT/synth" "$OUT/clips" --source synthetic --kind sequence --clip-frames 8 \
+  --clip-sampling motion --image-size 112 --samples-per-shard 8
+
+echo "== 4. verify every byte"
+mvdata verify "$OUT/shards"
+mvdata verify "$OUT/clips"
+
+echo "== 5. summary and a contact sheet to look at"
+mvdata info "$OUT/shards" --contact-sheet "$OUT/shards-contact-sheet.png"
+mvdata info "$OUT/clips" --contact-sheet "$OUT/clips-contact-sheet.png"
+
+echo
+echo "quickstart done; everything is under $OUT/:"
+echo "  synth/   synthetic meshes + metadata.parquet     shards/, clips/   WebDataset tars (+ .idx, parquet, stats)"
+echo "  *-contact-sheet.png   rendered views to look at"

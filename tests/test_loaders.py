@@ -37,8 +37,15 @@ EYE = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0
 
 def _views(n: int) -> list[ViewCamera]:
     return [
-        ViewCamera(index=i, yaw=-30.0 + 60.0 * i / max(n - 1, 1), pitch=0.0, fov_y=20.0,
-                   distance=3.0, world_to_camera=EYE, projection=EYE)
+        ViewCamera(
+            index=i,
+            yaw=-30.0 + 60.0 * i / max(n - 1, 1),
+            pitch=0.0,
+            fov_y=20.0,
+            distance=3.0,
+            world_to_camera=EYE,
+            projection=EYE,
+        )
         for i in range(n)
     ]
 
@@ -60,12 +67,24 @@ def _depth(rng: np.random.Generator) -> np.ndarray:
 def sample_members(key: str, rng: np.random.Generator) -> dict[str, bytes]:
     """All members of one sample: json + T x V rgb jpg + depth png."""
     sj = SampleJson(
-        key=key, dataset="synthetic", source="synthetic", subject=f"S{key[-2:]}",
-        sequence="seq", kind="sequence", fold=0, frames=list(range(T)), num_views=V,
-        modalities=["rgb", "depth"], image_size=SIZE, views=_views(V),
-        normalisation=[Normalisation(method="bbox", centre=[0, 0, 0], scale=1.0, rotation=EYE[:3])
-                       for _ in range(T)],
-        depth_scale_mm=DEPTH_SCALE, labels=Labels(expression="happiness", intensity=2),
+        key=key,
+        dataset="synthetic",
+        source="synthetic",
+        subject=f"S{key[-2:]}",
+        sequence="seq",
+        kind="sequence",
+        fold=0,
+        frames=list(range(T)),
+        num_views=V,
+        modalities=["rgb", "depth"],
+        image_size=SIZE,
+        views=_views(V),
+        normalisation=[
+            Normalisation(method="bbox", centre=[0, 0, 0], scale=1.0, rotation=EYE[:3])
+            for _ in range(T)
+        ],
+        depth_scale_mm=DEPTH_SCALE,
+        labels=Labels(expression="happiness", intensity=2),
         source_paths=[f"{key}.ply"],
     )
     members = {"json": sj.model_dump_json().encode()}
@@ -76,8 +95,9 @@ def sample_members(key: str, rng: np.random.Generator) -> dict[str, bytes]:
     return members
 
 
-def build_shard_dir(out: Path, sizes: list[int], *, seed: int = 0,
-                    edit: dict[str, dict[str, bytes]] | None = None) -> list[str]:
+def build_shard_dir(
+    out: Path, sizes: list[int], *, seed: int = 0, edit: dict[str, dict[str, bytes]] | None = None
+) -> list[str]:
     """Write shards of ``sizes`` samples + dataset.json + sizes.json; return the keys in order.
 
     ``edit[key]`` replaces members of that sample (e.g. corrupt bytes)."""
@@ -94,11 +114,27 @@ def build_shard_dir(out: Path, sizes: list[int], *, seed: int = 0,
                 keys.append(key)
             w.commit(seconds={})
     meta = DatasetMetadata(
-        name="fixture", source="synthetic", dataset="synthetic", source_root="/nowhere",
-        licence="CC0", publishable=True, seed=seed, num_folds=2, split="train", views=_views(V),
-        modalities=["rgb", "depth"], image_size=SIZE, clip_frames=T, clip_sampling="uniform",
-        jpeg_quality=95, depth_scale_mm=DEPTH_SCALE, member_names=names, num_samples=len(keys),
-        num_failed=0, num_shards=len(sizes), samples_per_shard=max(sizes),
+        name="fixture",
+        source="synthetic",
+        dataset="synthetic",
+        source_root="/nowhere",
+        licence="CC0",
+        publishable=True,
+        seed=seed,
+        num_folds=2,
+        split="train",
+        views=_views(V),
+        modalities=["rgb", "depth"],
+        image_size=SIZE,
+        clip_frames=T,
+        clip_sampling="uniform",
+        jpeg_quality=95,
+        depth_scale_mm=DEPTH_SCALE,
+        member_names=names,
+        num_samples=len(keys),
+        num_failed=0,
+        num_shards=len(sizes),
+        samples_per_shard=max(sizes),
         generator_version="test",
     )
     (out / "dataset.json").write_text(meta.model_dump_json(indent=1))
@@ -120,13 +156,28 @@ def _reference(out: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
     """PIL decode of one sample: images [T,V,H,W,3] uint8, depth [T,V,H,W] uint16."""
     import webdataset as wds
 
-    for s in wds.WebDataset(sorted(str(p) for p in (out / "data").glob("*.tar")),
-                            shardshuffle=False, empty_check=False):
+    for s in wds.WebDataset(
+        sorted(str(p) for p in (out / "data").glob("*.tar")), shardshuffle=False, empty_check=False
+    ):
         if s["__key__"] == key:
-            img = np.stack([[np.array(Image.open(io.BytesIO(s[f"t{t:02d}.v{v:02d}.rgb.jpg"])))
-                             for v in range(V)] for t in range(T)])
-            dep = np.stack([[np.array(Image.open(io.BytesIO(s[f"t{t:02d}.v{v:02d}.depth.png"])))
-                             for v in range(V)] for t in range(T)])
+            img = np.stack(
+                [
+                    [
+                        np.array(Image.open(io.BytesIO(s[f"t{t:02d}.v{v:02d}.rgb.jpg"])))
+                        for v in range(V)
+                    ]
+                    for t in range(T)
+                ]
+            )
+            dep = np.stack(
+                [
+                    [
+                        np.array(Image.open(io.BytesIO(s[f"t{t:02d}.v{v:02d}.depth.png"])))
+                        for v in range(V)
+                    ]
+                    for t in range(T)
+                ]
+            )
             return img, dep
     raise KeyError(key)
 
@@ -141,8 +192,9 @@ def _unnormalise(images: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("backend", ["dali", "wds"])
 def test_eval_batches_shapes_values(shard_dir: tuple[Path, list[str]], backend: str) -> None:
     out, keys = shard_dir
-    loader = make_loader(out, batch_size=4, backend=backend, device="cpu", train=False,
-                         num_workers=1)
+    loader = make_loader(
+        out, batch_size=4, backend=backend, device="cpu", train=False, num_workers=1
+    )
     assert len(loader) == steps_per_epoch(13, 1, 4) == 4
     batches = _epoch(loader)
     assert len(batches) == 4
@@ -164,8 +216,9 @@ def test_eval_batches_shapes_values(shard_dir: tuple[Path, list[str]], backend: 
 def test_dali_and_wds_agree(shard_dir: tuple[Path, list[str]]) -> None:
     out, _ = shard_dir
     a = _epoch(make_loader(out, batch_size=5, backend="dali", device="cpu", train=False))
-    b = _epoch(make_loader(out, batch_size=5, backend="wds", device="cpu", train=False,
-                           num_workers=0))
+    b = _epoch(
+        make_loader(out, batch_size=5, backend="wds", device="cpu", train=False, num_workers=0)
+    )
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
         assert x.keys == y.keys and torch.equal(x.valid, y.valid)
@@ -179,12 +232,14 @@ def test_dali_and_wds_agree(shard_dir: tuple[Path, list[str]]) -> None:
 @pytest.mark.parametrize("backend", ["dali", "wds"])
 def test_train_epoch_permutes_and_covers(shard_dir: tuple[Path, list[str]], backend: str) -> None:
     out, keys = shard_dir
-    loader = make_loader(out, batch_size=4, backend=backend, device="cpu", train=True, seed=3,
-                         num_workers=1)
+    loader = make_loader(
+        out, batch_size=4, backend=backend, device="cpu", train=True, seed=3, num_workers=1
+    )
     seen = []
     for _ in range(2):
-        seen.append([k for b in loader for k, ok in zip(b.keys, b.valid.tolist(), strict=True)
-                     if ok])
+        seen.append(
+            [k for b in loader for k, ok in zip(b.keys, b.valid.tolist(), strict=True) if ok]
+        )
     for s in seen:
         assert sorted(s) == keys  # each sample exactly once per epoch
     assert seen[0] != keys or seen[1] != keys  # shuffled
@@ -193,19 +248,21 @@ def test_train_epoch_permutes_and_covers(shard_dir: tuple[Path, list[str]], back
     assert b.depth is not None and (b.depth == 0).any() and (b.depth > 0).any()
 
 
-def test_dali_checkpoint_resume(shard_dir: tuple[Path, list[str]]) -> None:
+@pytest.mark.parametrize("backend", ["dali", "wds"])
+def test_checkpoint_resume(shard_dir: tuple[Path, list[str]], backend: str) -> None:
+    """Read 2 batches, save the state, build a new loader from it: the rest equals a full run."""
     out, _ = shard_dir
-    kw: dict[str, Any] = dict(batch_size=2, backend="dali", device="cpu", train=True, seed=7)
+    kw: dict[str, Any] = dict(batch_size=2, backend=backend, device="cpu", train=True, seed=7)
     full = make_loader(out, **kw)
     ref = [b for _ in range(2) for b in full]  # two uninterrupted epochs
     part = make_loader(out, **kw)
     it = iter(part)
     first = [next(it), next(it)]
     state = json.loads(json.dumps(part.state_dict()))  # survives a JSON round trip
+    assert state["step"] == 2
     del it, part
     resumed = make_loader(out, **kw, state=state)
-    rest = list(resumed) + list(resumed)[: len(ref) - 2 - (len(resumed) - 2)]
-    got = first + rest
+    got = first + list(resumed) + list(resumed)  # rest of epoch 0, then epoch 1
     assert [b.keys for b in got] == [b.keys for b in ref]
     for x, y in zip(got, ref, strict=True):
         assert torch.equal(x.images, y.images)  # augmentation state restored too
@@ -213,15 +270,19 @@ def test_dali_checkpoint_resume(shard_dir: tuple[Path, list[str]]) -> None:
 
 @pytest.mark.parametrize("backend", ["dali", "wds"])
 def test_corrupt_member(tmp_path: Path, backend: str) -> None:
-    keys = build_shard_dir(tmp_path, [4, 3], edit={"syn_0005": {"t01.v00.rgb.jpg": b"\xff\xd8junk"}})
-    loader = make_loader(tmp_path, batch_size=2, backend=backend, device="cpu", train=False,
-                         num_workers=1)
+    keys = build_shard_dir(
+        tmp_path, [4, 3], edit={"syn_0005": {"t01.v00.rgb.jpg": b"\xff\xd8junk"}}
+    )
+    loader = make_loader(
+        tmp_path, batch_size=2, backend=backend, device="cpu", train=False, num_workers=1
+    )
     if backend == "dali":
         with pytest.raises(LoaderDataError, match=r"train-000001 key syn_0005 member t01.v00"):
             _epoch(loader)
     else:
-        got = [k for b in _epoch(loader) for k, ok in zip(b.keys, b.valid.tolist(), strict=True)
-               if ok]
+        got = [
+            k for b in _epoch(loader) for k, ok in zip(b.keys, b.valid.tolist(), strict=True) if ok
+        ]
         assert got == [k for k in keys if k != "syn_0005"]
         assert loader.errors == 1
 
@@ -232,7 +293,7 @@ def test_missing_member_skipped_dali(tmp_path: Path) -> None:
     lines = idx.read_text().split("\n")
     parts = lines[2].split(" ")
     drop = parts.index("t00.v01.depth.png")
-    lines[2] = " ".join(parts[:drop] + parts[drop + 4:])  # sample 1 loses a member
+    lines[2] = " ".join(parts[:drop] + parts[drop + 4 :])  # sample 1 loses a member
     idx.write_text("\n".join(lines))
     loader = make_loader(tmp_path, batch_size=2, backend="dali", device="cpu", train=False)
     assert loader.skipped == 1

@@ -5,9 +5,11 @@ Everything renders with the real moderngl EGL context (Mesa llvmpipe on CI) at s
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
+import pickle
 from collections.abc import Iterator
 
 import numpy as np
@@ -36,7 +38,9 @@ SCALE_MM = 0.05
 
 
 def identity_norm(scale: float = 1.0) -> Normalisation:
-    return Normalisation(method="bbox", centre=[0.0, 0.0, 0.0], scale=scale, rotation=np.eye(3).tolist())
+    return Normalisation(
+        method="bbox", centre=[0.0, 0.0, 0.0], scale=scale, rotation=np.eye(3).tolist()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +49,9 @@ def renderer() -> Iterator[Renderer]:
         yield r
 
 
-def sphere(radius: float = 60.0, subdivisions: int = 4, centre: tuple[float, ...] = (0, 0, 0)) -> Mesh:
+def sphere(
+    radius: float = 60.0, subdivisions: int = 4, centre: tuple[float, ...] = (0, 0, 0)
+) -> Mesh:
     s = trimesh.creation.icosphere(subdivisions, radius=radius)
     return Mesh(s.vertices + np.asarray(centre), s.faces)
 
@@ -57,7 +63,9 @@ def textured_quad(half: float = 100.0) -> tuple[Mesh, np.ndarray]:
     tex[:32, 32:] = (40, 200, 40)  # top-right: green
     tex[32:, :32] = (40, 40, 220)  # bottom-left: blue
     tex[32:, 32:] = (230, 230, 230)  # bottom-right: white
-    v = np.array([[-half, -half, 0], [half, -half, 0], [half, half, 0], [-half, half, 0]], np.float32)
+    v = np.array(
+        [[-half, -half, 0], [half, -half, 0], [half, half, 0], [-half, half, 0]], np.float32
+    )
     f = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
     # UVs in a different order than the vertices, indexed separately (as VRML/OBJ do)
     uvs = np.array([[1, 1], [0, 0], [0, 1], [1, 0]], np.float32)  # corners 2, 0, 3, 1
@@ -114,10 +122,18 @@ def test_normals_at_centre_point_at_camera(renderer: Renderer) -> None:
     assert out["normal"][0, c, c + 20, 0] > 160 and out["normal"][0, c, c - 20, 0] < 95
 
 
-def test_camera_matrices_match_rendered_positions(renderer: Renderer) -> None:
+@pytest.mark.parametrize("views", [DEFAULT_VIEWS, ((15.0, 25.0), (-40.0, -10.0))])
+def test_camera_matrices_match_rendered_positions(
+    renderer: Renderer, views: tuple[tuple[float, float], ...]
+) -> None:
     centre = np.array([40.0, 30.0, 20.0])
-    out = renderer.render(sphere(8.0, 3, tuple(centre)), identity_norm())
-    for cam in renderer.cameras():
+    with contextlib.ExitStack() as stack:
+        r = renderer
+        if views != DEFAULT_VIEWS:  # another rig, with pitch
+            r = stack.enter_context(Renderer(SIZE, views, ("depth",), depth_scale_mm=SCALE_MM))
+        out = r.render(sphere(8.0, 3, tuple(centre)), identity_norm())
+        cams = r.cameras()
+    for cam in cams:
         view = np.asarray(cam.world_to_camera)
         proj = np.asarray(cam.projection)
         clip = proj @ view @ np.append(centre, 1.0)
@@ -131,13 +147,22 @@ def test_camera_matrices_match_rendered_positions(renderer: Renderer) -> None:
 
 
 # --------------------------------------------------------------------------- colour
-def test_texture_lands_where_uv_says(renderer: Renderer) -> None:
+@pytest.mark.parametrize("per_corner", [True, False])
+def test_texture_lands_where_uv_says(renderer: Renderer, per_corner: bool) -> None:
     mesh, tex = textured_quad()
+    if not per_corner:  # the same UVs, one per vertex (uv_faces is faces)
+        uvs = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
+        mesh = Mesh(mesh.vertices, mesh.faces, uvs=uvs, texture=tex)
     out = renderer.render(mesh, identity_norm())
     img = out["rgb"][0].astype(int)
     q = SIZE // 4
     # image quadrant == texture quadrant (top-left of the image shows the texture's top-left)
-    for (r, c), (tr, tc) in {(q, q): (8, 8), (q, 3 * q): (8, 56), (3 * q, q): (56, 8), (3 * q, 3 * q): (56, 56)}.items():
+    for (r, c), (tr, tc) in {
+        (q, q): (8, 8),
+        (q, 3 * q): (8, 56),
+        (3 * q, q): (56, 8),
+        (3 * q, 3 * q): (56, 56),
+    }.items():
         assert np.abs(img[r, c] - tex[tr, tc]).max() <= 2, ((r, c), img[r, c], tex[tr, tc])
 
 
@@ -197,6 +222,15 @@ def test_rig_cameras_and_validation() -> None:
         Renderer(32, modalities=("rgb", "infrared"))  # type: ignore[arg-type]
 
 
+def test_renderer_refuses_pickling_and_bad_textures(renderer: Renderer) -> None:
+    with pytest.raises(TypeError, match="inside each worker"):
+        pickle.dumps(renderer)
+    mesh, tex = textured_quad()
+    mesh.texture = tex[:, :, 0]  # a grey image without its channel axis
+    with pytest.raises(ValueError, match="texture"):
+        renderer.render(mesh, identity_norm())
+
+
 # --------------------------------------------------------------------------- determinism, processes
 def test_render_is_deterministic(renderer: Renderer) -> None:
     mesh, _ = textured_quad()
@@ -204,12 +238,16 @@ def test_render_is_deterministic(renderer: Renderer) -> None:
     a = renderer.render(head, identity_norm())
     renderer.render(mesh, identity_norm())  # something else in between
     b = renderer.render(head, identity_norm())
-    with Renderer(SIZE, DEFAULT_VIEWS, ("rgb", "depth", "normal"), depth_scale_mm=SCALE_MM) as other:
+    with Renderer(
+        SIZE, DEFAULT_VIEWS, ("rgb", "depth", "normal"), depth_scale_mm=SCALE_MM
+    ) as other:
         c = other.render(head, identity_norm())
         d = renderer.render(head, identity_norm())  # two live renderers, interleaved
     e = renderer.render(head, identity_norm())  # after the other one released its context
     for m in ("rgb", "depth", "normal"):
-        assert a[m].tobytes() == b[m].tobytes() == c[m].tobytes() == d[m].tobytes() == e[m].tobytes()
+        assert (
+            a[m].tobytes() == b[m].tobytes() == c[m].tobytes() == d[m].tobytes() == e[m].tobytes()
+        )
 
 
 def _render_in_worker(mesh: Mesh) -> dict[str, np.ndarray]:
@@ -313,14 +351,20 @@ def test_normalise_fallbacks() -> None:
 
 # --------------------------------------------------------------------------- contact sheet
 def test_contact_sheet_layout(renderer: Renderer) -> None:
-    rows = [renderer.render(sphere(), identity_norm()), renderer.render(textured_quad()[0], identity_norm())]
+    rows = [
+        renderer.render(sphere(), identity_norm()),
+        renderer.render(textured_quad()[0], identity_norm()),
+    ]
     sheet = contact_sheet(rows, ["sphere", "quad"])
     from mvdata.contact_sheet import GAP, LABEL_HEIGHT
 
     assert sheet.size == (3 * 3 * SIZE + 2 * GAP, 2 * (SIZE + LABEL_HEIGHT))
     px = np.asarray(sheet)
     # second row, first view of rgb: the quad's red top-left quadrant
-    assert np.abs(px[SIZE + 2 * LABEL_HEIGHT + SIZE // 4, SIZE // 4].astype(int) - (220, 40, 40)).max() <= 2
+    assert (
+        np.abs(px[SIZE + 2 * LABEL_HEIGHT + SIZE // 4, SIZE // 4].astype(int) - (220, 40, 40)).max()
+        <= 2
+    )
     with pytest.raises(ValueError):
         contact_sheet(rows, ["one label"])
 
@@ -329,4 +373,6 @@ def test_depth_to_grey_near_is_bright() -> None:
     depth = np.array([[[0, 100, 200]]], np.uint16)
     grey = depth_to_grey(depth)
     assert grey.shape == (1, 1, 3, 3)
-    assert grey[0, 0, 0].tolist() == [0, 0, 0] and grey[0, 0, 1, 0] == 255 and grey[0, 0, 2, 0] == 40
+    assert (
+        grey[0, 0, 0].tolist() == [0, 0, 0] and grey[0, 0, 1, 0] == 255 and grey[0, 0, 2, 0] == 40
+    )

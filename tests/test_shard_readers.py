@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests.test_shards import FRAMES, MODALITIES, SIZE, VIEWS, build_dataset
 
 from mvdata.shards import iter_samples, member_names, shard_paths
+from tests.test_shards import FRAMES, MODALITIES, SIZE, VIEWS, build_dataset
 
 EXTS = member_names(FRAMES, VIEWS, MODALITIES)
 
@@ -53,6 +53,7 @@ def test_webdataset_reader(dataset: tuple[str, list[str], dict[str, dict]]) -> N
 def test_dali_reader_with_our_index(dataset: tuple[str, list[str], dict[str, dict]]) -> None:
     pytest.importorskip("nvidia.dali")
     from nvidia.dali import Pipeline, fn
+    from nvidia.dali.data_node import DataNode
 
     out, names, expected = dataset
     paths = [shard_paths(out, n) for n in names]
@@ -89,7 +90,7 @@ def test_dali_reader_with_our_index(dataset: tuple[str, list[str], dict[str, dic
             paths=[x["tar"] for x in paths], index_paths=[x["idx"] for x in paths],
             ext="t01.v01.rgb.jpg", missing_component_behavior="error",
         )
-        assert not isinstance(one, list)
+        assert isinstance(one, DataNode)
         q.set_outputs(fn.decoders.image(one, device="cpu"))
     q.build()
     (images,) = q.run()

@@ -267,8 +267,11 @@ def test_killed_writer_has_only_temp_names(tmp_path: Path) -> None:
     assert _visible(tmp_path) == set()
     assert list_shards(str(tmp_path), committed_only=False) == []
     assert not is_committed(str(tmp_path), "train-000000")
-    w.abort()
+    assert len(list((tmp_path / "data").iterdir())) == 1  # the tar temp; the rest comes at commit
+    # What a resumed build does before rewriting the shard: drop the dead writer's leftovers.
+    assert len(shards.clean_temp_files(str(tmp_path))) == 1
     assert list((tmp_path / "data").iterdir()) == []
+    w.abort()  # harmless afterwards
 
 
 def test_commit_refuses_and_overwrites(tmp_path: Path) -> None:
@@ -312,6 +315,17 @@ def test_verify_ok(tmp_path: Path) -> None:
     report = verify_dataset(str(tmp_path))
     assert report.ok, report.describe()
     assert report.num_samples == 5 and report.num_shards == 2 and not report.bad_shards
+
+
+def test_verify_fsspec_url() -> None:
+    out = "memory://mvdata-test-verify"
+    try:
+        build_dataset(out)
+        report = verify_dataset(out)
+        assert report.ok and report.num_samples == 5, report.describe()
+        assert dataset_info(out).num_samples == 5
+    finally:
+        fsspec.filesystem("memory").rm("/mvdata-test-verify", recursive=True)
 
 
 def _corrupt_jpeg_byte(out: str) -> None:

@@ -296,3 +296,56 @@ def make_loader(
         loader.load_state_dict(state)
     check_same_steps(len(loader))
     return loader
+
+
+def benchmark(
+    data_dir: str | os.PathLike[str],
+    *,
+    backend: Backend = "auto",
+    batch_size: int = 32,
+    steps: int = 50,
+    warmup: int = 2,
+    num_workers: int = 2,
+    device: str = "auto",
+    train: bool = True,
+    with_depth: bool = True,
+) -> dict[str, Any]:
+    """Read ``steps`` batches (after ``warmup``) and report samples/s and images/s.
+
+    Epochs roll over as needed; only valid rows count as samples, ``images`` = samples × T × V.
+    """
+    import time
+
+    loader = make_loader(
+        data_dir,
+        batch_size=batch_size,
+        backend=backend,
+        device=device,
+        train=train,
+        num_workers=num_workers,
+        with_depth=with_depth,
+    )
+    per_sample = 0
+    samples = 0
+    done = 0
+    t0 = time.perf_counter()
+    while done < warmup + steps:
+        for batch in loader:
+            if done == warmup:
+                samples, t0 = 0, time.perf_counter()
+            per_sample = batch.frames * len(batch.views)
+            samples += batch.num_valid
+            done += 1
+            if done >= warmup + steps:
+                break
+    seconds = time.perf_counter() - t0
+    return {
+        "backend": loader.backend,
+        "batch_size": batch_size,
+        "steps": steps,
+        "num_workers": num_workers,
+        "samples": samples,
+        "seconds": seconds,
+        "samples_per_s": samples / seconds if seconds > 0 else 0.0,
+        "images_per_s": samples * per_sample / seconds if seconds > 0 else 0.0,
+    }

@@ -34,6 +34,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 from collections.abc import Iterator
@@ -105,7 +106,7 @@ def build_pipeline(
     max_zoom: float = 0.1,
     jitter: float = 0.2,
     prefetch_queue_depth: int = 2,
-    checkpoint: str | None = None,
+    checkpoint: bytes | None = None,
 ) -> Any:
     """The DALI pipeline of one rank over ``shards`` (in that order); outputs
     ``json, source, images[TV,3,H,W] float, (depth[TV,1,H,W] float raw PNG values)``."""
@@ -278,7 +279,9 @@ class DaliLoader:
         """Epoch, step and DALI reader checkpoint: restoring continues with the next batch."""
         cp = self._checkpoint
         if self._iter is not None and 0 < self.step < self.steps:
-            cp = self._iter.checkpoints()[0]
+            raw = self._iter.checkpoints()[0]
+            # DALI's checkpoint is bytes; base64 keeps the state JSON-serialisable.
+            cp = base64.b64encode(raw if isinstance(raw, bytes) else raw.encode()).decode("ascii")
         return {
             "backend": self.backend,
             "epoch": self.epoch,
@@ -323,7 +326,8 @@ class DaliLoader:
         shards = shard_order(
             self.info.shards, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle
         )
-        pipe = self._pipeline(shards, self._checkpoint if self.step > 0 else None)
+        cp = base64.b64decode(self._checkpoint) if self._checkpoint and self.step > 0 else None
+        pipe = self._pipeline(shards, cp)
         outputs = ["json", "source", "images"] + (["depth"] if self.with_depth else [])
         self._iter = DALIGenericIterator(
             [pipe],

@@ -13,8 +13,14 @@ from pathlib import Path
 from mvdata.formats.vrml import read_vrml
 from mvdata.mesh import Item, ItemMeta, Mesh, ReadError
 from mvdata.sources import ScanResult, register
-from mvdata.sources.common import dedupe, empty_file, finish_frame, first_existing, resolve
-from mvdata.sources.common import walk_files as _walk
+from mvdata.sources.common import (
+    dedupe,
+    empty_file,
+    finish_frame,
+    first_existing,
+    resolve,
+    walk_files,
+)
 
 BU_EXPRESSIONS = {
     "NE": "neutral", "AN": "anger", "DI": "disgust", "FE": "fear",
@@ -43,7 +49,7 @@ class BU3DFE:
         root = Path(root)
         res = ScanResult()
         items: list[Item] = []
-        for rel in _walk(root, (".wrl",), res.errors):
+        for rel in walk_files(root, (".wrl",), res.errors):
             m = _RE_NAME.match(Path(rel).name)
             if m is None:
                 res.errors.append(ReadError(rel, "name", "name is not like F0001_AN01WH_F3D.wrl"))
@@ -59,10 +65,8 @@ class BU3DFE:
                 continue
             subject = f"{m['sex']}{m['num']}"
             stem = rel[: -len(".wrl")]
-            extra_paths = [
-                p for p in (first_existing(root, [stem + ".bmp"]), first_existing(root, [stem + ".bnd"]))
-                if p is not None
-            ]  # fmt: skip
+            found = (first_existing(root, [stem + ".bmp"]), first_existing(root, [stem + ".bnd"]))
+            extra_paths = [p for p in found if p is not None]
             meta = ItemMeta(
                 dataset=self.name,
                 subject=subject,

@@ -1,0 +1,290 @@
+"""Loader throughput: DALI (CPU) and webdataset vs the floor of PIL-decoding the same JPEGs.
+
+    python bench/bench_loaders.py [--data DIR] [--samples 192] [--size 224] [--views 4]
+    python bench/bench_loaders.py --gpu      # on a GPU machine: DALI mixed vs a bare pipeline
+
+Without ``--data`` a synthetic shard directory is written to a temp dir (T=1, ``--views`` views,
+RGB JPEG + 16-bit depth PNG). References, in the same run:
+
+* CPU: ``pil_floor`` = PIL decoding every RGB JPEG of the shards on all cores
+  (``multiprocessing.Pool``), no I/O, no depth, no batching: the loaders' ratio to it is reported.
+* GPU (``--gpu``): a bare DALI pipeline (reader + ``mixed`` JPEG decode + normalise, no depth, no
+  augmentation) over the same JPEGs; target: the full loader (depth PNGs + augmentation) at
+  ≥ 90 % of it.
+
+Writes ``bench/results/loaders.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import multiprocessing as mp
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from mvdata.loaders import benchmark, open_dataset
+from mvdata.shards import (
+    ShardWriter,
+    encode_jpeg,
+    encode_png16,
+    member_names,
+    read_index,
+    shard_name,
+    sizes_json,
+)
+from schemas.models import DatasetMetadata, Labels, Normalisation, SampleJson, ViewCamera
+
+RESULTS = Path(__file__).resolve().parent / "results" / "loaders.json"
+EYE = [[1.0 if i == j else 0.0 for j in range(4)] for i in range(4)]
+
+
+def make_data(out: Path, samples: int, size: int, views: int, per_shard: int) -> None:
+    """Write a synthetic shard directory (smooth images + noise, like rendered faces)."""
+    rng = np.random.default_rng(0)
+    cams = [
+        ViewCamera(
+            index=v,
+            yaw=-45.0 + 90.0 * v / max(views - 1, 1),
+            pitch=0.0,
+            fov_y=20.0,
+            distance=3.0,
+            world_to_camera=EYE,
+            projection=EYE,
+        )
+        for v in range(views)
+    ]
+    names = member_names(1, views, ["rgb", "depth"])
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for s in range(0, samples, per_shard):
+        with ShardWriter(str(out), shard_name("train", s // per_shard), member_names=names) as w:
+            for i in range(s, min(s + per_shard, samples)):
+                key = f"bench_{i:06d}"
+                sj = SampleJson(
+                    key=key,
+                    dataset="bench",
+                    source="synthetic",
+                    subject="S0",
+                    sequence="q",
+                    kind="static",
+                    fold=0,
+                    frames=[0],
+                    num_views=views,
+                    modalities=["rgb", "depth"],
+                    image_size=size,
+                    views=cams,
+                    normalisation=[
+                        Normalisation(method="bbox", centre=[0, 0, 0], scale=1.0, rotation=EYE[:3])
+                    ],
+                    depth_scale_mm=0.01,
+                    labels=Labels(),
+                    source_paths=[],
+                )
+                members = {"json": sj.model_dump_json().encode()}
+                for v in range(views):
+                    c = rng.uniform(0, 1, (3, 3))
+                    img = np.stack([c[k, 0] * yy + c[k, 1] * xx for k in range(3)], -1) * 120
+                    img = img + rng.normal(0, 8, img.shape)
+                    members[f"t00.v{v:02d}.rgb.jpg"] = encode_jpeg(
+                        np.clip(img, 0, 255).astype(np.uint8), 90
+                    )
+                    r2 = (yy - 0.5) ** 2 + (xx - 0.5) ** 2
+                    depth = np.where(r2 < 0.16, 50000 - 100000 * r2, 0).astype(np.uint16)
+                    members[f"t00.v{v:02d}.depth.png"] = encode_png16(depth)
+                w.add_sample(key, members)
+            w.commit(seconds={})
+    n_shards = -(-samples // per_shard)
+    meta = DatasetMetadata(
+        name="bench",
+        source="synthetic",
+        dataset="bench",
+        source_root="-",
+        licence="CC0",
+        publishable=True,
+        seed=0,
+        num_folds=2,
+        split="train",
+        views=cams,
+        modalities=["rgb", "depth"],
+        image_size=size,
+        clip_frames=1,
+        clip_sampling="uniform",
+        jpeg_quality=90,
+        depth_scale_mm=0.01,
+        member_names=names,
+        num_samples=samples,
+        num_failed=0,
+        num_shards=n_shards,
+        samples_per_shard=per_shard,
+        generator_version="bench",
+    )
+    (out / "dataset.json").write_text(meta.model_dump_json())
+    (out / "sizes.json").write_text(sizes_json(str(out)).model_dump_json())
+
+
+def _jpegs(data: Path) -> list[bytes]:
+    info = open_dataset(data)
+    out = []
+    for shard in info.shards:
+        tar = Path(info.tar_path(shard)).read_bytes()
+        for comps in read_index(Path(info.idx_path(shard)).read_bytes()):
+            out += [tar[o : o + n] for ext, o, n, _ in comps if ext.endswith(".rgb.jpg")]
+    return out
+
+
+def _decode(b: bytes) -> int:
+    return int(np.asarray(Image.open(io.BytesIO(b)).convert("RGB")).shape[0])
+
+
+def pil_floor(data: Path, repeats: int = 3) -> dict[str, float]:
+    """Images/s of PIL decoding the shards' JPEGs on all cores (no I/O, no depth)."""
+    jpegs = _jpegs(data) * repeats
+    procs = os.cpu_count() or 1
+    with mp.get_context("fork").Pool(procs) as pool:
+        pool.map(_decode, jpegs[: procs * 4])  # warm the workers
+        t0 = time.perf_counter()
+        pool.map(_decode, jpegs, chunksize=16)
+        sec = time.perf_counter() - t0
+    return {
+        "images": len(jpegs),
+        "seconds": sec,
+        "images_per_s": len(jpegs) / sec,
+        "processes": procs,
+    }
+
+
+def bare_gpu_pipeline(data: Path, batch_size: int, steps: int, threads: int) -> dict[str, float]:
+    """Reader + mixed JPEG decode + normalise over the same RGB members: the GPU reference."""
+    from nvidia.dali import fn, pipeline_def, types
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+    info = open_dataset(data)
+    exts = info.rgb_exts()
+
+    @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=0)  # type: ignore[misc]
+    def pipe() -> Any:
+        outs = fn.readers.webdataset(
+            paths=[info.tar_path(s) for s in info.shards],
+            index_paths=[info.idx_path(s) for s in info.shards],
+            ext=exts,
+            name="Reader",
+            pad_last_batch=True,
+        )
+        outs = [outs] if len(exts) == 1 else outs
+        imgs = [
+            fn.crop_mirror_normalize(
+                fn.decoders.image(o, device="mixed", hw_decoder_load=0.0),
+                dtype=types.FLOAT,
+                output_layout="CHW",
+                mean=[124.0, 116.0, 104.0],
+                std=[58.0, 57.0, 57.0],
+            )
+            for o in outs
+        ]
+        return fn.stack(*imgs)
+
+    p = pipe()
+    it = DALIGenericIterator([p], ["images"], reader_name="Reader", auto_reset=True)
+    done, t0, n = 0, 0.0, 0
+    while done < steps + 2:
+        for b in it:
+            if done == 2:
+                t0, n = time.perf_counter(), 0
+            n += b[0]["images"].shape[0]
+            done += 1
+            if done >= steps + 2:
+                break
+    import torch
+
+    torch.cuda.synchronize()
+    sec = time.perf_counter() - t0
+    return {"samples_per_s": n / sec, "images_per_s": n * len(exts) / sec}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--samples", type=int, default=192)
+    ap.add_argument("--per-shard", type=int, default=32)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--views", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=24)
+    ap.add_argument("--gpu", action="store_true", help="also DALI mixed vs a bare GPU pipeline")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data
+        if data is None:
+            data = Path(tmp)
+            make_data(data, args.samples, args.size, args.views, args.per_shard)
+        cores = os.cpu_count() or 1
+        floor = pil_floor(data)
+        res: dict[str, Any] = {
+            "machine": {"cpus": cores, "platform": platform.platform()},
+            "data": {
+                "samples": open_dataset(data).total,
+                "size": args.size,
+                "views": args.views,
+                "synthetic": args.data is None,
+            },
+            "pil_floor_all_cores": floor,
+        }
+        for name, backend, dev in (("dali_cpu", "dali", "cpu"), ("wds", "wds", "cpu")):
+            # train = depth + augmentation; eval_rgb_only = the floor's work plus I/O, resize-free
+            # normalise and batching (the closest like-for-like comparison with the floor).
+            for mode, train, depth in (
+                ("train", True, True),
+                ("eval", False, True),
+                ("eval_rgb_only", False, False),
+            ):
+                r = benchmark(
+                    data,
+                    backend=backend,
+                    batch_size=args.batch_size,  # type: ignore[arg-type]
+                    steps=args.steps,
+                    num_workers=cores,
+                    device=dev,
+                    train=train,
+                    with_depth=depth,
+                )
+                r["ratio_images_vs_pil_floor"] = r["images_per_s"] / floor["images_per_s"]
+                res[f"{name}_{mode}"] = r
+        if args.gpu:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise SystemExit("--gpu: no CUDA device here")
+            bare = bare_gpu_pipeline(data, args.batch_size, args.steps, cores)
+            full = benchmark(
+                data,
+                backend="dali",
+                batch_size=args.batch_size,
+                steps=args.steps,
+                num_workers=cores,
+                device="cuda",
+                train=True,
+            )
+            res["gpu"] = {
+                "device": torch.cuda.get_device_name(0),
+                "bare": bare,
+                "full": full,
+                "ratio_full_vs_bare": full["images_per_s"] / bare["images_per_s"],
+                "target": 0.9,
+            }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = RESULTS.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(res, indent=2))
+    os.replace(tmp_out, RESULTS)
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()

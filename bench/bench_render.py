@@ -1,0 +1,177 @@
+"""Benchmark of the headless multiview renderer: views per second, split by stage.
+
+For each mesh (a ~3.4k-vertex face from the synthetic source, a 10k-vertex sphere to compare
+with the reference, a ~35k-vertex textured scan-sized surface) and each modality set, it times
+``upload`` (normalise + buffers + texture), ``draw`` (all views, finished) and ``read`` (readback
++ quantisation) over repeated renders, and writes ``bench/results/render.json``.
+
+Reference (docs/gotchas.md, 2-core CPU machine, Mesa llvmpipe, moderngl 5.13): 245-255 views/s
+for a 10k-vertex mesh at 224 px with RGB + depth read back; 87-107 views/s at 41k vertices.
+
+    .venv/bin/python bench/bench_render.py [--repeats 30] [--sheet /tmp/render_sheet.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trimesh
+
+from mvdata.mesh import Mesh
+from mvdata.render import DEFAULT_VIEWS, Renderer, normalise
+from schemas.models import Modality
+
+REFERENCE_VIEWS_PER_S = {"vertices": 10_000, "views_per_s": 250.0, "modalities": ["rgb", "depth"]}
+RESULTS = Path(__file__).resolve().parent / "results" / "render.json"
+
+
+def face_mesh() -> tuple[str, Mesh]:
+    """A synthetic face (the SFM's 3448 vertices when its files are found, else procedural)."""
+    from mvdata.facemodel import resolve_face_model
+    from mvdata.synth import SynthConfig, iter_synth
+
+    model = resolve_face_model("auto", None, echo=lambda _msg: None)
+    first = next(iter(iter_synth(SynthConfig(num_identities=1, expressions=("happiness",)), model)))
+    return f"synth-{model.name}", first.mesh
+
+
+def scan_mesh(rows: int = 187, cols: int = 187, texture_size: int = 1024) -> Mesh:
+    """A textured ~35k-vertex surface the size of a face scan (a grid like a Bosphorus scan)."""
+    y, x = np.mgrid[-110 : 110 : rows * 1j, -80 : 80 : cols * 1j]
+    z = 60.0 * np.sqrt(np.clip(1 - (x / 95) ** 2 - (y / 125) ** 2, 0, None))
+    verts = np.stack([x, y, z], axis=-1).reshape(-1, 3)
+    idx = np.arange(rows * cols).reshape(rows, cols)
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
+    faces = np.concatenate([np.stack([a, b, d], -1), np.stack([a, d, c], -1)]).reshape(-1, 3)
+    uvs = np.stack([(x.ravel() + 80) / 160, (y.ravel() + 110) / 220], axis=-1)
+    rng = np.random.default_rng(0)
+    tex = rng.integers(0, 256, (texture_size, texture_size, 3), dtype=np.uint8)
+    return Mesh(verts, faces, uvs=uvs, texture=tex)
+
+
+def sphere_mesh() -> Mesh:
+    s = trimesh.creation.icosphere(5, radius=90.0)  # 10,242 vertices
+    colours = np.clip(s.vertices * 1.4 + 128, 0, 255).astype(np.uint8)
+    return Mesh(s.vertices, s.faces, vertex_colors=colours)
+
+
+def bench_one(renderer: Renderer, mesh: Mesh, repeats: int) -> dict[str, Any]:
+    """Seconds per mesh in each stage (median over ``repeats``) and views per second."""
+    norm = normalise(mesh)
+    renderer.render(mesh, norm)  # warm-up: shader compile, first allocations
+    stages: dict[str, list[float]] = {"upload": [], "draw": [], "read": [], "total": []}
+    cpu: list[float] = []
+    for _ in range(repeats):
+        c0 = time.process_time()  # all threads of this process, llvmpipe's included
+        t0 = time.perf_counter()
+        with renderer.upload(mesh, norm) as buffers:
+            with renderer.ctx:
+                renderer.ctx.finish()
+            t1 = time.perf_counter()
+            renderer.draw(buffers)
+            with renderer.ctx:
+                renderer.ctx.finish()  # draw calls are asynchronous: wait for the pixels
+            t2 = time.perf_counter()
+            renderer.read()
+            t3 = time.perf_counter()
+        stages["upload"].append(t1 - t0)
+        stages["draw"].append(t2 - t1)
+        stages["read"].append(t3 - t2)
+        stages["total"].append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    med = {k: float(np.median(v)) for k, v in stages.items()}
+    n_views = len(renderer.rig.views)
+    return {
+        "seconds_per_mesh": med,
+        "views_per_s": n_views / med["total"],
+        "views_per_s_without_upload": n_views / (med["draw"] + med["read"]),
+        # CPU seconds per mesh, summed over threads: less sensitive than wall time to other
+        # processes sharing the cores
+        "cpu_seconds_per_mesh": float(np.median(cpu)),
+    }
+
+
+def write_sheet(path: Path, meshes: dict[str, Mesh]) -> None:
+    from mvdata.contact_sheet import contact_sheet
+
+    with Renderer(224, DEFAULT_VIEWS, ("rgb", "depth", "normal")) as r:
+        rows = [r.render(m) for m in meshes.values()]
+    contact_sheet(rows, list(meshes)).save(path)
+    print(f"contact sheet: {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet PNG")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+
+    face_name, face = face_mesh()
+    meshes = {face_name: face, "icosphere-10k": sphere_mesh(), "scan-grid-35k": scan_mesh()}
+    modality_sets: list[tuple[Modality, ...]] = [("rgb", "depth"), ("rgb", "depth", "normal")]
+    runs = []
+    for mods in modality_sets:
+        with Renderer(args.image_size, DEFAULT_VIEWS, mods) as r:
+            renderer_name = r.ctx.info["GL_RENDERER"]
+            for name, mesh in meshes.items():
+                res = bench_one(r, mesh, args.repeats)
+                run = {
+                    "mesh": name,
+                    "vertices": mesh.num_vertices,
+                    "faces": mesh.num_faces,
+                    "textured": mesh.texture is not None,
+                    "modalities": list(mods),
+                    **res,
+                }
+                runs.append(run)
+                s = res["seconds_per_mesh"]
+                print(
+                    f"{name:>22} {mesh.num_vertices:>6} v  {'+'.join(mods):<16} "
+                    f"{res['views_per_s']:7.1f} views/s  upload {s['upload'] * 1e3:6.2f} ms  "
+                    f"draw {s['draw'] * 1e3:6.2f} ms  read {s['read'] * 1e3:6.2f} ms  "
+                    f"cpu {res['cpu_seconds_per_mesh'] * 1e3:6.1f} ms"
+                )
+    ref = next(
+        r for r in runs if r["mesh"] == "icosphere-10k" and r["modalities"] == ["rgb", "depth"]
+    )
+    result = {
+        "bench": "render",
+        "image_size": args.image_size,
+        "views": [list(v) for v in DEFAULT_VIEWS],
+        "repeats": args.repeats,
+        "gl_renderer": renderer_name,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_1min_at_end": os.getloadavg()[0],
+            "LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS"),
+        },
+        "reference": REFERENCE_VIEWS_PER_S,
+        "ratio_vs_reference_10k_rgb_depth": ref["views_per_s"]
+        / REFERENCE_VIEWS_PER_S["views_per_s"],
+        "runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as f:
+        json.dump(result, f, indent=2)
+    os.replace(f.name, args.out)
+    print(
+        f"ratio vs reference (10k vertices, rgb+depth): {result['ratio_vs_reference_10k_rgb_depth']:.2f}"
+    )
+    print(f"wrote {args.out}")
+    if args.sheet is not None:
+        write_sheet(args.sheet, meshes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""``mvdata sources`` and ``mvdata inspect``: what readers exist and what one sees in a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.common import run_or_fail
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``sources`` and ``inspect`` commands to ``app``."""
+
+    @app.command("sources")
+    def sources() -> None:
+        """List the dataset readers with their descriptions and licences."""
+        from mvdata.sources import list_sources
+
+        table = Table(title="dataset sources", show_lines=True)
+        for col in ("name", "description", "licence"):
+            table.add_column(col, overflow="fold")
+        for s in list_sources():
+            table.add_row(s.name, s.description, s.licence)
+        Console().print(table)
+
+    @app.command("inspect")
+    def inspect(
+        path: Path = typer.Argument(..., help="dataset root in the source's native layout"),
+        source: str = typer.Option(
+            ..., "--source", "-s", help="reader name (see `mvdata sources`)"
+        ),
+        check: bool = typer.Option(
+            True, "--check/--no-check", help="load every frame (slow on a full dataset)"
+        ),
+        max_errors: int = typer.Option(50, help="list at most this many unreadable files"),
+    ) -> None:
+        """Show what a reader sees: counts per subject, expression, intensity; frames per
+        sequence; the files it could not read and why."""
+        from mvdata.sources.common import inspect_dataset
+
+        rep = run_or_fail(lambda: inspect_dataset(path, source, check=check))
+        con = Console()
+        con.print(
+            f"[bold]{rep.source}[/bold] at {rep.root}: {rep.num_items} items "
+            f"({dict(rep.kinds)}), {rep.num_frames} frames"
+            + (f", {rep.frames_checked} loaded" if check else "")
+            + f", {len(rep.errors)} errors"
+        )
+        for title, counter in (
+            ("subject", rep.subjects),
+            ("expression", rep.expressions),
+            ("intensity", rep.intensities),
+        ):
+            t = Table(title=f"items per {title}")
+            t.add_column(title)
+            t.add_column("items", justify="right")
+            for k, v in sorted(counter.items()):
+                t.add_row(k, str(v))
+            con.print(t)
+        if rep.frames_per_sequence:
+            n = sorted(rep.frames_per_sequence.values())
+            con.print(
+                f"frames per sequence: {len(n)} sequences, min {n[0]}, "
+                f"median {n[len(n) // 2]}, max {n[-1]}"
+            )
+        if rep.errors:
+            t = Table(title=f"unreadable files ({dict(rep.error_kinds)})")
+            for col in ("path", "kind", "reason"):
+                t.add_column(col, overflow="fold")
+            for e in rep.errors[:max_errors]:
+                t.add_row(e.path, e.kind, e.message)
+            con.print(t)

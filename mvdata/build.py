@@ -1,0 +1,582 @@
+"""``mvdata build``: plan -> shard work units -> worker processes -> commit -> finalize.
+
+1. **Plan** (:func:`make_plan`): scan the source, keep the items of the requested kind, assign
+   subject-independent folds (subjects shuffled with the seed, dealt round-robin into k folds),
+   shuffle all samples globally with the seed and cut them into shards. The plan is a pure
+   function of (source files, settings), so every worker of a multi-machine build computes the
+   same plan; it is also written to ``OUT/.mvdata/plan.parquet`` with the settings in
+   ``OUT/.mvdata/build.json`` so that a resumed build can refuse different settings.
+2. **Shards** are the unit of work, retry and resume: a shard is done exactly when its
+   ``stats.json`` exists (written last by :class:`mvdata.shards.ShardWriter`). A worker process
+   renders each sample of its shard (views x modalities x clip frames), encodes the images and
+   writes the tar; an item that fails to load or render is recorded in the shard's parquet with
+   its reason and skipped. Because a shard's bytes depend only on the plan, a shard rebuilt
+   after a crash is byte-identical to one built without interruption.
+3. **Finalize** (:func:`finalize`) writes the root files once every shard is committed:
+   ``manifest.parquet``, ``sizes.json``, ``dataset.json`` and the dataset card ``README.md``.
+
+GL contexts cannot survive a fork, so the pool uses the ``spawn`` start method and every worker
+opens its own renderer (see :mod:`mvdata.render`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from mvdata import __version__
+from mvdata.mesh import Item, Mesh, MeshReadError, ReadError
+from mvdata.shards import (
+    SampleMeta,
+    clean_temp_files,
+    ShardWriter,
+    encode_jpeg,
+    encode_png8,
+    encode_png16,
+    filesystem,
+    is_committed,
+    member_names,
+    read_stats,
+    shard_name,
+)
+from schemas import SCHEMA_VERSION
+from schemas.models import (
+    DatasetMetadata,
+    Labels,
+    ManifestRow,
+    Modality,
+    Normalisation,
+    SampleJson,
+    ShardStats,
+    SizesJson,
+)
+from schemas.tables import check_frame, frame_from_rows
+
+STATE_DIR = ".mvdata"
+NDArrayF = NDArray[np.float64]
+DEFAULT_VIEWS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (-20.0, 0.0), (20.0, 0.0))
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Every setting that changes the bytes of the shards (hashed; a resume must match)."""
+
+    source: str
+    source_root: str
+    kind: Literal["static", "sequence"] = "static"
+    views: tuple[tuple[float, float], ...] = DEFAULT_VIEWS
+    modalities: tuple[Modality, ...] = ("rgb", "depth")
+    image_size: int = 224
+    clip_frames: int = 8
+    clip_sampling: Literal["uniform", "motion"] = "uniform"
+    samples_per_shard: int = 256
+    num_folds: int = 10
+    seed: int = 0
+    split: str = "train"
+    jpeg_quality: int = 90
+    name: str = ""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with one clear message for a bad setting."""
+        if self.kind not in ("static", "sequence"):
+            raise ValueError(f"--kind must be static or sequence, got {self.kind!r}")
+        if not self.views:
+            raise ValueError("at least one view is needed")
+        for yaw, pitch in self.views:
+            if not (-90 < yaw < 90 and -60 < pitch < 60):
+                raise ValueError(f"view ({yaw}, {pitch}) out of range: |yaw| < 90, |pitch| < 60")
+        bad = [m for m in self.modalities if m not in ("rgb", "depth", "normal")]
+        if bad or not self.modalities or len(set(self.modalities)) != len(self.modalities):
+            raise ValueError(f"modalities must be distinct among rgb, depth, normal; got {list(self.modalities)}")
+        if not 16 <= self.image_size <= 2048:
+            raise ValueError("image size must be within 16..2048")
+        if self.clip_frames < 1 or self.clip_frames > 64:
+            raise ValueError("clip frames must be within 1..64")
+        if self.clip_sampling not in ("uniform", "motion"):
+            raise ValueError(f"clip sampling must be uniform or motion, got {self.clip_sampling!r}")
+        if self.samples_per_shard < 1:
+            raise ValueError("samples per shard must be at least 1")
+        if self.num_folds < 2:
+            raise ValueError("at least 2 folds are needed")
+        if not self.split.isidentifier() or "-" in self.split:
+            raise ValueError(f"split name {self.split!r} must be letters, digits and _")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError("JPEG quality must be within 1..100")
+
+    @property
+    def frames_per_sample(self) -> int:
+        return 1 if self.kind == "static" else self.clip_frames
+
+    def digest(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- plan
+@dataclass
+class Plan:
+    config: BuildConfig
+    items: dict[str, Item]  # key -> item
+    manifest: pl.DataFrame  # ManifestRow columns, ordered by (shard, index_in_shard)
+    scan_errors: list[ReadError]
+    licence: str
+    dataset: str
+
+    @property
+    def shard_names(self) -> list[str]:
+        return sorted(set(self.manifest["shard_name"].to_list()))
+
+
+def assign_folds(subjects: Sequence[str], num_folds: int, seed: int) -> dict[str, int]:
+    """Subject -> fold: subjects sorted, shuffled with ``seed`` and dealt round-robin, so folds
+    differ in size by at most one subject and no subject spans two folds."""
+    ordered = sorted(set(subjects))
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    perm = rng.permutation(len(ordered))
+    return {ordered[int(i)]: pos % num_folds for pos, i in enumerate(perm)}
+
+
+def make_plan(cfg: BuildConfig) -> Plan:
+    """Scan the source and lay out every sample: folds, global shuffle, shards."""
+    from mvdata.sources import get_source
+
+    cfg.validate()
+    root = Path(cfg.source_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such dataset folder")
+    source = get_source(cfg.source)
+    scan = source.scan(root)
+    items = [it for it in scan.items if it.kind == cfg.kind]
+    if not items:
+        kinds = Counter(it.kind for it in scan.items)
+        hint = f" (found {dict(kinds)}; choose --kind accordingly)" if kinds else ""
+        raise ValueError(f"{root}: the {cfg.source} reader found no {cfg.kind} items{hint}")
+    folds = assign_folds([it.meta.subject for it in items], cfg.num_folds, cfg.seed)
+    items.sort(key=lambda it: it.key)
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(2,)))
+    order = rng.permutation(len(items))
+    rows: list[dict[str, Any]] = []
+    for pos, idx in enumerate(order):
+        it = items[int(idx)]
+        shard = pos // cfg.samples_per_shard
+        rows.append(
+            dict(
+                key=it.key, source=it.source, dataset=it.meta.dataset, subject=it.meta.subject,
+                sequence=it.meta.sequence, kind=it.kind, num_source_frames=it.num_frames,
+                expression=it.meta.expression, intensity=it.meta.intensity,
+                fold=folds[it.meta.subject], split=cfg.split, shard=shard,
+                shard_name=shard_name(cfg.split, shard), index_in_shard=pos % cfg.samples_per_shard,
+                order=pos,
+            )
+        )  # fmt: skip
+    manifest = frame_from_rows(ManifestRow, rows)
+    return Plan(
+        config=cfg,
+        items={it.key: it for it in items},
+        manifest=manifest,
+        scan_errors=list(scan.errors),
+        licence=source.licence,
+        dataset=items[0].meta.dataset,
+    )
+
+
+# --------------------------------------------------------------------------- clip sampling
+def uniform_clip(num_frames: int, clip: int) -> list[int]:
+    """``clip`` frame indices spread evenly over the sequence (repeats when it is shorter)."""
+    return [int(round(x)) for x in np.linspace(0, num_frames - 1, clip)]
+
+
+def motion_energy(meshes: Sequence[Mesh]) -> NDArrayF:
+    """Per-frame displacement from the first frame, without labels: landmark distance when
+    landmarks exist, else the mean nearest-vertex distance of a fixed vertex subsample (frames of
+    scan-like sequences share no vertex correspondence)."""
+    first = meshes[0]
+    out = np.zeros(len(meshes))
+    if all(m.landmarks is not None and len(m.landmarks) for m in meshes):
+        ref = first.landmarks
+        assert ref is not None
+        for t, m in enumerate(meshes):
+            assert m.landmarks is not None
+            if m.landmarks.shape == ref.shape:
+                out[t] = float(np.linalg.norm(m.landmarks - ref, axis=1).mean())
+        return out
+    rng = np.random.default_rng(0)
+    for t, m in enumerate(meshes):
+        pts = m.vertices[rng.choice(len(m.vertices), size=min(256, len(m.vertices)), replace=False)]
+        d = np.linalg.norm(pts[:, None, :] - first.vertices[None, ::4, :], axis=2).min(axis=1)
+        out[t] = float(d.mean())
+    return out
+
+
+def motion_clip(energy: NDArrayF, clip: int) -> list[int]:
+    """``clip`` frames evenly over a window centred on the frame of largest motion energy; the
+    window spans half the sequence (clipped to its ends)."""
+    n = len(energy)
+    peak = int(np.argmax(energy))
+    half = max((n - 1) / 4.0, (clip - 1) / 2.0)
+    lo, hi = peak - half, peak + half
+    if lo < 0:
+        lo, hi = 0.0, min(n - 1.0, hi - lo)
+    if hi > n - 1:
+        lo, hi = max(0.0, lo - (hi - (n - 1))), n - 1.0
+    return [int(round(x)) for x in np.linspace(lo, hi, clip)]
+
+
+# --------------------------------------------------------------------------- worker side
+_RENDERER: Any = None  # one per worker process (GL contexts are per process)
+
+
+def _renderer(cfg: BuildConfig) -> Any:
+    global _RENDERER
+    from mvdata.render import Renderer
+
+    key = (cfg.image_size, cfg.views, cfg.modalities)
+    if _RENDERER is None or _RENDERER[0] != key:
+        if _RENDERER is not None:
+            _RENDERER[1].close()
+        _RENDERER = (key, Renderer(cfg.image_size, cfg.views, cfg.modalities))
+    return _RENDERER[1]
+
+
+class SampleError(Exception):
+    """A sample that cannot be made; ``kind`` is its error category in the shard's parquet."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _load_clip(item: Item, cfg: BuildConfig) -> tuple[list[int], list[Mesh]]:
+    from mvdata.sources import load_frame
+
+    def load(t: int) -> Mesh:
+        try:
+            return load_frame(item, t)
+        except MeshReadError as exc:
+            raise SampleError(exc.kind, str(exc)) from None
+
+    if item.kind == "static" or cfg.kind == "static":
+        return [0], [load(0)]
+    if cfg.clip_sampling == "uniform":
+        frames = uniform_clip(item.num_frames, cfg.clip_frames)
+        cache = {t: load(t) for t in sorted(set(frames))}
+        return frames, [cache[t] for t in frames]
+    meshes = [load(t) for t in range(item.num_frames)]
+    frames = motion_clip(motion_energy(meshes), cfg.clip_frames)
+    return frames, [meshes[t] for t in frames]
+
+
+def make_sample(item: Item, row: dict[str, Any], cfg: BuildConfig, times: Counter[str]) -> dict[str, bytes]:
+    """Render and encode one sample: its members (extension -> bytes), json included."""
+    from mvdata.render import normalise
+
+    t0 = time.perf_counter()
+    frames, meshes = _load_clip(item, cfg)
+    t1 = time.perf_counter()
+    times["read"] += t1 - t0
+    renderer = _renderer(cfg)
+    members: dict[str, bytes] = {}
+    norms: list[Normalisation] = []
+    landmarks: list[list[list[float]]] = []
+    names: tuple[str, ...] = ()
+    for t, mesh in enumerate(meshes):
+        t_render = time.perf_counter()
+        try:
+            norm = normalise(mesh)
+            images = renderer.render(mesh, norm)
+        except (ValueError, RuntimeError) as exc:
+            raise SampleError("render", f"{item.frame_paths[frames[t]][0]}: {exc}") from None
+        t_enc = time.perf_counter()
+        times["render"] += t_enc - t_render
+        norms.append(norm)
+        if mesh.landmarks is not None:
+            from mvdata.render import apply_normalisation
+
+            landmarks.append(np.round(apply_normalisation(mesh.landmarks, norm), 3).tolist())
+            names = mesh.landmark_names
+        for v in range(len(cfg.views)):
+            stem = f"t{t:02d}.v{v:02d}"
+            if "rgb" in images:
+                members[f"{stem}.rgb.jpg"] = encode_jpeg(images["rgb"][v], cfg.jpeg_quality)
+            if "depth" in images:
+                members[f"{stem}.depth.png"] = encode_png16(images["depth"][v])
+            if "normal" in images:
+                members[f"{stem}.normal.png"] = encode_png8(images["normal"][v])
+        times["encode"] += time.perf_counter() - t_enc
+    sample = SampleJson(
+        key=item.key, dataset=item.meta.dataset, source=item.source, subject=item.meta.subject,
+        sequence=item.meta.sequence, kind=item.kind, fold=int(row["fold"]), frames=frames,
+        num_views=len(cfg.views), modalities=list(cfg.modalities), image_size=cfg.image_size,
+        views=renderer.cameras(), normalisation=norms,
+        landmarks=landmarks if len(landmarks) == len(meshes) else None,
+        landmark_names=list(names) if len(landmarks) == len(meshes) else [],
+        depth_scale_mm=renderer.depth_scale_mm,
+        labels=Labels(expression=item.meta.expression, intensity=item.meta.intensity,
+                      extra=dict(item.meta.extra)),
+        source_paths=list(item.source_paths),
+    )  # fmt: skip
+    members["json"] = sample.model_dump_json().encode()
+    return members
+
+
+def build_shard(out: str, cfg: BuildConfig, name: str, rows: list[dict[str, Any]],
+                items: dict[str, Item]) -> ShardStats:  # fmt: skip
+    """Build one shard (in a worker process); returns its committed stats."""
+    times: Counter[str] = Counter()
+    expected = member_names(cfg.frames_per_sample, len(cfg.views), cfg.modalities)
+    with ShardWriter(out, name, member_names=expected, overwrite=True) as writer:
+        for row in rows:
+            item = items[row["key"]]
+            meta = SampleMeta(
+                subject=row["subject"], sequence=row["sequence"], fold=row["fold"],
+                expression=row["expression"], intensity=row["intensity"],
+                num_frames=cfg.frames_per_sample,
+            )  # fmt: skip
+            try:
+                members = make_sample(item, row, cfg, times)
+            except SampleError as exc:
+                writer.add_failed(item.key, exc.kind, str(exc), meta)
+                continue
+            writer.add_sample(item.key, members, meta)
+        return writer.commit(seconds={k: round(v, 4) for k, v in sorted(times.items())})
+
+
+# --------------------------------------------------------------------------- driver
+@dataclass
+class BuildSummary:
+    out: str
+    num_shards: int
+    shards_built: int
+    shards_skipped: int
+    num_planned: int
+    num_written: int
+    num_failed: int
+    errors: Counter[str] = field(default_factory=Counter)
+    scan_errors: list[ReadError] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    finalized: bool = False
+
+    @property
+    def failed_fraction(self) -> float:
+        total = self.num_planned + len(self.scan_errors)
+        return (self.num_failed + len(self.scan_errors)) / total if total else 0.0
+
+
+def worker_from_env() -> tuple[int, int]:
+    """(rank, count) of this build worker from torchrun or a Slurm array, else (0, 1)."""
+    env = os.environ
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        base = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        return int(env["SLURM_ARRAY_TASK_ID"]) - base, int(env["SLURM_ARRAY_TASK_COUNT"])
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return int(env["RANK"]), int(env["WORLD_SIZE"])
+    return 0, 1
+
+
+def _prepare_out(out: str, cfg: BuildConfig, mode: str) -> None:
+    fs, root = filesystem(out)
+    state = f"{root}/{STATE_DIR}/build.json"
+    if mode not in ("resume", "overwrite"):
+        raise ValueError(f"--mode must be resume or overwrite, got {mode!r}")
+    if fs.exists(root) and not fs.isdir(root):
+        raise FileExistsError(f"{out}: exists and is not a directory")
+    ours = fs.exists(state)
+    entries = fs.ls(root, detail=False) if fs.exists(root) else []
+    if entries and not ours:
+        raise FileExistsError(f"{out}: not empty and not an mvdata build; choose another output")
+    if ours and mode == "overwrite":
+        fs.rm(root, recursive=True)
+        ours = False
+    if ours:
+        prev = json.loads(fs.cat_file(state))
+        if prev.get("config_digest") != cfg.digest():
+            raise ValueError(
+                f"{out}: was built with other settings ({state}); rerun with the same settings, "
+                "or --mode overwrite to start again"
+            )
+        return
+    fs.makedirs(f"{root}/{STATE_DIR}", exist_ok=True)
+    _atomic_write(out, f"{STATE_DIR}/build.json", json.dumps(
+        {"config": asdict(cfg), "config_digest": cfg.digest(), "schema_version": SCHEMA_VERSION},
+        indent=2, sort_keys=True).encode())  # fmt: skip
+
+
+def _atomic_write(out: str, rel: str, data: bytes) -> None:
+    fs, root = filesystem(out)
+    final = f"{root}/{rel}"
+    tmp = f"{final}.{os.getpid()}.tmp"
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    fs.mv(tmp, final)
+
+
+def build(
+    cfg: BuildConfig,
+    out: str,
+    *,
+    mode: str = "resume",
+    workers: int | None = None,
+    worker_rank: int = 0,
+    num_workers: int = 1,
+    finalize_when_done: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> BuildSummary:
+    """Build (or resume) the shards of ``cfg`` into ``out``; this worker takes the shards whose
+    index is ``worker_rank`` modulo ``num_workers``. Finalizes when every shard is committed."""
+    cfg.validate()
+    if not 0 <= worker_rank < num_workers:
+        raise ValueError(f"worker rank {worker_rank} not in [0, {num_workers})")
+    start = time.perf_counter()
+    plan = make_plan(cfg)
+    _prepare_out(out, cfg, mode)
+    mine = [n for i, n in enumerate(plan.shard_names) if i % num_workers == worker_rank]
+    todo = [n for n in mine if not is_committed(out, n)]
+    clean_temp_files(out, todo)  # what a killed run of this worker left behind
+    summary = BuildSummary(out=out, num_shards=len(plan.shard_names), shards_built=0,
+                           shards_skipped=len(mine) - len(todo), num_planned=0, num_written=0,
+                           num_failed=0, scan_errors=plan.scan_errors)  # fmt: skip
+    by_shard = plan.manifest.partition_by("shard_name", as_dict=True, maintain_order=True)
+    total = sum(len(by_shard[(n,)]) for n in todo)
+    done = 0
+    n_proc = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+
+    def payload(name: str) -> tuple[list[dict[str, Any]], dict[str, Item]]:
+        rows = by_shard[(name,)].to_dicts()
+        return rows, {r["key"]: plan.items[r["key"]] for r in rows}
+
+    if todo and n_proc == 1:
+        for name in todo:
+            build_shard(out, cfg, name, *payload(name))
+            done += len(by_shard[(name,)])
+            summary.shards_built += 1
+            if progress:
+                progress(done, total)
+    elif todo:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx) as pool:
+            pending: dict[Future[ShardStats], str] = {}
+            queue: Iterator[str] = iter(todo)
+            # Keep at most two shards per worker in flight: bounded memory, steady progress.
+            for name in queue:
+                pending[pool.submit(build_shard, out, cfg, name, *payload(name))] = name
+                if len(pending) >= 2 * n_proc:
+                    break
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    name = pending.pop(fut)
+                    fut.result()  # a worker crash is a build failure, not a skipped sample
+                    done += len(by_shard[(name,)])
+                    summary.shards_built += 1
+                    if progress:
+                        progress(done, total)
+                    nxt = next(queue, None)
+                    if nxt is not None:
+                        pending[pool.submit(build_shard, out, cfg, nxt, *payload(nxt))] = nxt
+    seconds: Counter[str] = Counter()
+    for name in mine:
+        st = read_stats(out, name)
+        summary.num_planned += st.num_planned
+        summary.num_written += st.num_written
+        summary.num_failed += st.num_failed
+        summary.errors.update(st.errors)
+        seconds.update(st.seconds)
+    summary.errors.update(e.kind for e in plan.scan_errors)
+    summary.seconds = dict(seconds)
+    if finalize_when_done and all(is_committed(out, n) for n in plan.shard_names):
+        finalize(out, plan)
+        summary.finalized = True
+    summary.wall_seconds = time.perf_counter() - start
+    return summary
+
+
+def finalize(out: str, plan: Plan | None = None) -> DatasetMetadata:
+    """Write the root files once every shard is committed (``mvdata finalize``)."""
+    from mvdata.card import dataset_card
+
+    fs, root = filesystem(out)
+    state = f"{root}/{STATE_DIR}/build.json"
+    if not fs.exists(state):
+        raise FileNotFoundError(f"{out}: no {STATE_DIR}/build.json: not an mvdata build")
+    if plan is None:
+        raw = json.loads(fs.cat_file(state))["config"]
+        raw["views"] = tuple(tuple(v) for v in raw["views"])
+        raw["modalities"] = tuple(raw["modalities"])
+        plan = make_plan(BuildConfig(**raw))
+    cfg = plan.config
+    missing = [n for n in plan.shard_names if not is_committed(out, n)]
+    if missing:
+        raise ValueError(f"{out}: {len(missing)} shard(s) not built yet: {', '.join(missing[:5])}")
+    stats = {n: read_stats(out, n) for n in plan.shard_names}
+    check_frame(ManifestRow, plan.manifest, where="manifest")
+    buf = plan.manifest.sort("order")
+    import io
+
+    bio = io.BytesIO()
+    buf.write_parquet(bio, statistics=False)
+    _atomic_write(out, "manifest.parquet", bio.getvalue())
+    sizes = SizesJson(shards={f"data/{n}.tar": s.num_written for n, s in stats.items()})
+    _atomic_write(out, "sizes.json", (json.dumps(sizes.model_dump(), indent=2, sort_keys=True) + "\n").encode())
+    from mvdata.render import CameraRig
+
+    sample_views = CameraRig(cfg.views).cameras()  # the rig the workers rendered with
+    meta = DatasetMetadata(
+        name=cfg.name or f"{plan.dataset}-multiview",
+        source=cfg.source, dataset=plan.dataset, source_root=cfg.source_root,
+        licence=plan.licence, publishable=cfg.source == "synthetic", seed=cfg.seed,
+        num_folds=cfg.num_folds, split=cfg.split, views=sample_views,
+        modalities=list(cfg.modalities), image_size=cfg.image_size,
+        clip_frames=cfg.frames_per_sample, clip_sampling=cfg.clip_sampling,
+        jpeg_quality=cfg.jpeg_quality, depth_scale_mm=_depth_scale(),
+        member_names=member_names(cfg.frames_per_sample, len(cfg.views), cfg.modalities),
+        num_samples=sum(s.num_written for s in stats.values()),
+        num_failed=sum(s.num_failed for s in stats.values()),
+        num_shards=len(stats), samples_per_shard=cfg.samples_per_shard,
+        generator_version=__version__,
+    )  # fmt: skip
+    _atomic_write(out, "dataset.json", (json.dumps(meta.model_dump(), indent=2, sort_keys=True) + "\n").encode())
+    card = dataset_card(meta, sizes)
+    _atomic_write(out, "README.md", card.encode())
+    return meta
+
+
+def _depth_scale() -> float:
+    from mvdata.render import DEFAULT_DEPTH_SCALE_MM
+
+    return DEFAULT_DEPTH_SCALE_MM
+
+
+def parse_views(text: str) -> tuple[tuple[float, float], ...]:
+    """``"0,0;-20,0;20,0"`` or ``"0;-20;20"`` (yaw only) -> ((yaw, pitch), ...)."""
+    views = []
+    for part in text.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        nums = part.split(",")
+        try:
+            yaw = float(nums[0])
+            pitch = float(nums[1]) if len(nums) > 1 else 0.0
+        except ValueError:
+            raise ValueError(f"bad view {part!r}: write yaw[,pitch] in degrees, views separated by ';'") from None
+        if len(nums) > 2:
+            raise ValueError(f"bad view {part!r}: at most yaw,pitch")
+        views.append((yaw, pitch))
+    if not views:
+        raise ValueError("no views given")
+    return tuple(views)
+

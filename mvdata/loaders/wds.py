@@ -1,0 +1,300 @@
+"""webdataset + torch DataLoader loader (no DALI needed), returning :class:`MultiviewBatch`.
+
+Public webdataset APIs only: ``WebDataset`` over this rank's shards with ``split_by_worker``,
+``shuffle`` of the raw bytes before decoding, ``map`` with a ``handler``. Decoding is PIL: JPEG to
+uint8 RGB, 16-bit PNG to uint16 (exact).
+
+Design decisions:
+
+* **Rank split.** Shards, not samples, are split across ranks: rank ``r`` reads
+  ``shard_order(epoch)[r::world_size]`` (what ``split_by_node`` does, but with the rank passed in
+  rather than read from the environment, and with the per-epoch shard permutation of
+  :func:`mvdata.loaders.shard_order`). DataLoader workers are capped at this rank's shard count,
+  and ``empty_check=False`` covers a rank with fewer shards than workers.
+* **Equal steps.** Not ``with_epoch``: it cuts or repeats samples to reach a count, which breaks
+  "each sample once per epoch". Instead every rank runs exactly ``len(loader)`` steps, the most
+  any rank can need whatever the permutation (the ``ceil(shards / world)`` largest shards), and
+  fills the rest with padding rows (``valid=False``). With equal shards this is
+  ``ceil(ceil(total / world) / batch)``, DALI's count, up to the last shard's shortfall.
+* **Resume.** webdataset has no reader checkpoint: :meth:`WdsLoader.load_state_dict` replays the
+  epoch and drops the first ``step`` batches, which reproduces the same batches because every
+  shuffle and augmentation is seeded from ``(seed, epoch)`` and the sample key.
+* **Bad input.** A missing or undecodable member raises inside ``map``; the handler logs shard and
+  key, counts it (:attr:`WdsLoader.errors`, shared with the worker processes) and continues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import multiprocessing as mp
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image
+
+from mvdata.loaders import DatasetInfo, shard_order
+from mvdata.loaders.batch import MultiviewBatch, normalise_uint8
+from mvdata.shards import decode_json
+
+log = logging.getLogger(__name__)
+
+
+class SampleError(ValueError):
+    """A sample whose members are missing or cannot be decoded (shard and key in the message)."""
+
+
+class CountingHandler:
+    """webdataset ``handler``: log the error, count it in shared memory, continue."""
+
+    def __init__(self) -> None:
+        self.count = mp.get_context().Value("i", 0)
+
+    def __call__(self, exn: Exception) -> bool:
+        log.warning("skipped bad sample: %s", exn)
+        with self.count.get_lock():
+            self.count.value += 1
+        return True
+
+
+class _Decoder:
+    """Decode one raw sample to ``(key, meta, images uint8 [T,V,3,S,S], depth float [T,V,1,S,S])``.
+
+    A picklable callable (it runs in DataLoader workers)."""
+
+    def __init__(
+        self,
+        info: DatasetInfo,
+        *,
+        size: int,
+        with_depth: bool,
+        train: bool,
+        seed: int,
+        epoch: int,
+        max_zoom: float,
+        jitter: float,
+    ) -> None:
+        self.rgb, self.depth = info.rgb_exts(), info.depth_exts() if with_depth else []
+        self.t, self.v, self.src = info.frames, info.num_views, info.meta.image_size
+        self.size, self.train, self.seed, self.epoch = size, train, seed, epoch
+        self.max_zoom, self.jitter = max_zoom, jitter
+
+    def _params(self, key: str) -> list[dict[str, Any]]:
+        """Per-view augmentation, seeded by (seed, epoch, key): a replay gives the same batch."""
+        digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+        rng = np.random.default_rng([self.seed, self.epoch, digest])
+        out = []
+        for _ in range(self.v):
+            s = rng.uniform(1.0 - self.max_zoom, 1.0)
+            cy, cx = 0.5 + rng.uniform(-1.0, 1.0, 2) * (1.0 - s) * 0.5
+            box = (
+                (cx - s / 2) * self.src,
+                (cy - s / 2) * self.src,
+                (cx + s / 2) * self.src,
+                (cy + s / 2) * self.src,
+            )
+            b, c, sat = rng.uniform(1.0 - self.jitter, 1.0 + self.jitter, 3)
+            out.append({"box": box, "brightness": b, "contrast": c, "saturation": sat})
+        return out
+
+    def _rgb(self, data: bytes, p: dict[str, Any] | None) -> np.ndarray:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        img = img.convert("RGB")
+        if p is not None:
+            img = img.resize((self.size, self.size), Image.Resampling.BILINEAR, box=p["box"])
+        elif self.size != img.width or self.size != img.height:
+            img = img.resize((self.size, self.size), Image.Resampling.BILINEAR)
+        a = np.asarray(img)
+        if p is None:
+            return a
+        # colour jitter as DALI's color_twist does it: brightness, contrast, saturation
+        x = a.astype(np.float32) * p["brightness"]
+        x = (x - 128.0) * p["contrast"] + 128.0
+        grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+        x = grey[..., None] + (x - grey[..., None]) * p["saturation"]
+        return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+    def _depth(self, data: bytes, p: dict[str, Any] | None) -> np.ndarray:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        if img.mode not in ("I;16", "I;16B", "I", "L"):
+            raise ValueError(f"depth PNG mode {img.mode}, expected 16-bit grey")
+        if p is not None:
+            img = img.resize((self.size, self.size), Image.Resampling.NEAREST, box=p["box"])
+        elif self.size != img.width or self.size != img.height:
+            img = img.resize((self.size, self.size), Image.Resampling.NEAREST)
+        return np.asarray(img).astype(np.float32)
+
+    def __call__(self, sample: dict[str, Any]) -> tuple[str, dict[str, Any], Any, Any]:
+        key, url = sample.get("__key__", "?"), sample.get("__url__", "?")
+        try:
+            meta = decode_json(sample["json"])
+            params = self._params(key) if self.train else None
+            imgs = [
+                self._rgb(sample[e], params[i % self.v] if params else None)
+                for i, e in enumerate(self.rgb)
+            ]
+            deps = [
+                self._depth(sample[e], params[i % self.v] if params else None)
+                for i, e in enumerate(self.depth)
+            ]
+        except (KeyError, OSError, ValueError, SyntaxError) as exc:
+            raise SampleError(f"shard {url} key {key}: {type(exc).__name__}: {exc}") from exc
+        s = self.size
+        images = (
+            torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).reshape(self.t, self.v, 3, s, s)
+        )
+        depth = torch.from_numpy(np.stack(deps)).reshape(self.t, self.v, 1, s, s) if deps else None
+        return key, meta, images, depth
+
+
+class WdsLoader:
+    """One rank's webdataset loader; iterate for one epoch of :class:`MultiviewBatch`."""
+
+    backend = "wds"
+
+    def __init__(
+        self,
+        info: DatasetInfo,
+        *,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        train: bool = True,
+        seed: int = 0,
+        epoch: int = 0,
+        image_size: int | None = None,
+        with_depth: bool = True,
+        num_workers: int = 2,
+        shuffle: bool | None = None,
+        bufsize: int = 256,
+        max_zoom: float = 0.1,
+        jitter: float = 0.2,
+    ) -> None:
+        self.info = info
+        self.batch_size = batch_size
+        self.rank, self.world_size = rank, world_size
+        self.train = train
+        self.shuffle = train if shuffle is None else shuffle
+        self.seed, self.epoch, self.step = seed, epoch, 0
+        self.size = image_size or info.meta.image_size
+        self.with_depth = with_depth and info.has_depth
+        self.num_workers = num_workers
+        self.bufsize = bufsize
+        self.max_zoom, self.jitter = max_zoom, jitter
+        self._handler = CountingHandler()
+        # The most samples any rank can get: the ceil(shards/world) largest shards.
+        per_rank = math.ceil(len(info.shards) / world_size)
+        most = sum(sorted(info.sizes.values(), reverse=True)[:per_rank])
+        self.steps = math.ceil(most / batch_size)
+
+    @property
+    def errors(self) -> int:
+        """Samples skipped as bad input so far (all workers)."""
+        return int(self._handler.count.value)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its beginning on the next iteration."""
+        self.epoch, self.step = epoch, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Epoch and step; restoring replays the epoch up to the next unseen batch."""
+        return {
+            "backend": self.backend,
+            "epoch": self.epoch,
+            "step": self.step,
+            "world_size": self.world_size,
+            "rank": self.rank,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict` of a loader with the same data and settings."""
+        if state.get("backend") != self.backend or state.get("world_size") != self.world_size:
+            raise ValueError("loader state is from another backend or world size")
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        if self.step >= self.steps:
+            self.epoch, self.step = self.epoch + 1, 0
+
+    def _samples(self) -> Iterator[tuple[str, dict[str, Any], Any, Any]]:
+        order = shard_order(
+            self.info.shards, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle
+        )
+        mine = order[self.rank :: self.world_size]
+        if not mine:
+            return
+        ds = wds.WebDataset(
+            [self.info.tar_path(s) for s in mine],
+            shardshuffle=False,  # the shard order is already this epoch's permutation
+            nodesplitter=None,  # the rank's shards were chosen above
+            workersplitter=wds.split_by_worker,
+            empty_check=False,
+            handler=self._handler,
+        )
+        if self.shuffle:
+            ds = ds.shuffle(self.bufsize, initial=self.bufsize, seed=self.seed * 7919 + self.epoch)
+        decoder = _Decoder(
+            self.info,
+            size=self.size,
+            with_depth=self.with_depth,
+            train=self.train,
+            seed=self.seed,
+            epoch=self.epoch,
+            max_zoom=self.max_zoom,
+            jitter=self.jitter,
+        )
+        ds = ds.map(decoder, handler=self._handler)
+        workers = min(self.num_workers, len(mine))
+        yield from torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
+
+    def _batch(self, rows: list[tuple[str, dict[str, Any], Any, Any]]) -> MultiviewBatch:
+        n, b, s = len(rows), self.batch_size, self.size
+        t, v = self.info.frames, self.info.num_views
+        images = torch.zeros(b, t, v, 3, s, s, dtype=torch.uint8)
+        depth = torch.zeros(b, t, v, 1, s, s) if self.with_depth else None
+        for i, (_, _, img, dep) in enumerate(rows):
+            images[i] = img
+            if depth is not None:
+                depth[i] = dep
+        if depth is not None:
+            depth *= self.info.meta.depth_scale_mm
+        return MultiviewBatch(
+            images=normalise_uint8(images),
+            depth=depth,
+            keys=[r[0] for r in rows] + [""] * (b - n),
+            valid=torch.arange(b) < n,
+            meta=[r[1] for r in rows] + [None] * (b - n),
+            views=[c.index for c in self.info.meta.views],
+            frames=t,
+        )
+
+    def __iter__(self) -> Iterator[MultiviewBatch]:
+        skip, done = self.step, 0
+        rows: list[tuple[str, dict[str, Any], Any, Any]] = []
+
+        def emit() -> Iterator[MultiviewBatch]:
+            nonlocal done, rows
+            if done >= self.steps:
+                raise RuntimeError(f"rank {self.rank} has more than {self.steps} batches")
+            if done >= skip:
+                batch = self._batch(rows)
+                self.step = done + 1
+                yield batch
+            done += 1
+            rows = []
+
+        for row in self._samples():
+            rows.append(row)
+            if len(rows) == self.batch_size:
+                yield from emit()
+        while done < self.steps:
+            yield from emit()
+        self.epoch, self.step = self.epoch + 1, 0

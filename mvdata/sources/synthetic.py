@@ -1,0 +1,96 @@
+"""The synthetic source: reads the default layout written by ``mvdata synth``.
+
+``metadata.parquet`` (one :class:`schemas.models.SynthRow` per mesh file) is the index: static
+scans are one item each, sequences are grouped by (subject, sequence) with frames in order.
+Landmarks come from the table; geometry, colours and UVs from the PLY/OBJ files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from mvdata.formats.obj import read_obj
+from mvdata.formats.ply import read_ply
+from mvdata.mesh import Item, ItemMeta, Mesh, MeshReadError, ReadError
+from mvdata.sources import ScanResult, register
+from mvdata.sources.common import checked, load_image, make_key, resolve
+from mvdata.synth import SYNTH_LICENCE, read_synth_metadata
+
+
+class Synthetic:
+    """Reader of ``mvdata synth``'s default layout."""
+
+    name = "synthetic"
+    description = "mvdata's synthetic 3D/4D faces (mvdata synth): static scans and 25 fps sequences"
+    licence = SYNTH_LICENCE
+
+    def scan(self, root: Path) -> ScanResult:
+        root = Path(root)
+        res = ScanResult()
+        try:
+            table = read_synth_metadata(root)
+        except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+            res.errors.append(ReadError(str(root / "metadata.parquet"), "index", str(exc)))
+            return res
+        groups = table.sort(["subject", "sequence", "frame"]).group_by(
+            ["subject", "sequence"], maintain_order=True
+        )
+        for (subject, sequence), rows in groups:
+            first = rows.row(0, named=True)
+            missing = [p for p in rows["mesh_path"].to_list() if not (root / p).is_file()]
+            if missing:
+                res.errors.extend(ReadError(p, "missing", "mesh file listed in metadata.parquet is missing") for p in missing)
+                continue
+            meta = ItemMeta(
+                dataset=self.name, subject=str(subject), sequence=str(sequence),
+                expression=first["expression"], intensity=first["intensity"],
+                extra={"face_model": first["face_model"]},
+            )  # fmt: skip
+            frames = tuple(
+                (mesh, tex) if tex else (mesh,)
+                for mesh, tex in zip(rows["mesh_path"].to_list(), rows["texture_path"].to_list(), strict=True)
+            )
+            res.items.append(
+                Item(
+                    source=self.name, root=str(root), key=make_key("synthetic", str(sequence)),
+                    kind=first["kind"], meta=meta, frame_paths=frames, fps=first["fps"],
+                )
+            )  # fmt: skip
+        res.items.sort(key=lambda it: it.key)
+        return res
+
+    def load_frame(self, item: Item, t: int) -> Mesh:
+        paths = item.frame_paths[t]
+        path = resolve(item.root, paths[0])
+        parsed = read_obj(path) if path.suffix == ".obj" else read_ply(path)
+        mesh = parsed.mesh
+        if len(paths) > 1:
+            mesh.texture = load_image(resolve(item.root, paths[1]))
+        row = self._row(item, paths[0])
+        mesh.landmarks = np.asarray(row["landmarks"], dtype=np.float32)
+        mesh.landmark_names = tuple(row["landmark_names"])
+        return checked(mesh, str(path))
+
+    @staticmethod
+    def _row(item: Item, mesh_path: str) -> dict:
+        table = _table(item.root)
+        hit = table.filter(pl.col("mesh_path") == mesh_path)
+        if len(hit) != 1:
+            raise MeshReadError(mesh_path, "index", "not listed once in metadata.parquet")
+        return hit.row(0, named=True)
+
+
+_TABLES: dict[str, pl.DataFrame] = {}
+
+
+def _table(root: str) -> pl.DataFrame:
+    # Each worker reads the (small) metadata table once, not once per frame.
+    if root not in _TABLES:
+        _TABLES[root] = read_synth_metadata(Path(root))
+    return _TABLES[root]
+
+
+SOURCE = register(Synthetic())

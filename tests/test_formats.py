@@ -1,0 +1,378 @@
+"""Format parsers and writers: round trips, hand-made files shaped like the real ones, and one
+clear error (file named, kind given) for every kind of broken file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mvdata.formats import fan_triangulate
+from mvdata.formats.bnt import BntGrid, bnt_bytes, bnt_to_mesh, parse_bnt, read_bnt, write_bnt
+from mvdata.formats.landmarks import (
+    read_bnd,
+    read_lm2,
+    read_lm3,
+    write_bnd,
+    write_lm2,
+    write_lm3,
+)
+from mvdata.formats.obj import obj_text, parse_obj, read_obj, write_obj
+from mvdata.formats.ply import parse_ply, ply_bytes, read_ply
+from mvdata.formats.vrml import parse_vrml, read_vrml, vrml_text, write_vrml
+from mvdata.mesh import Mesh, MeshReadError
+from mvdata.native import depth_grid
+
+
+def _mesh(n: int = 40, f: int = 60, seed: int = 0, corner_uvs: bool = True) -> Mesh:
+    rng = np.random.default_rng(seed)
+    v = (rng.normal(size=(n, 3)) * 50).astype(np.float32)
+    faces = rng.integers(0, n, size=(f, 3))
+    if corner_uvs:
+        m = n + 7
+        return Mesh(v, faces, uvs=rng.random((m, 2)), uv_faces=rng.integers(0, m, size=(f, 3)))
+    return Mesh(v, faces, vertex_colors=rng.integers(0, 256, (n, 3)), uvs=rng.random((n, 2)))
+
+
+def _raises(kind: str, fn, *args) -> MeshReadError:  # type: ignore[no-untyped-def]
+    with pytest.raises(MeshReadError) as ei:
+        fn(*args)
+    assert ei.value.kind == kind, (ei.value.kind, str(ei.value))
+    return ei.value
+
+
+# --------------------------------------------------------------------------- VRML
+
+@pytest.mark.parametrize(("style", "fmt", "tol"), [("comma", "%.6f", 1e-6), ("space", "%.9g", 0.0)])
+def test_vrml_round_trip(tmp_path: Path, style: str, fmt: str, tol: float) -> None:
+    m = _mesh()
+    p = tmp_path / "a.wrl"
+    write_vrml(p, m, "a.bmp", style, fmt, ("one", "two"))  # type: ignore[arg-type]
+    r = read_vrml(p)
+    assert r.texture_url == "a.bmp"
+    np.testing.assert_allclose(r.mesh.vertices, m.vertices, rtol=0, atol=tol + 1e-4 * (tol > 0))
+    assert np.array_equal(r.mesh.faces, m.faces)
+    assert np.array_equal(r.mesh.uv_faces, m.uv_faces)
+    assert r.mesh.uvs is not None and m.uvs is not None
+    np.testing.assert_allclose(r.mesh.uvs, m.uvs, atol=1e-6)
+    text = p.read_text()
+    assert (", " in text.split("point [")[1].split("]")[0]) == (style == "comma")
+
+
+def test_vrml_colors_round_trip() -> None:
+    m = _mesh(corner_uvs=False)
+    r = parse_vrml(vrml_text(m, style="space").encode())
+    assert r.mesh.vertex_colors is not None
+    assert np.array_equal(r.mesh.vertex_colors, m.vertex_colors)
+    assert np.array_equal(r.mesh.uv_faces, m.faces)
+
+
+BU_LIKE = """#VRML V2.0 utf8
+# Produced by 3DMD
+# a header of a length the reader must not assume
+
+DEF Head Transform {
+  children [ Shape {
+    appearance Appearance { texture ImageTexture { url "F0001_NE00WH_F3D.bmp" } }
+    geometry DEF Face IndexedFaceSet {
+      creaseAngle 1.0   solid FALSE
+      texCoord DEF tc TextureCoordinate { point [ 0 0, 1 0,
+        1 1, 0 1,
+        0.5 0.5 ] }
+      coord DEF co Coordinate {
+        point [
+          0.0, 0.0, 0.0,
+          1.0, 0.0, 0.0, 1.0, 1.0, 0.0,
+          0.0, 1.0, 0.0,   # a comment inside the block
+          0.5 1.5 0.25
+        ]
+      }
+      coordIndex [ 0, 1, 2, 3, -1, 3 2 4 -1 ]
+      texCoordIndex [
+        0, 1, 2, 3, -1,
+        3, 2, 4, -1
+      ]
+    }
+  } ]
+}
+"""
+
+
+def test_vrml_bu_like_polygons_and_nodes() -> None:
+    r = parse_vrml(BU_LIKE.encode(), "bu.wrl")
+    assert r.texture_url == "F0001_NE00WH_F3D.bmp"
+    assert r.mesh.vertices.shape == (5, 3)
+    assert r.mesh.faces.tolist() == [[0, 1, 2], [0, 2, 3], [3, 2, 4]]
+    assert r.mesh.uv_faces is not None and r.mesh.uv_faces.tolist() == r.mesh.faces.tolist()
+    np.testing.assert_array_equal(r.mesh.vertices[4], [0.5, 1.5, 0.25])
+
+
+def test_fan_triangulate_matches_loop() -> None:
+    rng = np.random.default_rng(1)
+    polys = [list(rng.integers(0, 99, k)) for k in rng.integers(3, 8, 50)]
+    flat = np.array([i for p in polys for i in (*p, -1)])
+    ref = [[p[0], p[i], p[i + 1]] for p in polys for i in range(1, len(p) - 1)]
+    tris, _ = fan_triangulate(flat, "x")
+    assert tris.tolist() == ref
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (b"", "empty"),
+        (BU_LIKE.encode()[: BU_LIKE.index("0.0, 1.0, 0.0")], "truncated"),
+        (b"\x89\x13garbage\xff\xfe binary", "bad-magic"),
+        (b"#VRML V1.0 ascii\nSeparator {}", "bad-magic"),
+        (BU_LIKE.encode("utf-16"), "encoding"),
+        (BU_LIKE.replace("0.5 1.5 0.25", "0.5 nan 0.25").encode(), "nan"),
+        (BU_LIKE.replace("0.5 1.5 0.25", "0.5 1.5x 0.25").encode(), "parse"),
+        (BU_LIKE.replace("3 2 4 -1", "3 2 9 -1").encode(), "parse"),
+        (BU_LIKE.replace("3, 2, 4, -1", "3, 2, -1").encode(), "parse"),
+        (BU_LIKE.encode() + b"\xff\xfe", "encoding"),
+    ],
+)
+def test_vrml_errors(data: bytes, kind: str) -> None:
+    err = _raises(kind, parse_vrml, data, "dir/bad.wrl")
+    assert str(err).startswith("dir/bad.wrl: ")
+
+
+# --------------------------------------------------------------------------- BNT
+
+def _grid(nrows: int = 6, ncols: int = 5) -> BntGrid:
+    r, c = np.mgrid[0:nrows, 0:ncols].astype(np.float64)
+    z = 10.0 + r * 0.5 - c * 0.25
+    z[0, 0] = z[3, 2] = -1e9  # holes: background by z only, x/y keep grid values
+    return BntGrid(c * 0.77, r * 0.77, z, c / ncols, r / nrows, -1e9, "bs000_N_N_0.png")
+
+
+def test_bnt_round_trip_bytes(tmp_path: Path) -> None:
+    g = _grid()
+    p = tmp_path / "a.bnt"
+    write_bnt(p, g)
+    data = p.read_bytes()
+    name = b"bs000_N_N_0.png"
+    assert len(data) == 18 + len(name) + 8 * 5 * 6 * 5
+    assert data[:2] == (6).to_bytes(2, "little") and data[14 : 14 + len(name)] == name
+    r = read_bnt(p)
+    for a in ("x", "y", "z", "u", "v"):
+        assert np.array_equal(getattr(r, a), getattr(g, a))
+    assert r.texture_name == g.texture_name and r.zmin == -1e9
+    assert bnt_bytes(r) == data
+
+
+def test_bnt_mesh_matches_reference_loop() -> None:
+    g = _grid()
+    m = bnt_to_mesh(g)
+    valid = g.z != g.zmin
+    assert m.num_vertices == int(valid.sum())
+    idx = -np.ones(valid.shape, int)
+    idx[valid] = np.arange(valid.sum())
+    ref = set()
+    for r in range(5):
+        for c in range(4):
+            a, b, cc, d = idx[r, c], idx[r, c + 1], idx[r + 1, c], idx[r + 1, c + 1]
+            if min(a, b, cc, d) >= 0:
+                ref |= {(a, b, d), (a, d, cc)}
+    assert {tuple(f) for f in m.faces.tolist()} == ref
+    # row 0 is the bottom: y grows with the row; triangles face +z (counter-clockwise)
+    v = m.vertices[m.faces]
+    normal_z = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])[:, 2]
+    assert (normal_z > 0).all()
+    assert m.uvs is not None and m.uvs.shape == (m.num_vertices, 2)
+
+
+def test_bnt_errors() -> None:
+    good = bnt_bytes(_grid())
+    _raises("empty", parse_bnt, b"", "e.bnt")
+    _raises("truncated", parse_bnt, good[:10], "t.bnt")
+    _raises("truncated", parse_bnt, good[:-8], "t.bnt")
+    err = _raises("wrong-size", parse_bnt, good + b"\0" * 8, "w.bnt")
+    assert "w.bnt" in str(err)
+    bad_n = bytearray(good)
+    bad_n[14 + 15] ^= 1  # N no longer 5 * rows * cols
+    _raises("bad-magic", parse_bnt, bytes(bad_n), "m.bnt")
+    _raises("bad-magic", parse_bnt, b"\0\0\0\0" + good[4:], "m.bnt")
+    _raises("bad-magic", parse_bnt, "garbage text é".encode("utf-16") * 40, "g.bnt")
+    g = _grid()
+    g.z[2, 2] = np.nan
+    _raises("nan", parse_bnt, bnt_bytes(g), "n.bnt")
+    g = _grid()
+    g.z[:] = g.zmin
+    _raises("empty", parse_bnt, bnt_bytes(g), "bg.bnt")
+
+
+# --------------------------------------------------------------------------- landmarks
+
+def test_bnd_round_trip_and_trailing_line(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    pts = rng.normal(size=(83, 3)) * 40
+    idx = rng.integers(0, 5000, 83)
+    for trailing in (False, True):
+        p = tmp_path / f"{trailing}.bnd"
+        write_bnd(p, pts, idx, trailing_empty_line=trailing)
+        assert p.read_bytes().split(b"\n")[0].count(b"\t\t") == 1
+        lm = read_bnd(p)
+        np.testing.assert_allclose(lm.points, pts, atol=1e-6)
+        assert lm.indices is not None and np.array_equal(lm.indices, idx)
+        assert len(lm.labels) == 83
+
+
+def test_lm2_lm3_crlf_variable_counts(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    for n in (22, 19, 24):
+        labels = tuple(f"Label {i}" for i in range(n))
+        p3 = rng.normal(size=(n, 3)) * 30
+        p2 = rng.random((n, 2)) * 500
+        write_lm3(tmp_path / "a.lm3", p3, labels)
+        write_lm2(tmp_path / "a.lm2", p2, labels)
+        raw = (tmp_path / "a.lm3").read_bytes()
+        assert b"\r\n" in raw and raw.count(b"\n") == raw.count(b"\r\n")
+        lm3 = read_lm3(tmp_path / "a.lm3")
+        lm2 = read_lm2(tmp_path / "a.lm2")
+        assert lm3.labels == labels and lm2.labels == labels
+        np.testing.assert_allclose(lm3.points, p3, rtol=1e-5, atol=1e-4)  # %g: 6 digits
+        np.testing.assert_allclose(lm2.points, p2, rtol=1e-5, atol=1e-3)
+
+
+def test_landmark_errors(tmp_path: Path) -> None:
+    p = tmp_path / "x.lm3"
+    p.write_bytes("# 3D Landmark File\r\n\r\n3 landmarks:\r\nA\r\n1 2 3\r\n".encode("utf-16"))
+    _raises("encoding", read_lm3, p)
+    p.write_bytes(b"# 3D Landmark File\r\n\r\n3 landmarks:\r\nA\r\n1 2 3\r\n")
+    err = _raises("truncated", read_lm3, p)
+    assert str(p) in str(err)
+    p.write_bytes(b"# 3D Landmark File\r\n\r\n1 landmarks:\r\nA\r\n1 nan 3\r\n")
+    _raises("nan", read_lm3, p)
+    p.write_bytes(b"")
+    _raises("empty", read_lm3, p)
+    p.write_bytes(b"# 2D Landmark File\r\n")
+    _raises("bad-magic", read_lm3, p)
+    b = tmp_path / "x.bnd"
+    b.write_bytes(b"0\t\t1 2\n")
+    _raises("parse", read_bnd, b)
+
+
+# --------------------------------------------------------------------------- PLY
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_ply_round_trip(tmp_path: Path, binary: bool) -> None:
+    m = _mesh(corner_uvs=False)
+    p = tmp_path / "a.ply"
+    p.write_bytes(ply_bytes(m, binary, "tex.png"))
+    for r in (read_ply(p), parse_ply(p.read_bytes(), str(p))):  # fast path and plyfile path
+        assert np.array_equal(r.mesh.vertices, m.vertices)
+        assert np.array_equal(r.mesh.faces, m.faces)
+        assert r.mesh.vertex_colors is not None
+        assert np.array_equal(r.mesh.vertex_colors, m.vertex_colors)
+        assert r.mesh.uvs is not None and m.uvs is not None
+        assert np.array_equal(r.mesh.uvs, m.uvs)
+        assert r.texture_file == "tex.png"
+
+
+def test_ply_other_property_names_and_quads() -> None:
+    text = (
+        "ply\nformat ascii 1.0\nelement vertex 5\nproperty float x\nproperty float y\n"
+        "property float z\nproperty float texture_u\nproperty float texture_v\n"
+        "property float red\nproperty float green\nproperty float blue\n"
+        "element face 2\nproperty list uchar int vertex_index\nend_header\n"
+        "0 0 0 0 0 1 0 0\n1 0 0 1 0 0 1 0\n1 1 0 1 1 0 0 1\n0 1 0 0 1 1 1 1\n2 2 2 .5 .5 0 0 0\n"
+        "4 0 1 2 3\n3 2 4 3\n"
+    )
+    r = parse_ply(text.encode(), "q.ply")
+    assert r.mesh.faces.tolist() == [[0, 1, 2], [0, 2, 3], [2, 4, 3]]
+    assert r.mesh.uvs is not None and r.mesh.uvs[4].tolist() == [0.5, 0.5]
+    assert r.mesh.vertex_colors is not None and r.mesh.vertex_colors[0].tolist() == [255, 0, 0]
+
+
+def test_ply_errors(tmp_path: Path) -> None:
+    m = _mesh(corner_uvs=False)
+    good = ply_bytes(m, True)
+    p = tmp_path / "b.ply"
+    for data, kind in [
+        (b"", "empty"),
+        (good[: len(good) - 20], "truncated"),
+        (ply_bytes(m, False)[:-30], "truncated"),
+        (b"\x89PNG garbage", "bad-magic"),
+        (ply_bytes(m, False).decode().encode("utf-16"), "encoding"),
+        (b"ply\nformat ascii 1.0\nelement vertex 1", "truncated"),
+    ]:
+        p.write_bytes(data)
+        err = _raises(kind, read_ply, p)
+        assert str(p) in str(err)
+    bad = Mesh(m.vertices.copy(), m.faces)
+    bad.vertices[3, 1] = np.nan
+    p.write_bytes(ply_bytes(bad, True))
+    _raises("nan", read_ply, p)
+
+
+# --------------------------------------------------------------------------- OBJ
+
+def test_obj_round_trip_keeps_order_and_corner_uvs(tmp_path: Path) -> None:
+    m = _mesh()
+    p = tmp_path / "m.obj"
+    write_obj(p, m, "m.jpg")
+    assert "map_Kd m.jpg" in (tmp_path / "m.mtl").read_text()
+    r = read_obj(p)
+    assert r.mtllib == "m.mtl"
+    np.testing.assert_allclose(r.mesh.vertices, m.vertices, atol=1e-6)
+    assert np.array_equal(r.mesh.faces, m.faces)
+    assert np.array_equal(r.mesh.uv_faces, m.uv_faces)
+    assert r.mesh.uvs is not None and m.uvs is not None
+    np.testing.assert_allclose(r.mesh.uvs, m.uvs, atol=1e-6)
+
+
+def test_obj_polygons_negative_indices_normals() -> None:
+    text = (
+        "# x\nmtllib a.mtl\nv 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvn 0 0 1\n"
+        "vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\ng grp\nusemtl m\ns 1\n"
+        "f 1/1/1 2/2/1 3/3/1 4/4/1\nf -4/-4/1 -2/-2/1 -1/-1/1\n"
+    )
+    r = parse_obj(text.encode())
+    assert r.mesh.faces.tolist() == [[0, 1, 2], [0, 2, 3], [0, 2, 3]]
+    assert r.mesh.uv_faces is not None and r.mesh.uv_faces.tolist() == r.mesh.faces.tolist()
+    r2 = parse_obj(b"v 0 0 0 1 0 0\nv 1 0 0 0 1 0\nv 0 1 0 0 0 1\nf 1//1 2//1 3//1\n")
+    assert r2.mesh.uvs is None
+    assert r2.mesh.vertex_colors is not None and r2.mesh.vertex_colors.tolist()[0] == [255, 0, 0]
+
+
+def test_obj_errors() -> None:
+    good = obj_text(_mesh()).encode()
+    cut = good[: good.index(b"\nvt ")]
+    for data, kind in [
+        (b"", "empty"),
+        (cut, "truncated"),
+        (good.decode().encode("utf-16"), "encoding"),
+        (b"\x89\x00\x01binary", "encoding"),
+        (b"hello world\n", "parse"),
+        (b"v 0 0 nan\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", "nan"),
+        (b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 4\n", "parse"),
+        (b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 x\n", "parse"),
+    ]:
+        err = _raises(kind, parse_obj, data, "f/x.obj")
+        assert str(err).startswith("f/x.obj: ")
+
+
+# --------------------------------------------------------------------------- depth grid
+
+def test_depth_grid_plane_exact_and_nearest_wins() -> None:
+    # two parallel planes over the same square: the nearer (+z) one must win every cell
+    xs, ys = np.meshgrid(np.linspace(0, 20, 6), np.linspace(0, 15, 5))
+    pts = np.stack([xs.ravel(), ys.ravel()], 1)
+    quads = [(r * 6 + c, r * 6 + c + 1, (r + 1) * 6 + c + 1, (r + 1) * 6 + c)
+             for r in range(4) for c in range(5)]  # fmt: skip
+    tris = [t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))]
+
+    def plane(off: float) -> np.ndarray:
+        return np.c_[pts, 0.3 * pts[:, 0] - 0.2 * pts[:, 1] + off]
+
+    v = np.concatenate([plane(0.0), plane(5.0)])
+    f = np.concatenate([tris, np.array(tris) + len(pts)])
+    uv = np.concatenate([pts / [20, 15], pts / [20, 15]])
+    g = depth_grid(Mesh(v, f, uvs=uv))
+    assert g.covered.all()  # the square is fully covered at 0.77 mm
+    r, c = np.mgrid[0 : g.z.shape[0], 0 : g.z.shape[1]]
+    gx, gy = g.x0 + c * 0.77, g.y0 + r * 0.77
+    np.testing.assert_allclose(g.z, 0.3 * gx - 0.2 * gy + 5.0, atol=1e-4)
+    np.testing.assert_allclose(g.u, gx / 20, atol=1e-5)
+    np.testing.assert_allclose(g.v, gy / 15, atol=1e-5)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mvdata.loaders import benchmark, open_dataset
+from mvdata.loaders import Backend, benchmark, open_dataset
 from mvdata.shards import (
     ShardWriter,
     encode_jpeg,
@@ -163,13 +163,18 @@ def pil_floor(data: Path, repeats: int = 3) -> dict[str, float]:
 
 def bare_gpu_pipeline(data: Path, batch_size: int, steps: int, threads: int) -> dict[str, float]:
     """Reader + mixed JPEG decode + normalise over the same RGB members: the GPU reference."""
-    from nvidia.dali import fn, pipeline_def, types
+    from nvidia.dali import fn as _fn
+    from nvidia.dali import pipeline_def as _pipeline_def
+    from nvidia.dali import types as _types
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
+    fn: Any = _fn  # DALI's stubs are narrower than its API (see mvdata/loaders/dali.py)
+    types: Any = _types
+    pipeline_def: Any = _pipeline_def
     info = open_dataset(data)
     exts = info.rgb_exts()
 
-    @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=0)  # type: ignore[misc]
+    @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=0)
     def pipe() -> Any:
         outs = fn.readers.webdataset(
             paths=[info.tar_path(s) for s in info.shards],
@@ -237,7 +242,8 @@ def main() -> None:
             },
             "pil_floor_all_cores": floor,
         }
-        for name, backend, dev in (("dali_cpu", "dali", "cpu"), ("wds", "wds", "cpu")):
+        runs: list[tuple[str, Backend, str]] = [("dali_cpu", "dali", "cpu"), ("wds", "wds", "cpu")]
+        for name, backend, dev in runs:
             # train = depth + augmentation; eval_rgb_only = the floor's work plus I/O, resize-free
             # normalise and batching (the closest like-for-like comparison with the floor).
             for mode, train, depth in (

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import tempfile
@@ -99,6 +100,34 @@ def bench_one(renderer: Renderer, mesh: Mesh, repeats: int) -> dict[str, Any]:
     }
 
 
+def _worker(mesh: Mesh, renders: int, lp_threads: str | None, image_size: int) -> float:
+    """Spawned worker: its own renderer (never one inherited from the parent); wall seconds."""
+    if lp_threads is not None:
+        os.environ["LP_NUM_THREADS"] = lp_threads  # read by llvmpipe when the context opens
+    with Renderer(image_size, DEFAULT_VIEWS, ("rgb", "depth")) as r:
+        norm = normalise(mesh)
+        r.render(mesh, norm)
+        t0 = time.perf_counter()
+        for _ in range(renders):
+            r.render(mesh, norm)
+        return time.perf_counter() - t0
+
+
+def bench_workers(
+    mesh: Mesh, workers: int, renders: int, lp_threads: str | None, image_size: int
+) -> dict[str, Any]:
+    """Aggregate views/s of ``workers`` spawned processes rendering at the same time."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers) as pool:
+        secs = pool.starmap(_worker, [(mesh, renders, lp_threads, image_size)] * workers)
+    views = workers * renders * len(DEFAULT_VIEWS)
+    return {
+        "workers": workers,
+        "LP_NUM_THREADS": lp_threads,
+        "views_per_s": views / max(secs),
+    }
+
+
 def write_sheet(path: Path, meshes: dict[str, Mesh]) -> None:
     from mvdata.contact_sheet import contact_sheet
 
@@ -141,6 +170,14 @@ def main() -> None:
                     f"draw {s['draw'] * 1e3:6.2f} ms  read {s['read'] * 1e3:6.2f} ms  "
                     f"cpu {res['cpu_seconds_per_mesh'] * 1e3:6.1f} ms"
                 )
+    worker_runs = []
+    for workers, lp in ((1, None), (2, None), (2, "1")):
+        w = bench_workers(meshes["icosphere-10k"], workers, args.repeats, lp, args.image_size)
+        worker_runs.append(w)
+        print(
+            f"spawned workers={workers} LP_NUM_THREADS={lp}: {w['views_per_s']:.1f} views/s "
+            "(icosphere-10k, rgb+depth, upload included)"
+        )
     ref = next(
         r for r in runs if r["mesh"] == "icosphere-10k" and r["modalities"] == ["rgb", "depth"]
     )
@@ -160,6 +197,7 @@ def main() -> None:
         "ratio_vs_reference_10k_rgb_depth": ref["views_per_s"]
         / REFERENCE_VIEWS_PER_S["views_per_s"],
         "runs": runs,
+        "worker_runs": worker_runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as f:

@@ -34,7 +34,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -48,7 +48,10 @@ from mvdata.formats.ply import write_ply
 from mvdata.formats.vrml import write_vrml
 from mvdata.mesh import Mesh
 
-__all__ = ["NATIVE_FORMATS", "DepthGrid", "SynthLike", "depth_grid", "write_native"]
+if TYPE_CHECKING:  # mvdata.synth imports this module lazily; no import cycle at run time
+    from mvdata.synth import SynthMesh
+
+__all__ = ["NATIVE_FORMATS", "DepthGrid", "depth_grid", "write_native"]
 
 NATIVE_FORMATS = ("bu3dfe", "bu4dfe", "bosphorus", "coma", "facescape", "meshdir")
 
@@ -76,21 +79,6 @@ FACESCAPE_NAME = {
 BNT_SPACING_MM = 0.77
 BNT_ZMIN = -1e9
 BND_ROWS = 83
-
-
-class SynthLike(Protocol):
-    """The fields of :class:`mvdata.synth.SynthMesh` this module reads."""
-
-    subject: str
-    identity_index: int
-    kind: str
-    sequence: str
-    expression: str
-    intensity: int
-    frame: int
-    sex: str
-    ethnicity: str
-    mesh: Mesh
 
 
 def _image_bytes(img: NDArray[np.uint8], fmt: str) -> bytes:
@@ -235,7 +223,7 @@ def bnt_grid(mesh: Mesh, texture_name: str, xy_background_zmin: bool) -> BntGrid
     return BntGrid(x, y, z, u, v, BNT_ZMIN, texture_name)
 
 
-def _write_bu3dfe(sm: SynthLike, out: Path) -> int:
+def _write_bu3dfe(sm: SynthMesh, out: Path) -> int:
     subj = f"{sm.sex}{sm.identity_index + 1:04d}"
     code = BU_CODES[sm.expression]
     stem = f"{subj}_{code}{sm.intensity:02d}{sm.ethnicity}_F3D"
@@ -249,7 +237,7 @@ def _write_bu3dfe(sm: SynthLike, out: Path) -> int:
     return 2 + _write_image(base.with_suffix(".bmp"), mesh.texture, "BMP")
 
 
-def _write_bu4dfe(sm: SynthLike, out: Path) -> int:
+def _write_bu4dfe(sm: SynthMesh, out: Path) -> int:
     folder = BU4_FOLDERS.get(sm.expression)
     if folder is None:
         return 0  # BU-4DFE has no neutral sequences
@@ -262,7 +250,7 @@ def _write_bu4dfe(sm: SynthLike, out: Path) -> int:
     return 2 + _write_image(base.with_suffix(".jpg"), mesh.texture, "JPEG")
 
 
-def _write_bosphorus(sm: SynthLike, out: Path, takes: dict[str, int]) -> int:
+def _write_bosphorus(sm: SynthMesh, out: Path, takes: dict[str, int]) -> int:
     subj = f"bs{sm.identity_index:03d}"
     cat, code = ("N", "N") if sm.expression == "neutral" else ("E", BOSPHORUS_CODES[sm.expression])
     k = takes.get(f"{subj}_{cat}_{code}", 0)
@@ -285,7 +273,7 @@ def _write_bosphorus(sm: SynthLike, out: Path, takes: dict[str, int]) -> int:
     return n
 
 
-def _write_coma(sm: SynthLike, out: Path) -> int:
+def _write_coma(sm: SynthMesh, out: Path) -> int:
     cat = COMA_CATEGORY[sm.expression]
     subj = f"FaceTalk_170725_{sm.identity_index + 1:05d}_TA"
     path = out / subj / cat / f"{cat}.{sm.frame + 1:06d}.ply"
@@ -295,14 +283,14 @@ def _write_coma(sm: SynthLike, out: Path) -> int:
     return 1
 
 
-def _write_facescape(sm: SynthLike, out: Path) -> int:
+def _write_facescape(sm: SynthMesh, out: Path) -> int:
     name = FACESCAPE_NAME[sm.expression]
     base = out / str(sm.identity_index + 1) / "models_reg" / name
     write_obj(base.with_suffix(".obj"), _plain(sm.mesh), f"{name}.jpg")
     return 2 + _write_image(base.with_suffix(".jpg"), sm.mesh.texture, "JPEG")
 
 
-def _write_meshdir(sm: SynthLike, out: Path, rows: list[dict[str, str]], textures: set[str]) -> int:
+def _write_meshdir(sm: SynthMesh, out: Path, rows: list[dict[str, str]], textures: set[str]) -> int:
     stem = sm.sequence if sm.kind == "static" else f"{sm.sequence}_f{sm.frame:03d}"
     rel = f"{sm.subject}/{stem}.ply"
     n = 0
@@ -320,7 +308,7 @@ def _write_meshdir(sm: SynthLike, out: Path, rows: list[dict[str, str]], texture
     return n + 1
 
 
-def write_native(fmt: str, meshes: Iterable[SynthLike], out_dir: Path) -> int:
+def write_native(fmt: str, meshes: Iterable[SynthMesh], out_dir: Path) -> int:
     """Write ``meshes`` in dataset layout ``fmt`` under ``out_dir``; return the files written.
 
     Meshes the layout cannot hold (sequences for static datasets and the reverse) are skipped.
@@ -334,7 +322,7 @@ def write_native(fmt: str, meshes: Iterable[SynthLike], out_dir: Path) -> int:
     takes: dict[str, int] = {}
     rows: list[dict[str, str]] = []
     textures: set[str] = set()
-    best: dict[tuple[str, str], SynthLike] = {}  # facescape: highest intensity per subject+name
+    best: dict[tuple[str, str], SynthMesh] = {}  # facescape: highest intensity per subject+name
     subject = None
     for sm in meshes:
         static = sm.kind == "static"

@@ -630,7 +630,7 @@ class Renderer:
                 assert mesh.texture is not None
                 img = np.asarray(mesh.texture, dtype=np.uint8)
                 # GL's first texture row is v = 0 (bottom); the image's row 0 is the top
-                flipped = np.ascontiguousarray(img[:, :, :3])
+                flipped = np.ascontiguousarray(img[::-1, :, :3])
                 texture = ctx.texture(
                     (img.shape[1], img.shape[0]), 3, flipped.tobytes(), alignment=1
                 )
@@ -649,6 +649,7 @@ class Renderer:
         ctx = self.ctx
         self._fbo.use()
         ctx.enable_only(moderngl.DEPTH_TEST)  # no culling, no blending
+        ctx.scissor = None  # clear the whole stack
         self._fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         self._set_uniform("u_inv_scale", buffers.inv_scale)
         self._set_uniform("u_use_tex", buffers.texture is not None)
@@ -657,7 +658,9 @@ class Renderer:
         size, n_views = self.image_size, len(self._view_mats)
         for i in range(n_views):
             # view 0 at the top of the stack: GL rows count from the bottom
-            ctx.viewport = (0, (n_views - 1 - i) * size, size, size)
+            rect = (0, (n_views - 1 - i) * size, size, size)
+            # the scissor keeps guard-band rasterisers from drawing past the view's own tile
+            ctx.viewport = ctx.scissor = rect
             self._prog["u_mvp"].write(self._mvp_bytes[i])  # type: ignore[union-attr]
             if "u_view" in self._prog:
                 self._prog["u_view"].write(self._view_bytes[i])  # type: ignore[union-attr]

@@ -18,8 +18,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mvdata.loaders import LoaderDataError, make_loader, open_dataset, steps_per_epoch
+from mvdata.loaders import Backend, LoaderDataError, make_loader, open_dataset, steps_per_epoch
 from mvdata.loaders.batch import IMAGENET_MEAN, IMAGENET_STD, MultiviewBatch
+from mvdata.loaders.dali import DaliLoader
+from mvdata.loaders.wds import WdsLoader
 from mvdata.shards import (
     ShardWriter,
     encode_jpeg,
@@ -190,7 +192,7 @@ def _unnormalise(images: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------- tests
 @pytest.mark.parametrize("backend", ["dali", "wds"])
-def test_eval_batches_shapes_values(shard_dir: tuple[Path, list[str]], backend: str) -> None:
+def test_eval_batches_shapes_values(shard_dir: tuple[Path, list[str]], backend: Backend) -> None:
     out, keys = shard_dir
     loader = make_loader(
         out, batch_size=4, backend=backend, device="cpu", train=False, num_workers=1
@@ -204,7 +206,9 @@ def test_eval_batches_shapes_values(shard_dir: tuple[Path, list[str]], backend: 
     got = [k for b in batches for k, ok in zip(b.keys, b.valid.tolist(), strict=True) if ok]
     assert got == keys  # eval: sorted shard order, stored sample order, nothing lost
     assert batches[-1].valid.tolist() == [True, False, False, False]
-    assert batches[-1].meta[1] is None and batches[0].meta[0]["key"] == keys[0]
+    assert batches[-1].meta[1] is None and batches[-1].keys[1] == ""
+    m0 = batches[0].meta[0]
+    assert m0 is not None and SampleJson.model_validate(m0).key == keys[0]
     # pixel values against a PIL decode of the stored bytes; depth exactly, in mm
     img, dep = _reference(out, keys[1])
     ours = _unnormalise(b0.images[1]).permute(0, 1, 3, 4, 2).numpy()
@@ -230,7 +234,9 @@ def test_dali_and_wds_agree(shard_dir: tuple[Path, list[str]]) -> None:
 
 
 @pytest.mark.parametrize("backend", ["dali", "wds"])
-def test_train_epoch_permutes_and_covers(shard_dir: tuple[Path, list[str]], backend: str) -> None:
+def test_train_epoch_permutes_and_covers(
+    shard_dir: tuple[Path, list[str]], backend: Backend
+) -> None:
     out, keys = shard_dir
     loader = make_loader(
         out, batch_size=4, backend=backend, device="cpu", train=True, seed=3, num_workers=1
@@ -249,7 +255,7 @@ def test_train_epoch_permutes_and_covers(shard_dir: tuple[Path, list[str]], back
 
 
 @pytest.mark.parametrize("backend", ["dali", "wds"])
-def test_checkpoint_resume(shard_dir: tuple[Path, list[str]], backend: str) -> None:
+def test_checkpoint_resume(shard_dir: tuple[Path, list[str]], backend: Backend) -> None:
     """Read 2 batches, save the state, build a new loader from it: the rest equals a full run."""
     out, _ = shard_dir
     kw: dict[str, Any] = dict(batch_size=2, backend=backend, device="cpu", train=True, seed=7)
@@ -260,6 +266,7 @@ def test_checkpoint_resume(shard_dir: tuple[Path, list[str]], backend: str) -> N
     first = [next(it), next(it)]
     state = json.loads(json.dumps(part.state_dict()))  # survives a JSON round trip
     assert state["step"] == 2
+    assert [b.keys for b in iter(part)][0] == ref[2].keys  # a new iter() continues too
     del it, part
     resumed = make_loader(out, **kw, state=state)
     got = first + list(resumed) + list(resumed)  # rest of epoch 0, then epoch 1
@@ -269,7 +276,7 @@ def test_checkpoint_resume(shard_dir: tuple[Path, list[str]], backend: str) -> N
 
 
 @pytest.mark.parametrize("backend", ["dali", "wds"])
-def test_corrupt_member(tmp_path: Path, backend: str) -> None:
+def test_corrupt_member(tmp_path: Path, backend: Backend) -> None:
     keys = build_shard_dir(
         tmp_path, [4, 3], edit={"syn_0005": {"t01.v00.rgb.jpg": b"\xff\xd8junk"}}
     )
@@ -284,7 +291,7 @@ def test_corrupt_member(tmp_path: Path, backend: str) -> None:
             k for b in _epoch(loader) for k, ok in zip(b.keys, b.valid.tolist(), strict=True) if ok
         ]
         assert got == [k for k in keys if k != "syn_0005"]
-        assert loader.errors == 1
+        assert isinstance(loader, WdsLoader) and loader.errors == 1
 
 
 def test_missing_member_skipped_dali(tmp_path: Path) -> None:
@@ -296,7 +303,7 @@ def test_missing_member_skipped_dali(tmp_path: Path) -> None:
     lines[2] = " ".join(parts[:drop] + parts[drop + 4 :])  # sample 1 loses a member
     idx.write_text("\n".join(lines))
     loader = make_loader(tmp_path, batch_size=2, backend="dali", device="cpu", train=False)
-    assert loader.skipped == 1
+    assert isinstance(loader, DaliLoader) and loader.skipped == 1
     got = [k for b in _epoch(loader) for k, ok in zip(b.keys, b.valid.tolist(), strict=True) if ok]
     assert got == [k for k in keys if k != "syn_0001"]
     with pytest.raises(LoaderDataError, match="train-000000 key syn_0001"):

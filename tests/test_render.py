@@ -120,6 +120,12 @@ def test_normals_at_centre_point_at_camera(renderer: Renderer) -> None:
         assert (unit[:, 2] > 0.995).all(), unit
     # right of centre the sphere's normal turns right (+x in camera space)
     assert out["normal"][0, c, c + 20, 0] > 160 and out["normal"][0, c, c - 20, 0] < 95
+    # inverted winding (normals pointing inwards, common in scans): the same image
+    inside_out = sphere(60.0)
+    inside_out.faces = np.ascontiguousarray(inside_out.faces[:, ::-1])
+    flipped = renderer.render(inside_out, identity_norm())
+    for m in ("normal", "rgb"):
+        assert np.abs(flipped[m].astype(int) - out[m].astype(int)).max() <= 1
 
 
 @pytest.mark.parametrize("views", [DEFAULT_VIEWS, ((15.0, 25.0), (-40.0, -10.0))])
@@ -205,6 +211,16 @@ def test_yaw_views_mirror_each_other(renderer: Renderer) -> None:
     assert np.median(np.abs(n_l[:, 1:] - n_r[:, 1:])) <= 2
     # and the two views are not trivially the same image
     assert not np.array_equal(out["depth"][left], out["depth"][right])
+
+
+def test_views_do_not_bleed_into_each_other() -> None:
+    # a quad far larger than the view, seen face-on (fills view 0) and edge-on (nothing)
+    v = np.array([[-1e4, -1e4, 0], [1e4, -1e4, 0], [1e4, 1e4, 0], [-1e4, 1e4, 0]], np.float32)
+    quad = Mesh(v, np.array([[0, 1, 2], [0, 2, 3]], np.int32))
+    with Renderer(32, ((0.0, 0.0), (90.0, 0.0), (0.0, 0.0)), ("depth",)) as r:
+        depth = r.render(quad, identity_norm())["depth"]
+    assert (depth[0] > 0).all() and (depth[2] > 0).all()
+    assert (depth[1] > 0).sum() <= 32  # at most the one-pixel line of the edge-on quad
 
 
 def test_rig_cameras_and_validation() -> None:

@@ -21,11 +21,35 @@ from tests.test_shards import FRAMES, MODALITIES, SIZE, VIEWS, build_dataset
 EXTS = member_names(FRAMES, VIEWS, MODALITIES)
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str], dict[str, dict]]:
-    """A two-shard dataset and the expected samples ``key -> {ext: bytes}``, in tar order."""
+def _real_build(out: str) -> list[str]:
+    """Shards made by ``mvdata build`` itself (synthetic 4D clips: 2 frames x 2 views)."""
+    from pathlib import Path
+
+    from mvdata.build import BuildConfig, build
+    from mvdata.facemodel import procedural_face
+    from mvdata.shards import list_shards
+    from mvdata.synth import SynthConfig, write_synth
+
+    synth = Path(out) / "synth"
+    write_synth(SynthConfig(num_identities=2, expressions=("happiness", "surprise"), static=False,
+                            sequences=True, num_frames=10, texture_size=32), procedural_face(), synth)  # fmt: skip
+    cfg = BuildConfig(source="synthetic", source_root=str(synth), kind="sequence", clip_frames=FRAMES,
+                      views=((0.0, 0.0), (20.0, 0.0)), modalities=MODALITIES, image_size=SIZE,
+                      samples_per_shard=3)  # fmt: skip
+    build(cfg, f"{out}/shards", workers=1)
+    return list_shards(f"{out}/shards")
+
+
+@pytest.fixture(scope="module", params=["writer", "mvdata-build"])
+def dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str], dict[str, dict]]:
+    """A multi-shard dataset (from the writer directly, or from a real ``mvdata build``) and
+    the expected samples ``key -> {ext: bytes}``, in tar order."""
     out = str(tmp_path_factory.mktemp("readers"))
-    names = build_dataset(out)
+    if request.param == "writer":
+        names = build_dataset(out)
+    else:
+        names = _real_build(out)
+        out = f"{out}/shards"
     expected: dict[str, dict] = {}
     for name in names:
         for s in iter_samples(out, name):

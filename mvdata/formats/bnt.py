@@ -60,9 +60,8 @@ def parse_bnt(data: bytes, path: str = "<bytes>") -> BntGrid:
     nrows, ncols, zmin, name_len = _HEAD.unpack_from(data, 0)
     if nrows == 0 or ncols == 0:
         raise MeshReadError(path, "bad-magic", f"header says {nrows}x{ncols} grid: not a .bnt file")
-    if len(data) < _HEAD.size + name_len + 4:
-        raise MeshReadError(path, "truncated", "file ends inside the header")
     raw_name = data[_HEAD.size : _HEAD.size + name_len]
+    # the name is checked before the length: garbage is "bad-magic", a short header "truncated"
     try:
         name = raw_name.decode("ascii")
     except UnicodeDecodeError:
@@ -71,6 +70,8 @@ def parse_bnt(data: bytes, path: str = "<bytes>") -> BntGrid:
         ) from None
     if not name.isprintable():
         raise MeshReadError(path, "bad-magic", "texture name in the header is not printable")
+    if len(data) < _HEAD.size + name_len + 4:
+        raise MeshReadError(path, "truncated", "file ends inside the header")
     (n,) = struct.unpack_from("<I", data, _HEAD.size + name_len)
     if n != 5 * nrows * ncols:
         raise MeshReadError(

@@ -41,7 +41,9 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
-from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali import fn as _fn
+from nvidia.dali import pipeline_def as _pipeline_def
+from nvidia.dali import types as _types
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 from PIL import Image
 
@@ -50,6 +52,13 @@ from mvdata.loaders.batch import IMAGENET_MEAN, IMAGENET_STD, MultiviewBatch
 from mvdata.shards import decode_json, read_index
 
 log = logging.getLogger(__name__)
+
+# DALI's stubs type every operator result as ``DataNode | Sequence[DataNode] | None`` and leave
+# out the enum members; DALI checks the graph itself when it is built (and the tests build it),
+# so mypy sees these modules as Any.
+fn: Any = _fn
+types: Any = _types
+pipeline_def: Any = _pipeline_def
 
 OnMissing = Literal["skip", "error"]
 
@@ -117,14 +126,13 @@ def build_pipeline(
     std = [s * 255.0 for s in IMAGENET_STD]
     resize_needed = size != info.meta.image_size
 
-    @pipeline_def(  # type: ignore[misc]
+    @pipeline_def(
         batch_size=batch_size,
         num_threads=num_threads,
         device_id=device_id,
         seed=seed,
         enable_checkpointing=True,
         prefetch_queue_depth=prefetch_queue_depth,
-        exec_dynamic=True,
     )
     def pipe() -> Any:
         outs = fn.readers.webdataset(
@@ -300,7 +308,7 @@ class DaliLoader:
         if self.step >= self.steps:
             self.epoch, self.step, self._checkpoint = self.epoch + 1, 0, None
 
-    def _pipeline(self, shards: list[str], checkpoint: str | None) -> Any:
+    def _pipeline(self, shards: list[str], checkpoint: bytes | None) -> Any:
         return build_pipeline(
             self.info,
             shards,
@@ -323,6 +331,9 @@ class DaliLoader:
         )
 
     def __iter__(self) -> Iterator[MultiviewBatch]:
+        if self.step > 0 and self._checkpoint is None and self._iter is not None:
+            # An iteration left mid-epoch: continue where it stopped, not from the epoch start.
+            self._checkpoint = self.state_dict()["dali"]
         shards = shard_order(
             self.info.shards, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle
         )

@@ -103,7 +103,7 @@ class _Decoder:
         return out
 
     def _rgb(self, data: bytes, p: dict[str, Any] | None) -> np.ndarray:
-        img = Image.open(io.BytesIO(data))
+        img: Image.Image = Image.open(io.BytesIO(data))
         img.load()
         img = img.convert("RGB")
         if p is not None:
@@ -121,7 +121,7 @@ class _Decoder:
         return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
     def _depth(self, data: bytes, p: dict[str, Any] | None) -> np.ndarray:
-        img = Image.open(io.BytesIO(data))
+        img: Image.Image = Image.open(io.BytesIO(data))
         img.load()
         if img.mode not in ("I;16", "I;16B", "I", "L"):
             raise ValueError(f"depth PNG mode {img.mode}, expected 16-bit grey")

@@ -100,6 +100,71 @@ def bench_one(renderer: Renderer, mesh: Mesh, repeats: int) -> dict[str, Any]:
     }
 
 
+def bench_against_minimal(mesh: Mesh, rounds: int, image_size: int) -> dict[str, Any]:
+    """Ours vs a minimal moderngl renderer, interleaved, on the same machine at the same time.
+
+    The minimal one is the gotchas.md reference setup: mesh uploaded once, a flat-colour shader,
+    one 224 px framebuffer re-used per view, colour + depth buffer read back per view; it skips
+    what ours does on top (normalisation, normals, lighting, metric depth, quantisation). Other
+    processes on a shared 2-core machine swing wall times by 2-3x, so the ratio measured
+    side by side says more than either number alone.
+    """
+    import moderngl
+
+    from mvdata.render import apply_normalisation
+
+    norm = normalise(mesh)
+    ours = Renderer(image_size, DEFAULT_VIEWS, ("rgb", "depth"))
+    ctx = moderngl.create_standalone_context(backend="egl")  # type: ignore[arg-type]
+    with ctx:
+        prog = ctx.program(
+            vertex_shader="#version 330\nuniform mat4 mvp; in vec3 p; in vec3 c; out vec3 vc;\n"
+            "void main() { gl_Position = mvp * vec4(p, 1.0); vc = c; }",
+            fragment_shader="#version 330\nin vec3 vc; out vec4 o;\n"
+            "void main() { o = vec4(vc, 1.0); }",
+        )
+        verts = apply_normalisation(mesh.vertices, norm).astype("f4")
+        data = np.concatenate([verts, np.full_like(verts, 0.5)], axis=1).astype("f4")
+        vbo = ctx.buffer(data.tobytes())
+        ibo = ctx.buffer(mesh.faces.astype("i4").tobytes())
+        vao = ctx.vertex_array(prog, [(vbo, "3f 3f", "p", "c")], ibo, index_element_size=4)
+        fbo = ctx.simple_framebuffer((image_size, image_size))
+    proj = ours.rig.projection()
+    mvps = [(proj @ ours.rig.world_to_camera(i)).T.astype("f4").tobytes() for i in range(3)]
+
+    def minimal() -> None:
+        with ctx:
+            fbo.use()
+            ctx.enable_only(moderngl.DEPTH_TEST)
+            for mvp in mvps:
+                fbo.clear()
+                prog["mvp"].write(mvp)  # type: ignore[union-attr]
+                vao.render()
+                fbo.read(components=3)
+                fbo.read(attachment=-1, dtype="f4")
+
+    times: dict[str, list[float]] = {"ours": [], "ours_without_upload": [], "minimal": []}
+    with ours, ours.upload(mesh, norm) as pre:
+        for _ in range(rounds):
+            for name in times:
+                t0 = time.perf_counter()
+                if name == "ours":
+                    ours.render(mesh, norm)
+                elif name == "ours_without_upload":
+                    ours.draw(pre)
+                    ours.read()
+                else:
+                    minimal()
+                times[name].append(time.perf_counter() - t0)
+    ctx.release()
+    vps = {k: len(DEFAULT_VIEWS) / float(np.median(v)) for k, v in times.items()}
+    return {
+        "views_per_s": vps,
+        "ratio_ours_to_minimal": vps["ours"] / vps["minimal"],
+        "ratio_ours_without_upload_to_minimal": vps["ours_without_upload"] / vps["minimal"],
+    }
+
+
 def _worker(mesh: Mesh, renders: int, lp_threads: str | None, image_size: int) -> float:
     """Spawned worker: its own renderer (never one inherited from the parent); wall seconds."""
     if lp_threads is not None:
@@ -145,6 +210,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
+    load_at_start = os.getloadavg()[0]
     face_name, face = face_mesh()
     meshes = {face_name: face, "icosphere-10k": sphere_mesh(), "scan-grid-35k": scan_mesh()}
     modality_sets: list[tuple[Modality, ...]] = [("rgb", "depth"), ("rgb", "depth", "normal")]
@@ -170,6 +236,13 @@ def main() -> None:
                     f"draw {s['draw'] * 1e3:6.2f} ms  read {s['read'] * 1e3:6.2f} ms  "
                     f"cpu {res['cpu_seconds_per_mesh'] * 1e3:6.1f} ms"
                 )
+    side = bench_against_minimal(meshes["icosphere-10k"], args.repeats, args.image_size)
+    v = side["views_per_s"]
+    print(
+        f"side by side (icosphere-10k, rgb+depth): ours {v['ours']:.1f}, ours without upload "
+        f"{v['ours_without_upload']:.1f}, minimal renderer {v['minimal']:.1f} views/s "
+        f"-> ratio {side['ratio_ours_to_minimal']:.2f}"
+    )
     worker_runs = []
     for workers, lp in ((1, None), (2, None), (2, "1")):
         w = bench_workers(meshes["icosphere-10k"], workers, args.repeats, lp, args.image_size)
@@ -190,6 +263,8 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
+            # other processes on the same cores swing wall times by 2-3x: read with the load
+            "load_average_1min_at_start": load_at_start,
             "load_average_1min_at_end": os.getloadavg()[0],
             "LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS"),
         },
@@ -197,6 +272,7 @@ def main() -> None:
         "ratio_vs_reference_10k_rgb_depth": ref["views_per_s"]
         / REFERENCE_VIEWS_PER_S["views_per_s"],
         "runs": runs,
+        "side_by_side_10k": side,
         "worker_runs": worker_runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,8 @@ from PIL import Image
 
 from mvdata import __version__
 from mvdata.facemodel import EXPRESSIONS, FaceModel
+from mvdata.formats.obj import write_obj
+from mvdata.formats.ply import write_ply
 from mvdata.mesh import Mesh
 from mvdata.texture import sample_texture, skin_albedo
 from schemas.models import SynthMetadata, SynthRow
@@ -318,47 +320,6 @@ def iter_synth(cfg: SynthConfig, model: FaceModel) -> Iterator[SynthMesh]:
 
 
 # --------------------------------------------------------------------------- writing
-def write_ply(path: Path, mesh: Mesh, texture_file: str | None = None) -> None:
-    """Binary little-endian PLY with vertex colours and per-vertex texture coords (s, t)."""
-    from plyfile import PlyData, PlyElement
-
-    n = mesh.num_vertices
-    vdtype = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
-    has_uv = mesh.uvs is not None and mesh.uv_faces is mesh.faces
-    if has_uv:
-        vdtype += [("s", "<f4"), ("t", "<f4")]
-    v = np.empty(n, dtype=vdtype)
-    v["x"], v["y"], v["z"] = mesh.vertices.T
-    colors = mesh.vertex_colors if mesh.vertex_colors is not None else np.full((n, 3), 200, np.uint8)
-    v["red"], v["green"], v["blue"] = colors.T
-    if has_uv:
-        assert mesh.uvs is not None
-        v["s"], v["t"] = mesh.uvs.T
-    f = np.empty(mesh.num_faces, dtype=[("vertex_indices", "i4", (3,))])
-    f["vertex_indices"] = mesh.faces
-    comments = [f"TextureFile {texture_file}"] if texture_file else []
-    ply = PlyData(
-        [PlyElement.describe(v, "vertex"), PlyElement.describe(f, "face", len_types={"vertex_indices": "u1"})],
-        text=False,
-        byte_order="<",
-        comments=comments,
-    )
-    ply.write(str(path))
-
-
-def write_obj(path: Path, mesh: Mesh, texture_file: str) -> None:
-    """Wavefront OBJ + MTL (per-vertex UVs, texture referenced relative to the OBJ)."""
-    assert mesh.uvs is not None
-    mtl = path.with_suffix(".mtl")
-    mtl.write_text(f"newmtl skin\nKa 1 1 1\nKd 1 1 1\nmap_Kd {texture_file}\n", encoding="ascii")
-    lines = [f"mtllib {mtl.name}"]
-    lines += [f"v {x:.4f} {y:.4f} {z:.4f}" for x, y, z in mesh.vertices.tolist()]
-    lines += [f"vt {u:.6f} {v:.6f}" for u, v in mesh.uvs.tolist()]
-    lines.append("usemtl skin")
-    lines += [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in (mesh.faces + 1).tolist()]
-    path.write_text("\n".join(lines) + "\n", encoding="ascii")
-
-
 def _write_default(cfg: SynthConfig, model: FaceModel, out: Path, mesh_format: MeshFormat,
                    progress: Callable[[int], None]) -> int:  # fmt: skip
     rows: list[SynthRow] = []
@@ -378,7 +339,7 @@ def _write_default(cfg: SynthConfig, model: FaceModel, out: Path, mesh_format: M
         path.parent.mkdir(parents=True, exist_ok=True)
         tex_from_mesh = os.path.relpath(out / tex_rel, path.parent)
         if mesh_format == "ply":
-            write_ply(path, sm.mesh, tex_from_mesh)
+            write_ply(path, sm.mesh, texture_file=tex_from_mesh)
         else:
             write_obj(path, sm.mesh, tex_from_mesh)
         assert sm.mesh.landmarks is not None

@@ -277,21 +277,26 @@ def test_checkpoint_resume(shard_dir: tuple[Path, list[str]], backend: Backend) 
 
 @pytest.mark.parametrize("backend", ["dali", "wds"])
 def test_corrupt_member(tmp_path: Path, backend: Backend) -> None:
-    keys = build_shard_dir(
-        tmp_path, [4, 3], edit={"syn_0005": {"t01.v00.rgb.jpg": b"\xff\xd8junk"}}
-    )
+    """A JPEG in the first batch and a depth PNG later are corrupt: named (DALI) or skipped (wds)."""
+    bad = {
+        "syn_0001": {"t01.v00.rgb.jpg": b"\xff\xd8junk"},
+        "syn_0005": {"t00.v01.depth.png": b"\x89PNG\r\n\x1a\nbroken"},
+    }
+    keys = build_shard_dir(tmp_path, [4, 3], edit=bad)
     loader = make_loader(
         tmp_path, batch_size=2, backend=backend, device="cpu", train=False, num_workers=1
     )
     if backend == "dali":
-        with pytest.raises(LoaderDataError, match=r"train-000001 key syn_0005 member t01.v00"):
+        with pytest.raises(LoaderDataError) as err:
             _epoch(loader)
+        assert "shard train-000000 key syn_0001 member t01.v00.rgb.jpg" in str(err.value)
+        assert "shard train-000001 key syn_0005 member t00.v01.depth.png" in str(err.value)
     else:
         got = [
             k for b in _epoch(loader) for k, ok in zip(b.keys, b.valid.tolist(), strict=True) if ok
         ]
-        assert got == [k for k in keys if k != "syn_0005"]
-        assert isinstance(loader, WdsLoader) and loader.errors == 1
+        assert got == [k for k in keys if k not in bad]
+        assert isinstance(loader, WdsLoader) and loader.errors == 2
 
 
 def test_missing_member_skipped_dali(tmp_path: Path) -> None:

@@ -173,7 +173,7 @@ def test_obj_output(tmp_path, procedural_model):
                     tmp_path / "o", mesh_format="obj")  # fmt: skip
     obj = next((s.out_dir / "static").rglob("*.obj"))
     text = obj.read_text()
-    assert text.startswith("mtllib ") and "map_Kd ../../textures/S0001.png" in obj.with_suffix(".mtl").read_text()
+    assert "mtllib S0001_NE00.mtl" in text and "map_Kd ../../textures/S0001.png" in obj.with_suffix(".mtl").read_text()
 
 
 # --------------------------------------------------------------------------- bad input

@@ -64,6 +64,25 @@ def _resolve(idx: NDArray[np.int64], count: int, path: str, what: str) -> NDArra
     return out
 
 
+def _triangle_corners(fl: list[str], nparts: int) -> NDArray[np.int64] | None:
+    """``(3F, nparts)`` corner indices when every face is a triangle whose corners all have
+    ``nparts`` parts, parsed at C speed; None (take the general path) otherwise."""
+    if any(ln.count(" ") != 3 for ln in fl):
+        return None
+    block = " ".join(ln[2:] for ln in fl)
+    if "//" in block:
+        block = block.replace("//", "/0/")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            nums = np.fromstring(block.replace("/", " "), dtype=np.int64, sep=" ")
+    except (ValueError, DeprecationWarning):
+        return None
+    if nums.size != 3 * len(fl) * nparts or block.count("/") != 3 * len(fl) * (nparts - 1):
+        return None
+    return nums.reshape(-1, nparts)
+
+
 def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
     """Parse OBJ bytes into a :class:`Mesh` keeping vertex order and per-corner UVs."""
     if not data:
@@ -98,27 +117,32 @@ def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
         colors = np.rint(np.clip(vals[:, ncols - 3 :], 0.0, 1.0) * 255.0).astype(np.uint8)
     if not fl:
         raise MeshReadError(path, "truncated", "no 'f' lines (no faces)")
-    corners: list[str] = []
-    ends: list[int] = []
-    for ln in fl:
-        toks = ln.split()[1:]
-        corners += toks
-        ends.append(len(corners))
-    first = corners[0].split("/")
+    first = fl[0].split()[1].split("/")
     has_vt = len(first) >= 2 and first[1] != ""
-    try:
-        parts = [c.split("/") for c in corners]
-        vi = np.fromiter((int(p[0]) for p in parts), dtype=np.int64, count=len(parts))
-        ti = (
-            np.fromiter((int(p[1]) for p in parts), dtype=np.int64, count=len(parts))
-            if has_vt
-            else None
-        )
-    except (ValueError, IndexError):
-        msg = "a face corner is not 'v', 'v/vt' or 'v/vt/vn'"
-        raise MeshReadError(path, "parse", msg) from None
+    fast = _triangle_corners(fl, len(first))
+    if fast is not None:
+        vi = fast[:, 0]
+        ti = fast[:, 1] if has_vt else None
+        sep = np.arange(3, 3 * len(fl) + 1, 3, dtype=np.int64)
+    else:
+        corners: list[str] = []
+        ends: list[int] = []
+        for ln in fl:
+            corners += ln.split()[1:]
+            ends.append(len(corners))
+        try:
+            parts = [c.split("/") for c in corners]
+            vi = np.fromiter((int(p[0]) for p in parts), dtype=np.int64, count=len(parts))
+            ti = (
+                np.fromiter((int(p[1]) for p in parts), dtype=np.int64, count=len(parts))
+                if has_vt
+                else None
+            )
+        except (ValueError, IndexError):
+            msg = "a face corner is not 'v', 'v/vt' or 'v/vt/vn'"
+            raise MeshReadError(path, "parse", msg) from None
+        sep = np.asarray(ends, dtype=np.int64)
     # -1-separated polygon list, the layout fan_triangulate expects
-    sep = np.asarray(ends, dtype=np.int64)
     vi = _resolve(vi, len(verts), path, "vertex")
     faces, poly = fan_triangulate(np.insert(vi, sep, -1), path, "f")
     uvs = uv_faces = None

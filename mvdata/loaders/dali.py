@@ -77,21 +77,26 @@ def scan_index(info: DatasetInfo, shards: list[str], exts: list[str]) -> list[tu
     return bad
 
 
+def _uniform(lo: float, hi: float) -> Any:
+    """A per-sample uniform draw, or the constant when the range is empty (augmentation off)."""
+    return fn.random.uniform(range=[lo, hi]) if hi > lo else lo
+
+
 def _view_params(train: bool, max_zoom: float, jitter: float) -> dict[str, Any]:
     """Random per-view augmentation parameters (DataNodes), shared by the view's frames."""
     if not train:
         return {}
     # Crop side s in [1 - max_zoom, 1] of the image, centre shifted by at most what keeps the crop
     # inside the image: a small scale-and-shift; never a flip (left/right views keep their sides).
-    s = fn.random.uniform(range=[1.0 - max_zoom, 1.0])
+    s = _uniform(1.0 - max_zoom, 1.0)
     u = fn.random.uniform(range=[-1.0, 1.0], shape=[2])
     centre = 0.5 + u * (1.0 - s) * 0.5
     return {
         "roi_start": centre - s * 0.5,
         "roi_end": centre + s * 0.5,
-        "brightness": fn.random.uniform(range=[1.0 - jitter, 1.0 + jitter]),
-        "contrast": fn.random.uniform(range=[1.0 - jitter, 1.0 + jitter]),
-        "saturation": fn.random.uniform(range=[1.0 - jitter, 1.0 + jitter]),
+        "brightness": _uniform(1.0 - jitter, 1.0 + jitter),
+        "contrast": _uniform(1.0 - jitter, 1.0 + jitter),
+        "saturation": _uniform(1.0 - jitter, 1.0 + jitter),
     }
 
 
@@ -346,6 +351,7 @@ class DaliLoader:
             reader_name="Reader",
             last_batch_policy=LastBatchPolicy.FILL,
             auto_reset=False,
+            prepare_first_batch=False,  # so a bad first batch fails inside next(), diagnosed below
         )
         meta = pipe.reader_meta("Reader")
         n, w, r = int(meta["epoch_size"]), self.world_size, self.rank

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import typer
 from rich.console import Console
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from cli.common import fail, run_or_fail
 from mvdata.build import BuildConfig, build, finalize, parse_views, worker_from_env
+from schemas.models import Modality
 
 
 def build_cmd(
@@ -43,7 +45,7 @@ def build_cmd(
     cfg = BuildConfig(
         source=source, source_root=str(source_root), kind=kind,  # type: ignore[arg-type]
         views=run_or_fail(lambda: parse_views(views)),
-        modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),  # type: ignore[arg-type]
+        modalities=cast(tuple[Modality, ...], tuple(m.strip() for m in modalities.split(",") if m.strip())),
         image_size=image_size, clip_frames=clip_frames, clip_sampling=clip_sampling,  # type: ignore[arg-type]
         samples_per_shard=samples_per_shard, num_folds=folds, seed=seed, split=split,
         jpeg_quality=jpeg_quality, name=name,

@@ -26,7 +26,7 @@ import json
 import multiprocessing
 import os
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -41,8 +41,8 @@ from mvdata import __version__
 from mvdata.mesh import Item, Mesh, MeshReadError, ReadError
 from mvdata.shards import (
     SampleMeta,
-    clean_temp_files,
     ShardWriter,
+    clean_temp_files,
     encode_jpeg,
     encode_png8,
     encode_png16,
@@ -279,7 +279,7 @@ def _load_clip(item: Item, cfg: BuildConfig) -> tuple[list[int], list[Mesh]]:
     return frames, [meshes[t] for t in frames]
 
 
-def make_sample(item: Item, row: dict[str, Any], cfg: BuildConfig, times: Counter[str]) -> dict[str, bytes]:
+def make_sample(item: Item, row: dict[str, Any], cfg: BuildConfig, times: defaultdict[str, float]) -> dict[str, bytes]:
     """Render and encode one sample: its members (extension -> bytes), json included."""
     from mvdata.render import normalise
 
@@ -335,7 +335,7 @@ def make_sample(item: Item, row: dict[str, Any], cfg: BuildConfig, times: Counte
 def build_shard(out: str, cfg: BuildConfig, name: str, rows: list[dict[str, Any]],
                 items: dict[str, Item]) -> ShardStats:  # fmt: skip
     """Build one shard (in a worker process); returns its committed stats."""
-    times: Counter[str] = Counter()
+    times: defaultdict[str, float] = defaultdict(float)
     expected = member_names(cfg.frames_per_sample, len(cfg.views), cfg.modalities)
     with ShardWriter(out, name, member_names=expected, overwrite=True) as writer:
         for row in rows:
@@ -487,14 +487,15 @@ def build(
                     nxt = next(queue, None)
                     if nxt is not None:
                         pending[pool.submit(build_shard, out, cfg, nxt, *payload(nxt))] = nxt
-    seconds: Counter[str] = Counter()
+    seconds: defaultdict[str, float] = defaultdict(float)
     for name in mine:
         st = read_stats(out, name)
         summary.num_planned += st.num_planned
         summary.num_written += st.num_written
         summary.num_failed += st.num_failed
         summary.errors.update(st.errors)
-        seconds.update(st.seconds)
+        for stage, sec in st.seconds.items():
+            seconds[stage] += sec
     summary.errors.update(e.kind for e in plan.scan_errors)
     summary.seconds = dict(seconds)
     if finalize_when_done and all(is_committed(out, n) for n in plan.shard_names):

@@ -278,6 +278,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as f:
         json.dump(result, f, indent=2)
+    os.chmod(f.name, 0o644)  # NamedTemporaryFile makes it owner-only
     os.replace(f.name, args.out)
     print(
         f"ratio vs reference (10k vertices, rgb+depth): {result['ratio_vs_reference_10k_rgb_depth']:.2f}"

@@ -7,6 +7,7 @@ Landmarks come from the table; geometry, colours and UVs from the PLY/OBJ files.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -68,29 +69,33 @@ class Synthetic:
         parsed = read_obj(path) if path.suffix == ".obj" else read_ply(path)
         mesh = parsed.mesh
         if len(paths) > 1:
-            mesh.texture = load_image(resolve(item.root, paths[1]))
-        row = self._row(item, paths[0])
-        mesh.landmarks = np.asarray(row["landmarks"], dtype=np.float32)
-        mesh.landmark_names = tuple(row["landmark_names"])
+            tex = resolve(item.root, paths[1])
+            stat = tex.stat()
+            mesh.texture = _texture(str(tex), stat.st_mtime_ns, stat.st_size)
+        landmarks = _landmarks(item.root).get(paths[0])
+        if landmarks is None:
+            raise MeshReadError(paths[0], "index", "not listed in metadata.parquet")
+        mesh.landmarks, mesh.landmark_names = landmarks
         return checked(mesh, str(path))
 
-    @staticmethod
-    def _row(item: Item, mesh_path: str) -> dict:
-        table = _table(item.root)
-        hit = table.filter(pl.col("mesh_path") == mesh_path)
-        if len(hit) != 1:
-            raise MeshReadError(mesh_path, "index", "not listed once in metadata.parquet")
-        return hit.row(0, named=True)
+
+@lru_cache(maxsize=8)
+def _landmarks(root: str) -> dict[str, tuple[np.ndarray, tuple[str, ...]]]:
+    """mesh_path -> (landmarks, names), read once per worker from the (small) metadata table."""
+    table = read_synth_metadata(Path(root))
+    return {
+        path: (np.asarray(lm, dtype=np.float32), tuple(names))
+        for path, lm, names in table.select("mesh_path", "landmarks", "landmark_names").iter_rows()
+    }
 
 
-_TABLES: dict[str, pl.DataFrame] = {}
-
-
-def _table(root: str) -> pl.DataFrame:
-    # Each worker reads the (small) metadata table once, not once per frame.
-    if root not in _TABLES:
-        _TABLES[root] = read_synth_metadata(Path(root))
-    return _TABLES[root]
+@lru_cache(maxsize=32)
+def _texture(path: str, mtime_ns: int, size: int) -> np.ndarray:
+    """Decoded texture, shared by every mesh of an identity (keyed by path, mtime and size so a
+    changed file is read again). Callers must not modify it."""
+    img = load_image(Path(path))
+    img.flags.writeable = False
+    return img
 
 
 SOURCE = register(Synthetic())

@@ -292,10 +292,13 @@ def make_sample(item: Item, row: dict[str, Any], cfg: BuildConfig, times: defaul
     norms: list[Normalisation] = []
     landmarks: list[list[list[float]]] = []
     names: tuple[str, ...] = ()
+    clip_norm: Normalisation | None = None
     for t, mesh in enumerate(meshes):
         t_render = time.perf_counter()
         try:
-            norm = normalise(mesh)
+            # One normalisation per clip (from its first frame): per-frame landmark noise would
+            # otherwise shake the head between frames.
+            norm = clip_norm = clip_norm or normalise(mesh)
             images = renderer.render(mesh, norm)
         except (ValueError, RuntimeError) as exc:
             raise SampleError("render", f"{item.frame_paths[frames[t]][0]}: {exc}") from None

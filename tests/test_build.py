@@ -120,7 +120,7 @@ def test_sequences_build_clips(synth_root, tmp_path):
 
 
 def test_kill9_then_resume_is_byte_identical(synth_root, tmp_path):
-    args = ["build", str(synth_root), "--image-size", "48", "--samples-per-shard", "1", "--folds", "3",
+    args = ["build", str(synth_root), "--image-size", "96", "--samples-per-shard", "1", "--folds", "3",
             "--workers", "2"]  # fmt: skip
     ref = tmp_path / "ref"
     r = _cli(*args[:2], str(ref), *args[2:])

@@ -26,9 +26,15 @@ import json
 import multiprocessing
 import os
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -279,16 +285,24 @@ def _load_clip(item: Item, cfg: BuildConfig) -> tuple[list[int], list[Mesh]]:
     return frames, [meshes[t] for t in frames]
 
 
-def make_sample(item: Item, row: dict[str, Any], cfg: BuildConfig, times: defaultdict[str, float]) -> dict[str, bytes]:
-    """Render and encode one sample: its members (extension -> bytes), json included."""
-    from mvdata.render import normalise
+@dataclass
+class RenderedSample:
+    """One sample rendered but not yet encoded: images per clip frame, and its json member."""
+
+    key: str
+    frames: list[dict[str, NDArray[Any]]]
+    json: bytes
+
+
+def render_sample(item: Item, row: dict[str, Any], cfg: BuildConfig, times: defaultdict[str, float]) -> RenderedSample:
+    """Load and render one sample (every clip frame from every view) and build its json."""
+    from mvdata.render import apply_normalisation, normalise
 
     t0 = time.perf_counter()
     frames, meshes = _load_clip(item, cfg)
-    t1 = time.perf_counter()
-    times["read"] += t1 - t0
+    times["read"] += time.perf_counter() - t0
     renderer = _renderer(cfg)
-    members: dict[str, bytes] = {}
+    rendered: list[dict[str, NDArray[Any]]] = []
     norms: list[Normalisation] = []
     landmarks: list[list[list[float]]] = []
     names: tuple[str, ...] = ()
@@ -299,17 +313,33 @@ def make_sample(item: Item, row: dict[str, Any], cfg: BuildConfig, times: defaul
             # One normalisation per clip (from its first frame): per-frame landmark noise would
             # otherwise shake the head between frames.
             norm = clip_norm = clip_norm or normalise(mesh)
-            images = renderer.render(mesh, norm)
+            rendered.append(renderer.render(mesh, norm))
         except (ValueError, RuntimeError) as exc:
             raise SampleError("render", f"{item.frame_paths[frames[t]][0]}: {exc}") from None
-        t_enc = time.perf_counter()
-        times["render"] += t_enc - t_render
+        times["render"] += time.perf_counter() - t_render
         norms.append(norm)
         if mesh.landmarks is not None:
-            from mvdata.render import apply_normalisation
-
             landmarks.append(np.round(apply_normalisation(mesh.landmarks, norm), 3).tolist())
             names = mesh.landmark_names
+    all_lm = len(landmarks) == len(meshes)
+    sample = SampleJson(
+        key=item.key, dataset=item.meta.dataset, source=item.source, subject=item.meta.subject,
+        sequence=item.meta.sequence, kind=item.kind, fold=int(row["fold"]), frames=frames,
+        num_views=len(cfg.views), modalities=list(cfg.modalities), image_size=cfg.image_size,
+        views=renderer.cameras(), normalisation=norms, landmarks=landmarks if all_lm else None,
+        landmark_names=list(names) if all_lm else [], depth_scale_mm=renderer.depth_scale_mm,
+        labels=Labels(expression=item.meta.expression, intensity=item.meta.intensity,
+                      extra=dict(item.meta.extra)),
+        source_paths=list(item.source_paths),
+    )  # fmt: skip
+    return RenderedSample(item.key, rendered, sample.model_dump_json().encode())
+
+
+def encode_sample(sample: RenderedSample, cfg: BuildConfig) -> tuple[dict[str, bytes], float]:
+    """The members of a rendered sample (extension -> bytes) and the seconds spent encoding."""
+    t0 = time.perf_counter()
+    members: dict[str, bytes] = {"json": sample.json}
+    for t, images in enumerate(sample.frames):
         for v in range(len(cfg.views)):
             stem = f"t{t:02d}.v{v:02d}"
             if "rgb" in images:
@@ -318,29 +348,51 @@ def make_sample(item: Item, row: dict[str, Any], cfg: BuildConfig, times: defaul
                 members[f"{stem}.depth.png"] = encode_png16(images["depth"][v])
             if "normal" in images:
                 members[f"{stem}.normal.png"] = encode_png8(images["normal"][v])
-        times["encode"] += time.perf_counter() - t_enc
-    sample = SampleJson(
-        key=item.key, dataset=item.meta.dataset, source=item.source, subject=item.meta.subject,
-        sequence=item.meta.sequence, kind=item.kind, fold=int(row["fold"]), frames=frames,
-        num_views=len(cfg.views), modalities=list(cfg.modalities), image_size=cfg.image_size,
-        views=renderer.cameras(), normalisation=norms,
-        landmarks=landmarks if len(landmarks) == len(meshes) else None,
-        landmark_names=list(names) if len(landmarks) == len(meshes) else [],
-        depth_scale_mm=renderer.depth_scale_mm,
-        labels=Labels(expression=item.meta.expression, intensity=item.meta.intensity,
-                      extra=dict(item.meta.extra)),
-        source_paths=list(item.source_paths),
-    )  # fmt: skip
-    members["json"] = sample.model_dump_json().encode()
-    return members
+    return members, time.perf_counter() - t0
+
+
+_SPARE_CORES: dict[str, bool] = {}  # set in pool workers: is there a core beyond one per worker?
+
+
+def _init_worker(lp_threads: str, spare: bool) -> None:
+    os.environ["LP_NUM_THREADS"] = lp_threads
+    _SPARE_CORES["spare"] = spare
 
 
 def build_shard(out: str, cfg: BuildConfig, name: str, rows: list[dict[str, Any]],
                 items: dict[str, Item]) -> ShardStats:  # fmt: skip
-    """Build one shard (in a worker process); returns its committed stats."""
+    """Build one shard (in a worker process); returns its committed stats.
+
+    Encoding runs on a helper thread while the next sample renders: PIL's encoders release the
+    GIL, so the two overlap. Samples still reach the tar in plan order.
+    """
     times: defaultdict[str, float] = defaultdict(float)
     expected = member_names(cfg.frames_per_sample, len(cfg.views), cfg.modalities)
-    with ShardWriter(out, name, member_names=expected, overwrite=True) as writer:
+    # In plan order: (key, meta, encoding future) for rendered samples, (key, meta, error) else.
+    queue: deque[tuple[str, SampleMeta, Future[tuple[dict[str, bytes], float]] | SampleError]] = deque()
+    # A helper thread only pays where a core is free for it: with one worker process per core
+    # it would fight the renderer for the CPU (and the GIL) and slow both (measured).
+    threads = 1 if _SPARE_CORES.get("spare", True) else 0
+    with ShardWriter(out, name, member_names=expected, overwrite=True) as writer, \
+            ThreadPoolExecutor(max_workers=max(threads, 1), thread_name_prefix="encode") as pool:  # fmt: skip
+
+        def encode(rendered: RenderedSample) -> Future[tuple[dict[str, bytes], float]]:
+            if threads:
+                return pool.submit(encode_sample, rendered, cfg)
+            done: Future[tuple[dict[str, bytes], float]] = Future()
+            done.set_result(encode_sample(rendered, cfg))
+            return done
+
+        def flush(keep: int) -> None:
+            while len(queue) > keep:
+                key, meta, job = queue.popleft()
+                if isinstance(job, SampleError):
+                    writer.add_failed(key, job.kind, str(job), meta)
+                    continue
+                members, seconds = job.result()
+                times["encode"] += seconds
+                writer.add_sample(key, members, meta)
+
         for row in rows:
             item = items[row["key"]]
             meta = SampleMeta(
@@ -349,11 +401,13 @@ def build_shard(out: str, cfg: BuildConfig, name: str, rows: list[dict[str, Any]
                 num_frames=cfg.frames_per_sample,
             )  # fmt: skip
             try:
-                members = make_sample(item, row, cfg, times)
+                rendered = render_sample(item, row, cfg, times)
             except SampleError as exc:
-                writer.add_failed(item.key, exc.kind, str(exc), meta)
-                continue
-            writer.add_sample(item.key, members, meta)
+                queue.append((item.key, meta, exc))
+            else:
+                queue.append((item.key, meta, encode(rendered)))
+            flush(keep=1)
+        flush(keep=0)
         return writer.commit(seconds={k: round(v, 4) for k, v in sorted(times.items())})
 
 
@@ -470,7 +524,13 @@ def build(
                 progress(done, total)
     elif todo:
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx) as pool:
+        cores = os.cpu_count() or 1
+        # llvmpipe starts one raster thread per core in every process: with one process per
+        # core that oversubscribes the machine, so each worker gets its share (unless the user
+        # set LP_NUM_THREADS). The NVIDIA driver ignores the variable.
+        lp_threads = os.environ.get("LP_NUM_THREADS") or str(max(1, cores // n_proc))
+        with ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(lp_threads, cores > n_proc)) as pool:  # fmt: skip
             pending: dict[Future[ShardStats], str] = {}
             queue: Iterator[str] = iter(todo)
             # Keep at most two shards per worker in flight: bounded memory, steady progress.

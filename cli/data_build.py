@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.common import fail, run_or_fail
-from mvdata.build import BuildConfig, build, finalize, parse_views, worker_from_env
+from mvdata.build import BuildConfig, BuildError, build, finalize, parse_views, worker_from_env
 from schemas.models import Modality
 
 
@@ -62,12 +62,15 @@ def build_cmd(
             elapsed = bar.tasks[task].elapsed or 1e-9
             bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.1f} samples/s")
 
-        summary = run_or_fail(
-            lambda: build(
-                cfg, out, mode=mode, workers=workers or os.cpu_count(), worker_rank=rank,
-                num_workers=count, progress=progress,
-            )
-        )  # fmt: skip
+        try:
+            summary = run_or_fail(
+                lambda: build(
+                    cfg, out, mode=mode, workers=workers or os.cpu_count(), worker_rank=rank,
+                    num_workers=count, progress=progress,
+                )
+            )  # fmt: skip
+        except BuildError as exc:
+            fail(str(exc), code=1)
     console = Console(stderr=False)
     table = Table(title=f"mvdata build -> {out}")
     table.add_column("what")

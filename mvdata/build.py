@@ -35,6 +35,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -255,6 +256,11 @@ def _renderer(cfg: BuildConfig) -> Any:
             _RENDERER[1].close()
         _RENDERER = (key, Renderer(cfg.image_size, cfg.views, cfg.modalities))
     return _RENDERER[1]
+
+
+class BuildError(RuntimeError):
+    """The build as a whole cannot go on (disk full, a worker killed): nothing half-written is
+    left looking finished, and rerunning the same command resumes."""
 
 
 class SampleError(Exception):
@@ -517,7 +523,10 @@ def build(
 
     if todo and n_proc == 1:
         for name in todo:
-            build_shard(out, cfg, name, *payload(name))
+            try:
+                build_shard(out, cfg, name, *payload(name))
+            except OSError as exc:
+                raise _shard_failed(out, name, exc) from exc
             done += len(by_shard[(name,)])
             summary.shards_built += 1
             if progress:
@@ -542,7 +551,12 @@ def build(
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     name = pending.pop(fut)
-                    fut.result()  # a worker crash is a build failure, not a skipped sample
+                    try:
+                        fut.result()  # a worker crash is a build failure, not a skipped sample
+                    except (OSError, BrokenProcessPool) as exc:
+                        for other in pending:
+                            other.cancel()
+                        raise _shard_failed(out, name, exc) from exc
                     done += len(by_shard[(name,)])
                     summary.shards_built += 1
                     if progress:
@@ -566,6 +580,17 @@ def build(
         summary.finalized = True
     summary.wall_seconds = time.perf_counter() - start
     return summary
+
+
+def _shard_failed(out: str, name: str, exc: BaseException) -> BuildError:
+    if isinstance(exc, BrokenProcessPool):
+        why = "a worker process died (killed, or out of memory)"
+    else:
+        why = f"{getattr(exc, 'strerror', None) or exc}"
+    return BuildError(
+        f"{out}: building shard {name} failed: {why}. Committed shards are kept and this one was "
+        "not committed; fix the cause and rerun the same command to resume."
+    )
 
 
 def finalize(out: str, plan: Plan | None = None) -> DatasetMetadata:

@@ -201,3 +201,31 @@ def test_multi_worker_split_and_finalize(synth_root, tmp_path):
     ref = tmp_path / "single"
     build(cfg, str(ref), workers=1)
     assert _digests(out) == _digests(ref)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 2 MiB tmpfs (root only; skipped where mounting is not allowed)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk_fails_clearly_and_leaves_nothing_finished(synth_root, tiny_disk):
+    out = tiny_disk / "shards"
+    r = _cli("build", str(synth_root), str(out), "--image-size", "224", "--samples-per-shard", "2",
+             "--modalities", "rgb,depth,normal", "--workers", "2")  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    assert "No space left on device" in r.stderr and "rerun the same command" in r.stderr
+    committed = {p.name.split(".")[0] for p in (out / "data").glob("*.stats.json")}
+    tars = {p.name.split(".")[0] for p in (out / "data").glob("*.tar")}
+    assert tars == committed  # no tar under a final name without its commit marker
+    assert not (out / "manifest.parquet").exists()
+    for name in committed:  # whatever was committed is whole
+        from mvdata.verify import verify_shard
+
+        assert verify_shard(str(out), name).problems == [], name

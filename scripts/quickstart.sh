@@ -32,6 +32,10 @@ echo "== 5. summary and a contact sheet to look at"
 mvdata info "$OUT/shards" --contact-sheet "$OUT/shards-contact-sheet.png"
 mvdata info "$OUT/clips" --contact-sheet "$OUT/clips-contact-sheet.png"
 
+echo "== 6. load the shards as training batches ([B, T, V, C, H, W]; DALI, on the CPU here)"
+mvdata loader-bench "$OUT/shards" --batch-size 16 --steps 8
+mvdata loader-bench "$OUT/clips" --batch-size 4 --steps 8
+
 echo
 echo "quickstart done; everything is under $OUT/:"
 echo "  synth/   synthetic meshes + metadata.parquet     shards/, clips/   WebDataset tars (+ .idx, parquet, stats)"

@@ -159,7 +159,7 @@ def build_pipeline(
         images, depths = [], []
         nv = info.num_views
         params = [_view_params(train, max_zoom, jitter) for _ in range(nv)]
-        for i, enc in enumerate(rgb_exts):
+        for i in range(len(rgb_exts)):
             p = params[i % nv]
             img = fn.decoders.image(
                 rgb[i],
@@ -167,7 +167,6 @@ def build_pipeline(
                 output_type=types.RGB,
                 hw_decoder_load=hw_decoder_load,
             )
-            del enc
             if train:
                 img = fn.resize(
                     img,

@@ -626,7 +626,7 @@ def finalize(out: str, plan: Plan | None = None) -> DatasetMetadata:
     meta = DatasetMetadata(
         name=cfg.name or f"{plan.dataset}-multiview",
         source=cfg.source, dataset=plan.dataset, source_root=cfg.source_root,
-        licence=plan.licence, publishable=cfg.source == "synthetic", seed=cfg.seed,
+        licence=plan.licence, publishable=_publishable(plan), seed=cfg.seed,
         num_folds=cfg.num_folds, split=cfg.split, views=sample_views,
         modalities=list(cfg.modalities), image_size=cfg.image_size,
         clip_frames=cfg.frames_per_sample, clip_sampling=cfg.clip_sampling,
@@ -641,6 +641,15 @@ def finalize(out: str, plan: Plan | None = None) -> DatasetMetadata:
     card = dataset_card(meta, sizes)
     _atomic_write(out, "README.md", card.encode())
     return meta
+
+
+def _publishable(plan: Plan) -> bool:
+    """Only data free of third-party terms may be published without the user's word: synthetic
+    faces from the procedural model. Licensed datasets and SFM-derived faces (non-commercial
+    terms) need the user's explicit consent at publish time."""
+    return plan.config.source == "synthetic" and all(
+        it.meta.extra.get("face_model") == "procedural" for it in plan.items.values()
+    )
 
 
 def _depth_scale() -> float:

@@ -123,19 +123,25 @@ def _decode(ext: str, data: bytes) -> np.ndarray:
 
 
 def write_contact_sheet(out_dir: str, png_path: str, n: int = 4) -> None:
-    """Write a PNG of the first ``n`` samples (frame 0; views side by side per modality)."""
+    """Write a PNG of the first ``n`` samples: views side by side per modality, one row per
+    sample; for 4D clips one row each for the first, middle and last frame, so the motion shows."""
     rows: list[dict[str, np.ndarray]] = []
     labels: list[str] = []
+    shown = 0
     for name in list_shards(out_dir):
-        for sample in iter_samples(out_dir, name, limit=n - len(rows)):
-            row: dict[str, np.ndarray] = {}
-            for modality, suffix in MODALITY_EXT.items():
-                exts = sorted(e for e in sample if e.startswith("t00.") and e.endswith(suffix))
-                if exts:
-                    row[modality] = np.stack([_decode(e, sample[e]) for e in exts])
-            rows.append(row)
-            labels.append(str(sample["__key__"]))
-        if len(rows) >= n:
+        for sample in iter_samples(out_dir, name, limit=n - shown):
+            shown += 1
+            num_frames = len({e.split(".", 1)[0] for e in sample if e.startswith("t")})
+            frames = sorted({0, num_frames // 2, num_frames - 1})
+            for t in frames:
+                row: dict[str, np.ndarray] = {}
+                for modality, suffix in MODALITY_EXT.items():
+                    exts = sorted(e for e in sample if e.startswith(f"t{t:02d}.") and e.endswith(suffix))
+                    if exts:
+                        row[modality] = np.stack([_decode(e, sample[e]) for e in exts])
+                rows.append(row)
+                labels.append(str(sample["__key__"]) + (f"  frame t{t:02d}" if num_frames > 1 else ""))
+        if shown >= n:
             break
     if not rows:
         raise ValueError(f"{out_dir} has no committed sample to show")

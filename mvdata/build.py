@@ -360,8 +360,7 @@ def encode_sample(sample: RenderedSample, cfg: BuildConfig) -> tuple[dict[str, b
 _SPARE_CORES: dict[str, bool] = {}  # set in pool workers: is there a core beyond one per worker?
 
 
-def _init_worker(lp_threads: str, spare: bool) -> None:
-    os.environ["LP_NUM_THREADS"] = lp_threads
+def _init_worker(spare: bool) -> None:
     _SPARE_CORES["spare"] = spare
 
 
@@ -533,13 +532,11 @@ def build(
                 progress(done, total)
     elif todo:
         ctx = multiprocessing.get_context("spawn")
-        cores = os.cpu_count() or 1
-        # llvmpipe starts one raster thread per core in every process: with one process per
-        # core that oversubscribes the machine, so each worker gets its share (unless the user
-        # set LP_NUM_THREADS). The NVIDIA driver ignores the variable.
-        lp_threads = os.environ.get("LP_NUM_THREADS") or str(max(1, cores // n_proc))
+        # llvmpipe keeps its default raster threads (one per core) in every worker: limiting
+        # them to a core's share rendered slower (168 vs 232 views/s, bench/bench_render.py).
+        spare = (os.cpu_count() or 1) > n_proc
         with ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(lp_threads, cores > n_proc)) as pool:  # fmt: skip
+                                 initargs=(spare,)) as pool:  # fmt: skip
             pending: dict[Future[ShardStats], str] = {}
             queue: Iterator[str] = iter(todo)
             # Keep at most two shards per worker in flight: bounded memory, steady progress.

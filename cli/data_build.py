@@ -43,7 +43,7 @@ def build_cmd(
     rank = env_rank if worker_rank < 0 else worker_rank
     count = env_count if num_workers < 0 else num_workers
     cfg = BuildConfig(
-        source=source, source_root=str(source_root), kind=kind,  # type: ignore[arg-type]
+        source=source, source_root=str(source_root.resolve()), kind=kind,  # type: ignore[arg-type]
         views=run_or_fail(lambda: parse_views(views)),
         modalities=cast(tuple[Modality, ...], tuple(m.strip() for m in modalities.split(",") if m.strip())),
         image_size=image_size, clip_frames=clip_frames, clip_sampling=clip_sampling,  # type: ignore[arg-type]

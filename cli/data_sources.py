@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 from cli.common import run_or_fail
@@ -41,7 +42,17 @@ def register(app: typer.Typer) -> None:
         sequence; the files it could not read and why."""
         from mvdata.sources.common import inspect_dataset
 
-        rep = run_or_fail(lambda: inspect_dataset(path, source, check=check))
+        with Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), transient=True,
+        ) as bar:  # fmt: skip
+            task = bar.add_task("loading frames", total=None)
+            rep = run_or_fail(
+                lambda: inspect_dataset(
+                    path, source, check=check,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+            )  # fmt: skip
         con = Console()
         con.print(
             f"[bold]{rep.source}[/bold] at {rep.root}: {rep.num_items} items "

@@ -7,6 +7,7 @@ text for anything that is not a plain SPDX-style id), task categories, tags and 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -81,10 +82,12 @@ def front_matter(meta: DatasetMetadata, sizes: SizesJson) -> dict[str, Any]:
 
 
 def _slug(text: str) -> str:
-    out = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
-    while "--" in out:
-        out = out.replace("--", "-")
-    return out[:64] or "custom"
+    """A short licence id from the licence's first clause (up to ':' or '. '), cut at a word."""
+    head = re.split(r":|\.\s", text, maxsplit=1)[0]
+    out = re.sub(r"[^a-z0-9]+", "-", head.lower()).strip("-")
+    if len(out) > 64:
+        out = out[:64].rsplit("-", 1)[0]
+    return out or "custom"
 
 
 def dataset_card(

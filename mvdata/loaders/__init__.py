@@ -35,7 +35,8 @@ import numpy as np
 from pydantic import ValidationError
 
 from mvdata.loaders.batch import MultiviewBatch
-from schemas.models import SCHEMA_VERSION, DatasetMetadata, SizesJson
+from schemas import check_version
+from schemas.models import DatasetMetadata, SizesJson
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +112,6 @@ class DatasetInfo:
         return os.path.join(self.root, "data", f"{shard}.idx")
 
 
-def _major(version: str) -> str:
-    return version.split(".", 1)[0]
-
-
 def open_dataset(data_dir: str | os.PathLike[str], *, split: str | None = None) -> DatasetInfo:
     """Read and check ``dataset.json`` and ``sizes.json`` of a shard directory.
 
@@ -133,12 +130,7 @@ def open_dataset(data_dir: str | os.PathLike[str], *, split: str | None = None) 
         raise ValueError(f"{meta_path}: not readable JSON ({exc})") from exc
     if not isinstance(raw, dict) or raw.get("format") != "mvdata-webdataset":
         raise ValueError(f"{meta_path}: format is not 'mvdata-webdataset': not our shard directory")
-    version = str(raw.get("schema_version", ""))
-    if _major(version) != _major(SCHEMA_VERSION):
-        raise ValueError(
-            f"{meta_path}: schema_version {version!r} has another major version than this "
-            f"reader's {SCHEMA_VERSION!r}; rebuild the shards or use a matching mvdata"
-        )
+    check_version(raw.get("schema_version"), where=meta_path)
     try:
         meta = DatasetMetadata.model_validate(raw)
     except ValidationError as exc:

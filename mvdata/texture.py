@@ -33,16 +33,19 @@ def skin_albedo(
     lip_mix = rng.uniform(0.35, 0.6)
     brow_width = rng.uniform(0.012, 0.025) * size
 
-    # Low-frequency blotches: coarse noise upsampled smoothly.
-    coarse = rng.normal(0, 1, (8, 8, 3)) * rng.uniform(4, 10)
-    noise = np.asarray(
-        Image.fromarray(((coarse + 128).clip(0, 255)).astype(np.uint8)).resize(
-            (size, size), Image.Resampling.BICUBIC
-        ),
-        dtype=np.float64,
-    ) - 128.0
-    fine = rng.normal(0, 2.0, (size, size, 1))
-    base = np.clip(tone[None, None, :] + noise + fine, 0, 255).astype(np.uint8)
+    # Low-frequency blotches: coarse noise upsampled smoothly. Mostly brightness (scaled with
+    # the tone, so dark skin is not tinted by a fixed-size chroma noise), a little redness.
+    coarse = rng.normal(0, 1, (8, 8, 2)) * np.array([rng.uniform(0.03, 0.07), rng.uniform(0.01, 0.03)])
+    up = np.stack(
+        [
+            np.asarray(Image.fromarray(c.astype(np.float32), "F").resize((size, size), Image.Resampling.BICUBIC))
+            for c in np.moveaxis(coarse, 2, 0)
+        ],
+        axis=2,
+    ).astype(np.float64)
+    shade = 1.0 + up[..., :1] + rng.normal(0, 0.012, (size, size, 1))
+    redness = up[..., 1:] * np.array([1.0, -0.5, -0.5]) * tone.mean()
+    base = np.clip(tone[None, None, :] * shade + redness, 0, 255).astype(np.uint8)
     img = Image.fromarray(base, "RGB")
 
     def px(ids: range | list[int]) -> list[tuple[float, float]]:

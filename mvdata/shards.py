@@ -25,6 +25,7 @@ byte-identical to ``wds2idx`` run on the same tar.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -393,9 +394,6 @@ class ShardWriter:
         parquet_bytes = buf.getvalue()
         self._write_bytes(self._tmp["parquet"], parquet_bytes)
 
-        for kind in ("tar", "idx", "parquet"):
-            self._fs.mv(self._tmp[kind], self._final[kind])
-
         errors = Counter(r.error_kind for r in self._rows if r.status == "failed")
         secs = {k: float(v) for k, v in (seconds or {}).items()}
         secs.setdefault("write", self._write_seconds + time.perf_counter() - t0)
@@ -411,8 +409,20 @@ class ShardWriter:
             parquet_sha256=hashlib.sha256(parquet_bytes).hexdigest(),
             seconds=secs,
         )
+        # Every byte is written (under temp names) before any final name appears, so a full
+        # disk fails here and abort() leaves nothing behind; the renames that follow need no
+        # space. Should one fail anyway, the final names already made are removed again.
         self._write_bytes(self._tmp["stats"], stats.model_dump_json(indent=2).encode())
-        self._fs.mv(self._tmp["stats"], self._final["stats"])
+        moved: list[str] = []
+        try:
+            for kind in ("tar", "idx", "parquet", "stats"):  # stats last: the commit marker
+                self._fs.mv(self._tmp[kind], self._final[kind])
+                moved.append(kind)
+        except BaseException:
+            for kind in moved:
+                with contextlib.suppress(OSError):
+                    self._fs.rm(self._final[kind])
+            raise
         self._done = True
         return stats
 

@@ -25,8 +25,9 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
-from mvdata.build import BuildConfig, build
+from mvdata.build import build
 from mvdata.facemodel import resolve_face_model
+from mvdata.plan import BuildConfig
 from mvdata.shards import encode_jpeg, encode_png16
 from mvdata.synth import SynthConfig, write_synth
 

@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.common import fail, run_or_fail
-from mvdata.build import BuildConfig, BuildError, build, finalize, parse_views, worker_from_env
+from mvdata.build import BuildError, build, finalize, worker_from_env
+from mvdata.plan import BuildConfig, parse_views
 from schemas.models import Modality
 
 

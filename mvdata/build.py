@@ -1,11 +1,10 @@
 """``mvdata build``: plan -> shard work units -> worker processes -> commit -> finalize.
 
-1. **Plan** (:func:`make_plan`): scan the source, keep the items of the requested kind, assign
-   subject-independent folds (subjects shuffled with the seed, dealt round-robin into k folds),
+1. **Plan** (:func:`mvdata.plan.make_plan`): scan the source, assign subject-independent folds,
    shuffle all samples globally with the seed and cut them into shards. The plan is a pure
-   function of (source files, settings), so every worker of a multi-machine build computes the
-   same plan; it is also written to ``OUT/.mvdata/plan.parquet`` with the settings in
-   ``OUT/.mvdata/build.json`` so that a resumed build can refuse different settings.
+   function of (source files, settings), so every worker of a multi-machine build (and every
+   resumed run) computes the same plan; the settings are kept in ``OUT/.mvdata/build.json`` so
+   that a resumed build can refuse different settings.
 2. **Shards** are the unit of work, retry and resume: a shard is done exactly when its
    ``stats.json`` exists (written last by :class:`mvdata.shards.ShardWriter`). A worker process
    renders each sample of its shard (views x modalities x clip frames), encodes the images and
@@ -21,13 +20,12 @@ opens its own renderer (see :mod:`mvdata.render`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
@@ -37,15 +35,15 @@ from concurrent.futures import (
 )
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import polars as pl
 from numpy.typing import NDArray
 
 from mvdata import __version__
+from mvdata.clips import motion_clip, motion_energy, uniform_clip
 from mvdata.mesh import Item, Mesh, MeshReadError, ReadError
+from mvdata.plan import BuildConfig, Plan, make_plan
 from mvdata.shards import (
     SampleMeta,
     ShardWriter,
@@ -57,189 +55,20 @@ from mvdata.shards import (
     is_committed,
     member_names,
     read_stats,
-    shard_name,
 )
 from schemas import SCHEMA_VERSION
 from schemas.models import (
     DatasetMetadata,
     Labels,
     ManifestRow,
-    Modality,
     Normalisation,
     SampleJson,
     ShardStats,
     SizesJson,
 )
-from schemas.tables import check_frame, frame_from_rows
+from schemas.tables import check_frame
 
 STATE_DIR = ".mvdata"
-NDArrayF = NDArray[np.float64]
-DEFAULT_VIEWS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (-20.0, 0.0), (20.0, 0.0))
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """Every setting that changes the bytes of the shards (hashed; a resume must match)."""
-
-    source: str
-    source_root: str
-    kind: Literal["static", "sequence"] = "static"
-    views: tuple[tuple[float, float], ...] = DEFAULT_VIEWS
-    modalities: tuple[Modality, ...] = ("rgb", "depth")
-    image_size: int = 224
-    clip_frames: int = 8
-    clip_sampling: Literal["uniform", "motion"] = "uniform"
-    samples_per_shard: int = 256
-    num_folds: int = 10
-    seed: int = 0
-    split: str = "train"
-    jpeg_quality: int = 90
-    name: str = ""
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` with one clear message for a bad setting."""
-        if self.kind not in ("static", "sequence"):
-            raise ValueError(f"--kind must be static or sequence, got {self.kind!r}")
-        if not self.views:
-            raise ValueError("at least one view is needed")
-        for yaw, pitch in self.views:
-            if not (-90 < yaw < 90 and -60 < pitch < 60):
-                raise ValueError(f"view ({yaw}, {pitch}) out of range: |yaw| < 90, |pitch| < 60")
-        bad = [m for m in self.modalities if m not in ("rgb", "depth", "normal")]
-        if bad or not self.modalities or len(set(self.modalities)) != len(self.modalities):
-            raise ValueError(f"modalities must be distinct among rgb, depth, normal; got {list(self.modalities)}")
-        if not 16 <= self.image_size <= 2048:
-            raise ValueError("image size must be within 16..2048")
-        if self.clip_frames < 1 or self.clip_frames > 64:
-            raise ValueError("clip frames must be within 1..64")
-        if self.clip_sampling not in ("uniform", "motion"):
-            raise ValueError(f"clip sampling must be uniform or motion, got {self.clip_sampling!r}")
-        if self.samples_per_shard < 1:
-            raise ValueError("samples per shard must be at least 1")
-        if self.num_folds < 2:
-            raise ValueError("at least 2 folds are needed")
-        if not self.split.isidentifier() or "-" in self.split:
-            raise ValueError(f"split name {self.split!r} must be letters, digits and _")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError("JPEG quality must be within 1..100")
-
-    @property
-    def frames_per_sample(self) -> int:
-        return 1 if self.kind == "static" else self.clip_frames
-
-    def digest(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------- plan
-@dataclass
-class Plan:
-    config: BuildConfig
-    items: dict[str, Item]  # key -> item
-    manifest: pl.DataFrame  # ManifestRow columns, ordered by (shard, index_in_shard)
-    scan_errors: list[ReadError]
-    licence: str
-    dataset: str
-
-    @property
-    def shard_names(self) -> list[str]:
-        return sorted(set(self.manifest["shard_name"].to_list()))
-
-
-def assign_folds(subjects: Sequence[str], num_folds: int, seed: int) -> dict[str, int]:
-    """Subject -> fold: subjects sorted, shuffled with ``seed`` and dealt round-robin, so folds
-    differ in size by at most one subject and no subject spans two folds."""
-    ordered = sorted(set(subjects))
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
-    perm = rng.permutation(len(ordered))
-    return {ordered[int(i)]: pos % num_folds for pos, i in enumerate(perm)}
-
-
-def make_plan(cfg: BuildConfig) -> Plan:
-    """Scan the source and lay out every sample: folds, global shuffle, shards."""
-    from mvdata.sources import get_source
-
-    cfg.validate()
-    root = Path(cfg.source_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such dataset folder")
-    source = get_source(cfg.source)
-    scan = source.scan(root)
-    items = [it for it in scan.items if it.kind == cfg.kind]
-    if not items:
-        kinds = Counter(it.kind for it in scan.items)
-        hint = f" (found {dict(kinds)}; choose --kind accordingly)" if kinds else ""
-        raise ValueError(f"{root}: the {cfg.source} reader found no {cfg.kind} items{hint}")
-    folds = assign_folds([it.meta.subject for it in items], cfg.num_folds, cfg.seed)
-    items.sort(key=lambda it: it.key)
-    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(2,)))
-    order = rng.permutation(len(items))
-    rows: list[dict[str, Any]] = []
-    for pos, idx in enumerate(order):
-        it = items[int(idx)]
-        shard = pos // cfg.samples_per_shard
-        rows.append(
-            dict(
-                key=it.key, source=it.source, dataset=it.meta.dataset, subject=it.meta.subject,
-                sequence=it.meta.sequence, kind=it.kind, num_source_frames=it.num_frames,
-                expression=it.meta.expression, intensity=it.meta.intensity,
-                fold=folds[it.meta.subject], split=cfg.split, shard=shard,
-                shard_name=shard_name(cfg.split, shard), index_in_shard=pos % cfg.samples_per_shard,
-                order=pos,
-            )
-        )  # fmt: skip
-    manifest = frame_from_rows(ManifestRow, rows)
-    return Plan(
-        config=cfg,
-        items={it.key: it for it in items},
-        manifest=manifest,
-        scan_errors=list(scan.errors),
-        licence=source.licence,
-        dataset=items[0].meta.dataset,
-    )
-
-
-# --------------------------------------------------------------------------- clip sampling
-def uniform_clip(num_frames: int, clip: int) -> list[int]:
-    """``clip`` frame indices spread evenly over the sequence (repeats when it is shorter)."""
-    return [int(round(x)) for x in np.linspace(0, num_frames - 1, clip)]
-
-
-def motion_energy(meshes: Sequence[Mesh]) -> NDArrayF:
-    """Per-frame displacement from the first frame, without labels: landmark distance when
-    landmarks exist, else the mean nearest-vertex distance of a fixed vertex subsample (frames of
-    scan-like sequences share no vertex correspondence)."""
-    first = meshes[0]
-    out = np.zeros(len(meshes))
-    if all(m.landmarks is not None and len(m.landmarks) for m in meshes):
-        ref = first.landmarks
-        assert ref is not None
-        for t, m in enumerate(meshes):
-            assert m.landmarks is not None
-            if m.landmarks.shape == ref.shape:
-                out[t] = float(np.linalg.norm(m.landmarks - ref, axis=1).mean())
-        return out
-    rng = np.random.default_rng(0)
-    for t, m in enumerate(meshes):
-        pts = m.vertices[rng.choice(len(m.vertices), size=min(256, len(m.vertices)), replace=False)]
-        d = np.linalg.norm(pts[:, None, :] - first.vertices[None, ::4, :], axis=2).min(axis=1)
-        out[t] = float(d.mean())
-    return out
-
-
-def motion_clip(energy: NDArrayF, clip: int) -> list[int]:
-    """``clip`` frames evenly over a window centred on the frame of largest motion energy; the
-    window spans half the sequence (clipped to its ends)."""
-    n = len(energy)
-    peak = int(np.argmax(energy))
-    half = max((n - 1) / 4.0, (clip - 1) / 2.0)
-    lo, hi = peak - half, peak + half
-    if lo < 0:
-        lo, hi = 0.0, min(n - 1.0, hi - lo)
-    if hi > n - 1:
-        lo, hi = max(0.0, lo - (hi - (n - 1))), n - 1.0
-    return [int(round(x)) for x in np.linspace(lo, hi, clip)]
 
 
 # --------------------------------------------------------------------------- worker side
@@ -653,25 +482,3 @@ def _depth_scale() -> float:
     from mvdata.render import DEFAULT_DEPTH_SCALE_MM
 
     return DEFAULT_DEPTH_SCALE_MM
-
-
-def parse_views(text: str) -> tuple[tuple[float, float], ...]:
-    """``"0,0;-20,0;20,0"`` or ``"0;-20;20"`` (yaw only) -> ((yaw, pitch), ...)."""
-    views = []
-    for part in text.split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        nums = part.split(",")
-        try:
-            yaw = float(nums[0])
-            pitch = float(nums[1]) if len(nums) > 1 else 0.0
-        except ValueError:
-            raise ValueError(f"bad view {part!r}: write yaw[,pitch] in degrees, views separated by ';'") from None
-        if len(nums) > 2:
-            raise ValueError(f"bad view {part!r}: at most yaw,pitch")
-        views.append((yaw, pitch))
-    if not views:
-        raise ValueError("no views given")
-    return tuple(views)
-

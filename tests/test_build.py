@@ -16,17 +16,10 @@ import polars as pl
 import pytest
 import webdataset as wds
 
-from mvdata.build import (
-    BuildConfig,
-    assign_folds,
-    build,
-    finalize,
-    make_plan,
-    motion_clip,
-    parse_views,
-    uniform_clip,
-)
+from mvdata.build import build, finalize
+from mvdata.clips import motion_clip, uniform_clip
 from mvdata.facemodel import procedural_face
+from mvdata.plan import BuildConfig, assign_folds, make_plan, parse_views
 from mvdata.synth import SynthConfig, write_synth
 from mvdata.verify import verify_dataset
 

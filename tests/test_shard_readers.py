@@ -25,8 +25,9 @@ def _real_build(out: str) -> list[str]:
     """Shards made by ``mvdata build`` itself (synthetic 4D clips: 2 frames x 2 views)."""
     from pathlib import Path
 
-    from mvdata.build import BuildConfig, build
+    from mvdata.build import build
     from mvdata.facemodel import procedural_face
+    from mvdata.plan import BuildConfig
     from mvdata.shards import list_shards
     from mvdata.synth import SynthConfig, write_synth
 

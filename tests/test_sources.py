@@ -399,3 +399,27 @@ def test_cli_sources_and_inspect(native: Path, tmp_path: Path) -> None:
     assert "4 items" in r.output and f"{seq}/005.wrl" in r.output and "bad-magic" in r.output
     r = runner.invoke(app, ["inspect", str(root), "--source", "nosuch"])
     assert r.exit_code == 2 and "unknown source" in r.output
+
+
+# What `mvdata inspect` must report on the synthetic native sets of the `synth` fixture
+# (2 identities; neutral + happiness + anger at intensities 1, 2; 10-frame sequences).
+EXPECTED_COUNTS = {
+    "bu3dfe": (10, {"static": 10}, {"anger": 4, "happiness": 4, "neutral": 2}, {"0": 2, "1": 4, "2": 4}, set()),
+    "bu4dfe": (4, {"sequence": 4}, {"anger": 2, "happiness": 2}, {"(none)": 4}, {10}),
+    "bosphorus": (10, {"static": 10}, {"anger": 4, "happiness": 4, "neutral": 2}, {"(none)": 10}, set()),
+    "coma": (4, {"sequence": 4}, {"(none)": 2, "happiness": 2}, {"(none)": 4}, {10}),
+    "facescape": (6, {"static": 6}, {"anger": 2, "happiness": 2, "neutral": 2}, {"(none)": 6}, set()),
+    "meshdir": (50, {"static": 50}, {"anger": 24, "happiness": 24, "neutral": 2}, {"0": 2, "1": 4, "2": 4, "4": 40}, set()),
+}
+
+
+@pytest.mark.parametrize("fmt", NATIVE_FORMATS)
+def test_inspect_counts_on_each_synthetic_set(fmt: str, native: Path) -> None:
+    items, kinds, expressions, intensities, frames = EXPECTED_COUNTS[fmt]
+    rep = inspect_dataset(native / fmt, fmt, check=True)
+    assert rep.errors == []
+    assert rep.num_items == items and dict(rep.kinds) == kinds
+    assert len(rep.subjects) == 2 and len(set(rep.subjects.values())) == 1
+    assert dict(rep.expressions) == expressions and dict(rep.intensities) == intensities
+    assert set(rep.frames_per_sequence.values()) == frames
+    assert rep.frames_checked == rep.num_frames

@@ -90,6 +90,8 @@ def build_cmd(
     for kind_, n in sorted(summary.errors.items()):
         table.add_row(f"errors: {kind_}", str(n))
     console.print(table)
+    if summary.num_failed:
+        typer.echo(f"failed samples and their reasons: rows with status 'failed' in {out}/data/*.parquet", err=True)
     for err in summary.scan_errors[:10]:
         typer.echo(f"  skipped {err}", err=True)
     if summary.failed_fraction > max_failed_fraction:

@@ -47,6 +47,9 @@ from mvdata.formats.obj import write_obj
 from mvdata.formats.ply import write_ply
 from mvdata.formats.vrml import write_vrml
 from mvdata.mesh import Mesh
+from mvdata.sources.bosphorus import EMOTIONS as BOSPHORUS_EMOTIONS
+from mvdata.sources.bu3dfe import BU_EXPRESSIONS
+from mvdata.sources.bu4dfe import FOLDERS as BU4_FOLDER_EXPRESSIONS
 
 if TYPE_CHECKING:  # mvdata.synth imports this module lazily; no import cycle at run time
     from mvdata.synth import SynthMesh
@@ -55,18 +58,10 @@ __all__ = ["NATIVE_FORMATS", "DepthGrid", "depth_grid", "write_native"]
 
 NATIVE_FORMATS = ("bu3dfe", "bu4dfe", "bosphorus", "coma", "facescape", "meshdir")
 
-BU_CODES = {
-    "neutral": "NE", "anger": "AN", "disgust": "DI", "fear": "FE",
-    "happiness": "HA", "sadness": "SA", "surprise": "SU",
-}  # fmt: skip
-BU4_FOLDERS = {
-    "anger": "Angry", "disgust": "Disgust", "fear": "Fear",
-    "happiness": "Happy", "sadness": "Sad", "surprise": "Surprise",
-}  # fmt: skip
-BOSPHORUS_CODES = {
-    "anger": "ANGER", "disgust": "DISGUST", "fear": "FEAR",
-    "happiness": "HAPPY", "sadness": "SADNESS", "surprise": "SURPRISE",
-}  # fmt: skip
+# The writers' name maps are the readers' maps inverted: one spelling of each dataset's codes.
+BU_CODES = {name: code for code, name in BU_EXPRESSIONS.items()}
+BU4_FOLDERS = {name: folder for folder, name in BU4_FOLDER_EXPRESSIONS.items()}
+BOSPHORUS_CODES = {name: code for code, name in BOSPHORUS_EMOTIONS.items()}
 COMA_CATEGORY = {
     "neutral": "eyebrow", "anger": "bareteeth", "disgust": "lips_up", "fear": "mouth_side",
     "happiness": "high_smile", "sadness": "mouth_down", "surprise": "mouth_extreme",

@@ -41,7 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mvdata import __version__
-from mvdata.clips import motion_clip, motion_energy, uniform_clip
+from mvdata.clips import MotionReference, motion_clip, uniform_clip
 from mvdata.mesh import Item, Mesh, MeshReadError, ReadError
 from mvdata.plan import BuildConfig, Plan, make_plan
 from mvdata.shards import (
@@ -115,9 +115,14 @@ def _load_clip(item: Item, cfg: BuildConfig) -> tuple[list[int], list[Mesh]]:
         frames = uniform_clip(item.num_frames, cfg.clip_frames)
         cache = {t: load(t) for t in sorted(set(frames))}
         return frames, [cache[t] for t in frames]
-    meshes = [load(t) for t in range(item.num_frames)]
-    frames = motion_clip(motion_energy(meshes), cfg.clip_frames)
-    return frames, [meshes[t] for t in frames]
+    # Stream the sequence for its motion energy (two frames in memory, not ~100 with their
+    # textures), then load the chosen frames again.
+    first = load(0)
+    ref = MotionReference(first)
+    energy = np.array([0.0] + [ref.motion(load(t), t) for t in range(1, item.num_frames)])
+    frames = motion_clip(energy, cfg.clip_frames)
+    chosen = {t: first if t == 0 else load(t) for t in sorted(set(frames))}
+    return frames, [chosen[t] for t in frames]
 
 
 @dataclass

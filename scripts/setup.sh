@@ -5,14 +5,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-need_apt=()
-for pkg in libegl1 libgl1-mesa-dri; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "installing system packages: ${need_apt[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+if command -v dpkg >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  need_apt=()
+  for pkg in libegl1 libgl1-mesa-dri; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+  done
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "installing system packages: ${need_apt[*]}"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+      command -v sudo >/dev/null 2>&1 && SUDO="sudo" || {
+        echo "error: install ${need_apt[*]} (headless EGL rendering) as root, then rerun" >&2; exit 1; }
+    fi
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  fi
+else
+  echo "note: not a Debian/Ubuntu system: make sure EGL + Mesa (or the NVIDIA driver's EGL) is installed" >&2
 fi
 
 if [ ! -x .venv/bin/python ]; then

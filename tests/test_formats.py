@@ -389,3 +389,34 @@ def test_depth_grid_plane_exact_and_nearest_wins() -> None:
     np.testing.assert_allclose(g.z, 0.3 * gx - 0.2 * gy + 5.0, atol=1e-4)
     np.testing.assert_allclose(g.u, gx / 20, atol=1e-5)
     np.testing.assert_allclose(g.v, gy / 15, atol=1e-5)
+
+
+def test_obj_block_fast_path_agrees_with_the_line_by_line_path() -> None:
+    """A regular OBJ takes the numpy block classifier; the same file with CRLF line ends, an
+    indented line or interleaved lines takes the line-by-line path: all must give one mesh."""
+    from mvdata.formats.obj import _classify_blocks
+
+    rng = np.random.default_rng(0)
+    verts = rng.normal(size=(40, 3)).astype(np.float32)
+    faces = rng.integers(0, 40, size=(60, 3)).astype(np.int32)
+    mesh = Mesh(verts, faces, uvs=rng.random((40, 2)).astype(np.float32))
+    text = obj_text(mesh, "skin.mtl")
+    regular = text.encode()
+    assert _classify_blocks(regular, text) is not None
+    lines = text.split("\n")
+    first_f = next(i for i, ln in enumerate(lines) if ln.startswith("f "))
+    variants = {
+        "crlf": text.replace("\n", "\r\n").encode(),
+        "indented": "\n".join(["  " + ln if ln.startswith("v ") else ln for ln in lines]).encode(),
+        "interleaved": "\n".join(lines[:first_f] + [lines[first_f + 1], "v 0 0 0"] + lines[first_f + 2 :]).encode(),
+    }
+    ref = parse_obj(regular, "regular.obj")
+    assert ref.mtllib == "skin.mtl"
+    for name, data in variants.items():
+        assert _classify_blocks(data, data.decode()) is None, name
+        got = parse_obj(data, f"{name}.obj")
+        assert got.mtllib == "skin.mtl", name
+        n = len(ref.mesh.vertices)
+        np.testing.assert_array_equal(got.mesh.vertices[:n], ref.mesh.vertices, err_msg=name)
+        np.testing.assert_allclose(got.mesh.uvs, ref.mesh.uvs, err_msg=name)
+    np.testing.assert_array_equal(parse_obj(variants["crlf"]).mesh.faces, ref.mesh.faces)

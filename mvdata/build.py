@@ -41,9 +41,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mvdata import __version__
+from mvdata.card import dataset_card
 from mvdata.clips import MotionReference, motion_clip, uniform_clip
 from mvdata.mesh import Item, Mesh, MeshReadError, ReadError
 from mvdata.plan import BuildConfig, Plan, make_plan
+from mvdata.render import (
+    DEFAULT_DEPTH_SCALE_MM,
+    CameraRig,
+    Renderer,
+    apply_normalisation,
+    normalise,
+)
 from mvdata.shards import (
     SampleMeta,
     ShardWriter,
@@ -56,6 +64,7 @@ from mvdata.shards import (
     member_names,
     read_stats,
 )
+from mvdata.sources import load_frame
 from schemas import SCHEMA_VERSION
 from schemas.models import (
     DatasetMetadata,
@@ -77,8 +86,6 @@ _RENDERER: Any = None  # one per worker process (GL contexts are per process)
 
 def _renderer(cfg: BuildConfig) -> Any:
     global _RENDERER
-    from mvdata.render import Renderer
-
     key = (cfg.image_size, cfg.views, cfg.modalities)
     if _RENDERER is None or _RENDERER[0] != key:
         if _RENDERER is not None:
@@ -101,8 +108,6 @@ class SampleError(Exception):
 
 
 def _load_clip(item: Item, cfg: BuildConfig) -> tuple[list[int], list[Mesh]]:
-    from mvdata.sources import load_frame
-
     def load(t: int) -> Mesh:
         try:
             return load_frame(item, t)
@@ -136,8 +141,6 @@ class RenderedSample:
 
 def render_sample(item: Item, row: dict[str, Any], cfg: BuildConfig, times: defaultdict[str, float]) -> RenderedSample:
     """Load and render one sample (every clip frame from every view) and build its json."""
-    from mvdata.render import apply_normalisation, normalise
-
     t0 = time.perf_counter()
     frames, meshes = _load_clip(item, cfg)
     times["read"] += time.perf_counter() - t0
@@ -426,8 +429,6 @@ def _shard_failed(out: str, name: str, exc: BaseException) -> BuildError:
 
 def finalize(out: str, plan: Plan | None = None) -> DatasetMetadata:
     """Write the root files once every shard is committed (``mvdata finalize``)."""
-    from mvdata.card import dataset_card
-
     fs, root = filesystem(out)
     state = f"{root}/{STATE_DIR}/build.json"
     if not fs.exists(state):
@@ -451,8 +452,6 @@ def finalize(out: str, plan: Plan | None = None) -> DatasetMetadata:
     _atomic_write(out, "manifest.parquet", bio.getvalue())
     sizes = SizesJson(shards={f"data/{n}.tar": s.num_written for n, s in stats.items()})
     _atomic_write(out, "sizes.json", (json.dumps(sizes.model_dump(), indent=2, sort_keys=True) + "\n").encode())
-    from mvdata.render import CameraRig
-
     sample_views = CameraRig(cfg.views).cameras()  # the rig the workers rendered with
     meta = DatasetMetadata(
         name=cfg.name or f"{plan.dataset}-multiview",
@@ -461,7 +460,7 @@ def finalize(out: str, plan: Plan | None = None) -> DatasetMetadata:
         num_folds=cfg.num_folds, split=cfg.split, views=sample_views,
         modalities=list(cfg.modalities), image_size=cfg.image_size,
         clip_frames=cfg.frames_per_sample, clip_sampling=cfg.clip_sampling,
-        jpeg_quality=cfg.jpeg_quality, depth_scale_mm=_depth_scale(),
+        jpeg_quality=cfg.jpeg_quality, depth_scale_mm=DEFAULT_DEPTH_SCALE_MM,
         member_names=member_names(cfg.frames_per_sample, len(cfg.views), cfg.modalities),
         num_samples=sum(s.num_written for s in stats.values()),
         num_failed=sum(s.num_failed for s in stats.values()),
@@ -482,8 +481,3 @@ def _publishable(plan: Plan) -> bool:
         it.meta.extra.get("face_model") == "procedural" for it in plan.items.values()
     )
 
-
-def _depth_scale() -> float:
-    from mvdata.render import DEFAULT_DEPTH_SCALE_MM
-
-    return DEFAULT_DEPTH_SCALE_MM

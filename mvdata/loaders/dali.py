@@ -48,6 +48,7 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 from PIL import Image
 
 from mvdata.loaders import DatasetInfo, LoaderDataError, shard_order, steps_per_epoch
+from mvdata.loaders.base import LoaderBase
 from mvdata.loaders.batch import IMAGENET_MEAN, IMAGENET_STD, MultiviewBatch
 from mvdata.shards import decode_json, read_index
 
@@ -219,7 +220,7 @@ def build_pipeline(
     return pipe(checkpoint=checkpoint) if checkpoint is not None else pipe()
 
 
-class DaliLoader:
+class DaliLoader(LoaderBase):
     """One rank's DALI loader; iterate for one epoch of :class:`MultiviewBatch`."""
 
     backend = "dali"
@@ -247,23 +248,17 @@ class DaliLoader:
     ) -> None:
         if on_missing not in ("skip", "error"):
             raise ValueError(f"on_missing must be 'skip' or 'error', got {on_missing!r}")
-        self.info = info
-        self.batch_size = batch_size
-        self.rank, self.world_size = rank, world_size
+        super().__init__(
+            info, batch_size=batch_size, rank=rank, world_size=world_size, train=train,
+            seed=seed, epoch=epoch, image_size=image_size, with_depth=with_depth,
+            shuffle=shuffle, max_zoom=max_zoom, jitter=jitter,
+        )  # fmt: skip
         self.device_id = device_id
-        self.train = train
-        self.shuffle = train if shuffle is None else shuffle
-        self.seed = seed
-        self.epoch = epoch
-        self.size = image_size or info.meta.image_size
-        self.with_depth = with_depth and info.has_depth
         self.num_threads = max(1, num_workers)
         self.on_missing: OnMissing = on_missing
         self.hw_decoder_load = hw_decoder_load
         self.initial_fill = initial_fill
-        self.max_zoom, self.jitter = max_zoom, jitter
         self.steps = steps_per_epoch(info.total, world_size, batch_size)
-        self.step = 0
         self._checkpoint: str | None = None
         self._iter: DALIGenericIterator | None = None
         exts = ["json", *info.rgb_exts(), *(info.depth_exts() if self.with_depth else [])]
@@ -280,12 +275,10 @@ class DaliLoader:
         #: Samples left out for missing members (over all ranks' data).
         self.skipped = len(bad)
 
-    def __len__(self) -> int:
-        return self.steps
-
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its beginning on the next iteration."""
-        self.epoch, self.step, self._checkpoint = epoch, 0, None
+        super().set_epoch(epoch)
+        self._checkpoint = None
 
     def state_dict(self) -> dict[str, Any]:
         """Epoch, step and DALI reader checkpoint: restoring continues with the next batch."""
@@ -294,23 +287,12 @@ class DaliLoader:
             raw = self._iter.checkpoints()[0]
             # DALI's checkpoint is bytes; base64 keeps the state JSON-serialisable.
             cp = base64.b64encode(raw if isinstance(raw, bytes) else raw.encode()).decode("ascii")
-        return {
-            "backend": self.backend,
-            "epoch": self.epoch,
-            "step": self.step,
-            "world_size": self.world_size,
-            "rank": self.rank,
-            "dali": cp,
-        }
+        return {**super().state_dict(), "dali": cp}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict` of a loader with the same data and settings."""
-        if state.get("backend") != self.backend or state.get("world_size") != self.world_size:
-            raise ValueError("loader state is from another backend or world size")
-        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        super().load_state_dict(state)
         self._checkpoint = state.get("dali") if self.step > 0 else None
-        if self.step >= self.steps:
-            self.epoch, self.step, self._checkpoint = self.epoch + 1, 0, None
 
     def _pipeline(self, shards: list[str], checkpoint: bytes | None) -> Any:
         return build_pipeline(

@@ -39,6 +39,7 @@ import webdataset as wds
 from PIL import Image
 
 from mvdata.loaders import DatasetInfo, shard_order
+from mvdata.loaders.base import LoaderBase
 from mvdata.loaders.batch import MultiviewBatch, normalise_uint8
 from mvdata.shards import decode_json
 
@@ -154,8 +155,11 @@ class _Decoder:
         return key, meta, images, depth
 
 
-class WdsLoader:
-    """One rank's webdataset loader; iterate for one epoch of :class:`MultiviewBatch`."""
+class WdsLoader(LoaderBase):
+    """One rank's webdataset loader; iterate for one epoch of :class:`MultiviewBatch`.
+
+    Its saved state is the epoch and step: restoring replays the epoch up to the next unseen
+    batch, exactly, since every random draw is seeded from seed, epoch and key."""
 
     backend = "wds"
 
@@ -177,17 +181,13 @@ class WdsLoader:
         max_zoom: float = 0.1,
         jitter: float = 0.2,
     ) -> None:
-        self.info = info
-        self.batch_size = batch_size
-        self.rank, self.world_size = rank, world_size
-        self.train = train
-        self.shuffle = train if shuffle is None else shuffle
-        self.seed, self.epoch, self.step = seed, epoch, 0
-        self.size = image_size or info.meta.image_size
-        self.with_depth = with_depth and info.has_depth
+        super().__init__(
+            info, batch_size=batch_size, rank=rank, world_size=world_size, train=train,
+            seed=seed, epoch=epoch, image_size=image_size, with_depth=with_depth,
+            shuffle=shuffle, max_zoom=max_zoom, jitter=jitter,
+        )  # fmt: skip
         self.num_workers = num_workers
         self.bufsize = bufsize
-        self.max_zoom, self.jitter = max_zoom, jitter
         self._handler = CountingHandler()
         # The most samples any rank can get: the ceil(shards/world) largest shards.
         per_rank = math.ceil(len(info.shards) / world_size)
@@ -198,31 +198,6 @@ class WdsLoader:
     def errors(self) -> int:
         """Samples skipped as bad input so far (all workers)."""
         return int(self._handler.count.value)
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start ``epoch`` from its beginning on the next iteration."""
-        self.epoch, self.step = epoch, 0
-
-    def state_dict(self) -> dict[str, Any]:
-        """Epoch and step; restoring replays the epoch up to the next unseen batch."""
-        return {
-            "backend": self.backend,
-            "epoch": self.epoch,
-            "step": self.step,
-            "world_size": self.world_size,
-            "rank": self.rank,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from :meth:`state_dict` of a loader with the same data and settings."""
-        if state.get("backend") != self.backend or state.get("world_size") != self.world_size:
-            raise ValueError("loader state is from another backend or world size")
-        self.epoch, self.step = int(state["epoch"]), int(state["step"])
-        if self.step >= self.steps:
-            self.epoch, self.step = self.epoch + 1, 0
 
     def _samples(self) -> Iterator[tuple[str, dict[str, Any], Any, Any]]:
         order = shard_order(

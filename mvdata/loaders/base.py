@@ -1,0 +1,67 @@
+"""What both loader backends share: settings, the epoch/step position and its saved state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mvdata.loaders import DatasetInfo
+
+
+class LoaderBase:
+    """One rank's loader over a shard directory. Subclasses set :attr:`backend` and
+    :attr:`steps` (batches per epoch, equal on every rank) and iterate one epoch."""
+
+    backend = "base"
+    steps: int
+
+    def __init__(
+        self,
+        info: DatasetInfo,
+        *,
+        batch_size: int,
+        rank: int,
+        world_size: int,
+        train: bool,
+        seed: int,
+        epoch: int,
+        image_size: int | None,
+        with_depth: bool,
+        shuffle: bool | None,
+        max_zoom: float,
+        jitter: float,
+    ) -> None:
+        self.info = info
+        self.batch_size = batch_size
+        self.rank, self.world_size = rank, world_size
+        self.train = train
+        self.shuffle = train if shuffle is None else shuffle
+        self.seed, self.epoch, self.step = seed, epoch, 0
+        self.size = image_size or info.meta.image_size
+        self.with_depth = with_depth and info.has_depth
+        self.max_zoom, self.jitter = max_zoom, jitter
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its beginning on the next iteration."""
+        self.epoch, self.step = epoch, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Backend, epoch and step (subclasses add what they need to resume exactly)."""
+        return {
+            "backend": self.backend,
+            "epoch": self.epoch,
+            "step": self.step,
+            "world_size": self.world_size,
+            "rank": self.rank,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict` of a loader with the same data and settings; a state
+        saved after an epoch's last batch resumes at the start of the next epoch."""
+        if state.get("backend") != self.backend or state.get("world_size") != self.world_size:
+            raise ValueError("loader state is from another backend or world size")
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        if self.step >= self.steps:
+            self.epoch, self.step = self.epoch + 1, 0

@@ -1,4 +1,5 @@
-"""Two real gloo ranks (spawned processes): every sample once per epoch, equal step counts."""
+"""Two real gloo ranks (spawned processes): every sample once per epoch, equal step counts, also
+when one rank meets a corrupt member and restarts its pipeline."""
 
 from __future__ import annotations
 
@@ -46,18 +47,22 @@ def _worker(rank: int, data: str, backend: Backend, out: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("backend", ["dali", "wds"])
-def test_two_ranks_exactly_once(tmp_path: Path, backend: Backend) -> None:
+@pytest.mark.parametrize(
+    ("backend", "corrupt"), [("dali", False), ("wds", False), ("dali", True), ("wds", True)]
+)
+def test_two_ranks_exactly_once(tmp_path: Path, backend: Backend, corrupt: bool) -> None:
     data = tmp_path / "shards"
     data.mkdir()
-    keys = build_shard_dir(data, [5, 5, 3])
+    bad = {"syn_0011": {"t00.v01.rgb.jpg": b"\xff\xd8\xff\xe0 not a jpeg"}} if corrupt else {}
+    keys = build_shard_dir(data, [5, 5, 3], edit=bad)
     tmp_mp.spawn(_worker, args=(str(data), backend, str(tmp_path)), nprocs=WORLD, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
+    good = sorted(set(keys) - set(bad))
     for epoch in range(2):
         per_rank = [ranks[r][epoch] for r in range(WORLD)]
         assert per_rank[0]["steps"] == per_rank[1]["steps"] == per_rank[0]["len"]
         seen = per_rank[0]["keys"] + per_rank[1]["keys"]
-        assert sorted(seen) == keys  # every sample exactly once across ranks, padding excluded
-        assert sum(p["pads"] for p in per_rank) == WORLD * 3 * per_rank[0]["steps"] - len(keys)
+        assert sorted(seen) == good  # every good sample exactly once across ranks
+        assert sum(p["pads"] for p in per_rank) == WORLD * 3 * per_rank[0]["steps"] - len(good)
     if backend == "dali":
         assert ranks[0][0]["len"] == 3  # ceil(ceil(13 / 2) / 3)

@@ -17,8 +17,10 @@ Contract shared by the backends:
   (:func:`shard_order`), so any rank can build any epoch without history, plus a buffer shuffle of
   decoded-free bytes. Eval (``train=False``) reads shards in sorted order, unshuffled.
 * **Bad input.** See each backend: missing members are logged with shard and key, counted and
-  skipped by both; a corrupt member is skipped and counted by webdataset, and stops DALI with an
-  error naming the shard and key (DALI cannot drop a sample after decoding started).
+  skipped by both; a sample with a corrupt member is logged with shard, key and member, counted
+  (``loader.errors``) and left out by both — webdataset drops it in its decoder, DALI masks its
+  row (``valid=False``) after restarting its pipeline from the last checkpoint with the member
+  pointed elsewhere (:mod:`mvdata.loaders.quarantine`), so the step count never changes.
 """
 
 from __future__ import annotations
@@ -203,6 +205,11 @@ class Loader(Protocol):
     backend: str
     epoch: int
 
+    @property
+    def errors(self) -> int:
+        """Samples left out so far for a corrupt member (logged with shard, key and member)."""
+        ...
+
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[MultiviewBatch]: ...
     def set_epoch(self, epoch: int) -> None: ...
@@ -337,6 +344,7 @@ def benchmark(
         "steps": steps,
         "num_workers": num_workers,
         "samples": samples,
+        "errors": loader.errors,
         "seconds": seconds,
         "samples_per_s": samples / seconds if seconds > 0 else 0.0,
         "images_per_s": samples * per_sample / seconds if seconds > 0 else 0.0,

@@ -28,16 +28,24 @@ Design decisions:
 * **Bad input.** A sample missing a member: ``on_missing="skip"`` (default) drops it
   (``missing_component_behavior="skip"``), after it was logged with shard and key from the index
   and counted in :attr:`DaliLoader.skipped`; ``"error"`` refuses to start. A corrupt member makes
-  DALI stop the pipeline; the loader then finds the undecodable members of its share with PIL and
-  raises :class:`mvdata.loaders.LoaderDataError` naming shard, key and member — never a hang.
+  DALI stop the pipeline; the loader then decodes the members of its share that DALI may have
+  read ahead with PIL to find the culprits. ``on_corrupt="skip"`` (default): each is logged with
+  shard, key and member, counted in :attr:`DaliLoader.errors`, and quarantined
+  (:mod:`mvdata.loaders.quarantine`: its members are pointed at decodable stand-ins in a private
+  copy of the index and its row is marked ``valid=False``), and the pipeline is rebuilt from the
+  checkpoint of the last batch handed out, so the epoch goes on with the next unseen batch and the
+  same number of steps. ``"error"``, or a failure PIL cannot pin on a member, raises
+  :class:`mvdata.loaders.LoaderDataError` naming shard, key and member — never a hang. A ``json``
+  member that does not parse is counted and masked the same way (DALI does not decode it).
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import logging
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -45,11 +53,11 @@ from nvidia.dali import fn as _fn
 from nvidia.dali import pipeline_def as _pipeline_def
 from nvidia.dali import types as _types
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
-from PIL import Image
 
 from mvdata.loaders import DatasetInfo, LoaderDataError, shard_order, steps_per_epoch
 from mvdata.loaders.base import LoaderBase
 from mvdata.loaders.batch import IMAGENET_MEAN, IMAGENET_STD, MultiviewBatch
+from mvdata.loaders.quarantine import Quarantine, member_decodes
 from mvdata.shards import decode_json, read_index
 
 log = logging.getLogger(__name__)
@@ -62,6 +70,21 @@ types: Any = _types
 pipeline_def: Any = _pipeline_def
 
 OnMissing = Literal["skip", "error"]
+OnCorrupt = Literal["skip", "error"]
+
+
+@dataclass(frozen=True)
+class BadMember:
+    """A member PIL could not decode: where it is and why."""
+
+    shard: str
+    line: int
+    key: str
+    ext: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"shard {self.shard} key {self.key} member {self.ext}: {self.reason}"
 
 
 def scan_index(info: DatasetInfo, shards: list[str], exts: list[str]) -> list[tuple[str, str]]:
@@ -122,9 +145,14 @@ def build_pipeline(
     jitter: float = 0.2,
     prefetch_queue_depth: int = 2,
     checkpoint: bytes | None = None,
+    index_paths: list[str] | None = None,
 ) -> Any:
     """The DALI pipeline of one rank over ``shards`` (in that order); outputs
-    ``json, source, images[TV,3,H,W] float, (depth[TV,1,H,W] float raw PNG values)``."""
+    ``json, source, images[TV,3,H,W] float, (depth[TV,1,H,W] float raw PNG values)``.
+
+    ``index_paths`` (one per shard) default to the shards' own ``.idx`` files."""
+    if index_paths is None:
+        index_paths = [info.idx_path(s) for s in shards]
     rgb_exts = info.rgb_exts()
     depth_exts = info.depth_exts() if with_depth else []
     gpu = device_id is not None
@@ -143,7 +171,7 @@ def build_pipeline(
     def pipe() -> Any:
         outs = fn.readers.webdataset(
             paths=[info.tar_path(s) for s in shards],
-            index_paths=[info.idx_path(s) for s in shards],
+            index_paths=index_paths,
             ext=["json", *rgb_exts, *depth_exts],
             name="Reader",
             shard_id=rank,
@@ -241,6 +269,7 @@ class DaliLoader(LoaderBase):
         num_workers: int = 2,
         shuffle: bool | None = None,
         on_missing: OnMissing = "skip",
+        on_corrupt: OnCorrupt = "skip",
         hw_decoder_load: float = 0.0,
         initial_fill: int = 256,
         max_zoom: float = 0.1,
@@ -248,6 +277,8 @@ class DaliLoader(LoaderBase):
     ) -> None:
         if on_missing not in ("skip", "error"):
             raise ValueError(f"on_missing must be 'skip' or 'error', got {on_missing!r}")
+        if on_corrupt not in ("skip", "error"):
+            raise ValueError(f"on_corrupt must be 'skip' or 'error', got {on_corrupt!r}")
         super().__init__(
             info, batch_size=batch_size, rank=rank, world_size=world_size, train=train,
             seed=seed, epoch=epoch, image_size=image_size, with_depth=with_depth,
@@ -256,6 +287,11 @@ class DaliLoader(LoaderBase):
         self.device_id = device_id
         self.num_threads = max(1, num_workers)
         self.on_missing: OnMissing = on_missing
+        self.on_corrupt: OnCorrupt = on_corrupt
+        self.prefetch_queue_depth = 2
+        #: Samples masked for undecodable members (this rank's share).
+        self.quarantine = Quarantine(info)
+        self._bad_json: set[tuple[str, str]] = set()
         self.hw_decoder_load = hw_decoder_load
         self.initial_fill = initial_fill
         self.steps = steps_per_epoch(info.total, world_size, batch_size)
@@ -275,24 +311,37 @@ class DaliLoader(LoaderBase):
         #: Samples left out for missing members (over all ranks' data).
         self.skipped = len(bad)
 
+    @property
+    def errors(self) -> int:
+        """Samples of this rank masked so far as bad input (undecodable member or json)."""
+        return len(self.quarantine) + len(self._bad_json)
+
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its beginning on the next iteration."""
         super().set_epoch(epoch)
         self._checkpoint = None
 
+    def _raw_checkpoint(self) -> bytes:
+        """DALI's checkpoint of the last batch handed out (it accounts for prefetched ones)."""
+        assert self._iter is not None
+        raw = self._iter.checkpoints()[0]
+        return raw if isinstance(raw, bytes) else raw.encode()
+
     def state_dict(self) -> dict[str, Any]:
-        """Epoch, step and DALI reader checkpoint: restoring continues with the next batch."""
+        """Epoch, step, DALI reader checkpoint and quarantine: restoring continues with the next
+        batch and does not decode the quarantined samples again."""
         cp = self._checkpoint
         if self._iter is not None and 0 < self.step < self.steps:
-            raw = self._iter.checkpoints()[0]
             # DALI's checkpoint is bytes; base64 keeps the state JSON-serialisable.
-            cp = base64.b64encode(raw if isinstance(raw, bytes) else raw.encode()).decode("ascii")
-        return {**super().state_dict(), "dali": cp}
+            cp = base64.b64encode(self._raw_checkpoint()).decode("ascii")
+        return {**super().state_dict(), "dali": cp, "quarantine": self.quarantine.entries()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict` of a loader with the same data and settings."""
         super().load_state_dict(state)
         self._checkpoint = state.get("dali") if self.step > 0 else None
+        if state.get("quarantine"):
+            self.quarantine.restore(state["quarantine"])
 
     def _pipeline(self, shards: list[str], checkpoint: bytes | None) -> Any:
         return build_pipeline(
@@ -313,18 +362,14 @@ class DaliLoader(LoaderBase):
             initial_fill=self.initial_fill,
             max_zoom=self.max_zoom,
             jitter=self.jitter,
+            prefetch_queue_depth=self.prefetch_queue_depth,
             checkpoint=checkpoint,
+            index_paths=[self.quarantine.idx_path(s) for s in shards],
         )
 
-    def __iter__(self) -> Iterator[MultiviewBatch]:
-        if self.step > 0 and self._checkpoint is None and self._iter is not None:
-            # An iteration left mid-epoch: continue where it stopped, not from the epoch start.
-            self._checkpoint = self.state_dict()["dali"]
-        shards = shard_order(
-            self.info.shards, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle
-        )
-        cp = base64.b64decode(self._checkpoint) if self._checkpoint and self.step > 0 else None
-        pipe = self._pipeline(shards, cp)
+    def _iterator(self, shards: list[str], checkpoint: bytes | None) -> tuple[Any, Any]:
+        """A fresh pipeline (restored from ``checkpoint``) and DALI iterator over ``shards``."""
+        pipe = self._pipeline(shards, checkpoint)
         outputs = ["json", "source", "images"] + (["depth"] if self.with_depth else [])
         self._iter = DALIGenericIterator(
             [pipe],
@@ -334,18 +379,31 @@ class DaliLoader(LoaderBase):
             auto_reset=False,
             prepare_first_batch=False,  # so a bad first batch fails inside next(), diagnosed below
         )
+        return pipe, iter(self._iter)
+
+    def __iter__(self) -> Iterator[MultiviewBatch]:
+        if self.step > 0 and self._checkpoint is None and self._iter is not None:
+            # An iteration left mid-epoch: continue where it stopped, not from the epoch start.
+            self._checkpoint = self.state_dict()["dali"]
+        shards = shard_order(
+            self.info.shards, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle
+        )
+        cp = base64.b64decode(self._checkpoint) if self._checkpoint and self.step > 0 else None
+        pipe, gen = self._iterator(shards, cp)
         meta = pipe.reader_meta("Reader")
         n, w, r = int(meta["epoch_size"]), self.world_size, self.rank
         share = n * (r + 1) // w - n * r // w
         last: MultiviewBatch | None = None
-        gen = iter(self._iter)
         while self.step < self.steps:
             try:
                 out = next(gen)[0]
             except StopIteration:
                 out = None
             except RuntimeError as exc:
-                raise LoaderDataError(self._diagnose(shards, n, exc)) from exc
+                restart = self._quarantine_after(shards, n, exc)
+                del pipe, gen  # the failed pipeline is dead; free its threads before the next
+                pipe, gen = self._iterator(shards, restart)
+                continue
             if out is None:
                 if last is None:
                     raise LoaderDataError(f"rank {r} got no sample at all from {self.info.root}")
@@ -371,13 +429,23 @@ class DaliLoader(LoaderBase):
         keys: list[str] = []
         metas: list[dict[str, Any] | None] = []
         for i in range(b):
-            if not valid[i]:
-                keys.append("")
-                metas.append(None)
-                continue
-            name = bytes(src[i]).rstrip(b"\0").decode().rpartition(":")[2]
-            keys.append(name.split(".", 1)[0])
-            metas.append(decode_json(bytes(js[i]).rstrip(b"\0")))
+            key, meta = "", None
+            if valid[i]:
+                tar, _, name = bytes(src[i]).rstrip(b"\0").decode().rpartition(":")
+                shard = os.path.basename(tar.rpartition(":")[0]).removesuffix(".tar")
+                key = name.split(".", 1)[0]
+                if (shard, key) in self.quarantine.keys or (shard, key) in self._bad_json:
+                    key = ""
+                else:
+                    try:
+                        meta = decode_json(bytes(js[i]).rstrip(b"\0"))
+                    except ValueError as exc:
+                        log.warning("shard %s key %s member json: %s (skipped)", shard, key, exc)
+                        self._bad_json.add((shard, key))
+                        key = ""
+                valid[i] = bool(key)
+            keys.append(key)
+            metas.append(meta)
         return MultiviewBatch(
             images=images,
             depth=depth,
@@ -388,33 +456,64 @@ class DaliLoader(LoaderBase):
             frames=t,
         )
 
-    def _diagnose(self, shards: list[str], epoch_size: int, exc: RuntimeError) -> str:
-        """Find the undecodable members of this rank's share with PIL (failure path only)."""
+    def _scan(self, shards: list[str], epoch_size: int, limit: int | None) -> list[BadMember]:
+        """Members of this rank's share that PIL cannot decode, quarantined ones left out.
+
+        Only the first ``limit`` samples of the share are decoded (``None``: all of it): the
+        pipeline cannot have read further ahead than its batches in flight plus the shuffle
+        buffer, so a failure is found without decoding the whole share (this is the failure path
+        only)."""
         lo = epoch_size * self.rank // self.world_size
         hi = epoch_size * (self.rank + 1) // self.world_size
+        if limit is not None:
+            hi = min(hi, lo + limit)
         want = set(self.info.rgb_exts()) | (
             set(self.info.depth_exts()) if self.with_depth else set()
         )
-        found: list[str] = []
+        found: list[BadMember] = []
         pos = 0
         for shard in shards:
+            if pos >= hi:
+                break
             with open(self.info.idx_path(shard), "rb") as f:
                 samples = read_index(f.read())
+            masked = self.quarantine.members.get(shard, {})
             with open(self.info.tar_path(shard), "rb") as tar:
-                for comps in samples:
+                for line, comps in enumerate(samples):
                     if not want | {"json"} <= {c[0] for c in comps}:
                         continue  # skipped by the reader, not counted in its positions
-                    if lo <= pos < hi:
+                    if lo <= pos < hi and line not in masked:
                         for ext, off, size, name in comps:
                             if ext not in want:
                                 continue
                             tar.seek(off)
-                            try:
-                                Image.open(io.BytesIO(tar.read(size))).load()
-                            except (OSError, ValueError, SyntaxError) as e:
-                                found.append(
-                                    f"shard {shard} key {name.split('.', 1)[0]} member {ext}: {e}"
-                                )
+                            why = member_decodes(tar.read(size))
+                            if why is not None:
+                                key = name.split(".", 1)[0]
+                                found.append(BadMember(shard, line, key, ext, why))
                     pos += 1
-        where = "; ".join(found[:10]) or "no undecodable member found by PIL"
-        return f"DALI stopped reading {self.info.root} (rank {self.rank}): {where}. DALI: {exc}"
+        return found
+
+    def _quarantine_after(self, shards: list[str], epoch_size: int, exc: RuntimeError) -> bytes:
+        """DALI stopped: find the culprits, quarantine them and return the checkpoint to restart
+        from; raise :class:`LoaderDataError` when the policy is ``"error"`` or none is found."""
+        ahead = (self.step + self.prefetch_queue_depth + 3) * self.batch_size
+        if self.shuffle:
+            ahead += self.initial_fill
+        found = [] if self.on_corrupt == "error" else self._scan(shards, epoch_size, ahead)
+        if not found:
+            found = self._scan(shards, epoch_size, None)
+        where = "; ".join(str(b) for b in found[:10]) or "no undecodable member found by PIL"
+        message = f"DALI stopped reading {self.info.root} (rank {self.rank}): {where}. DALI: {exc}"
+        if self.on_corrupt == "error" or not found:
+            raise LoaderDataError(message) from exc
+        restart = self._raw_checkpoint()
+        for bad in found:
+            log.warning("%s (skipped: sample masked, policy on_corrupt=skip)", bad)
+            self.quarantine.add(bad.shard, bad.line, bad.key, bad.ext, bad.reason)
+        try:
+            for shard in sorted({b.shard for b in found}):
+                self.quarantine.write(shard)
+        except ValueError as err:
+            raise LoaderDataError(f"{message}; cannot skip: {err}") from exc
+        return restart

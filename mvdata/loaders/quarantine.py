@@ -1,0 +1,129 @@
+"""Samples the DALI loader masks because a member does not decode, and the index files that keep
+DALI from decoding them again.
+
+DALI cannot drop a sample once decoding has started: a corrupt JPEG or PNG stops the pipeline.
+Removing the sample from the index would shift every later reader position, so the reader
+checkpoint the loader restarts from would no longer point at the next unseen batch, and the
+rank would take a different number of steps than its peers. Instead the sample stays in the
+index with its undecodable members pointed at a member of the same kind that does decode (a
+*donor* in the same tar); its ``json`` member, and so its key, is left as it was, and the loader
+marks that row ``valid=False``. Sample counts, positions and steps are unchanged.
+
+Hand-written because no library does this: it rewrites DALI's own ``.idx`` text (v1.2), one line
+per sample, ``ext offset size name`` per member.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import weakref
+from dataclasses import dataclass, field
+
+from PIL import Image, UnidentifiedImageError
+
+from mvdata.loaders import DatasetInfo
+from mvdata.shards import INDEX_VERSION, read_index
+
+
+def member_decodes(data: bytes) -> str | None:
+    """``None`` when PIL decodes ``data`` as an image, else the reason it does not."""
+    try:
+        Image.open(io.BytesIO(data)).load()
+    except UnidentifiedImageError:
+        return f"not an image PIL recognises ({len(data)} bytes, starting {data[:8]!r})"
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def kind_of(ext: str) -> str:
+    """The decoder a member needs: ``rgb.jpg`` or ``depth.png`` (the part after ``tNN.vNN.``)."""
+    return ext.split(".", 2)[-1]
+
+
+@dataclass
+class Quarantine:
+    """Masked samples per shard, ``{shard: {line: {ext: reason}}}``, and their patched indexes."""
+
+    info: DatasetInfo
+    members: dict[str, dict[int, dict[str, str]]] = field(default_factory=dict)
+    keys: set[tuple[str, str]] = field(default_factory=set)
+    _dir: str | None = None
+    _donors: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def add(self, shard: str, line: int, key: str, ext: str, reason: str) -> None:
+        """Mask sample ``key`` (index line ``line`` of ``shard``) for member ``ext``."""
+        self.members.setdefault(shard, {}).setdefault(line, {})[ext] = reason
+        self.keys.add((shard, key))
+
+    def entries(self) -> list[list[str | int]]:
+        """JSON-friendly ``[shard, line, ext, reason]`` rows (for the loader's saved state)."""
+        return [
+            [shard, line, ext, why]
+            for shard, lines in sorted(self.members.items())
+            for line, exts in sorted(lines.items())
+            for ext, why in sorted(exts.items())
+        ]
+
+    def restore(self, rows: list[list[str | int]]) -> None:
+        """Re-add :meth:`entries` rows and rewrite their shards' indexes."""
+        for shard, line, ext, why in rows:
+            comps = self._samples(str(shard))[int(line)]
+            key = comps[0][3].split(".", 1)[0]
+            self.add(str(shard), int(line), key, str(ext), str(why))
+        for shard in self.members:
+            self.write(shard)
+
+    def idx_path(self, shard: str) -> str:
+        """The index DALI should read for ``shard``: patched when it has masked samples."""
+        if self._dir is not None and shard in self.members:
+            return os.path.join(self._dir, f"{shard}.idx")
+        return self.info.idx_path(shard)
+
+    def _samples(self, shard: str) -> list[list[tuple[str, int, int, str]]]:
+        with open(self.info.idx_path(shard), "rb") as f:
+            return read_index(f.read())
+
+    def _donor(self, shard: str, kind: str) -> tuple[int, int]:
+        """``(offset, size)`` of the first member of ``kind`` in ``shard`` that decodes."""
+        if (shard, kind) in self._donors:
+            return self._donors[(shard, kind)]
+        bad = self.members.get(shard, {})
+        with open(self.info.tar_path(shard), "rb") as tar:
+            for line, comps in enumerate(self._samples(shard)):
+                for ext, off, size, _ in comps:
+                    if kind_of(ext) != kind or ext in bad.get(line, {}):
+                        continue
+                    tar.seek(off)
+                    if member_decodes(tar.read(size)) is None:
+                        self._donors[(shard, kind)] = (off, size)
+                        return off, size
+        raise ValueError(f"shard {shard}: no {kind} member decodes, nothing to stand in")
+
+    def write(self, shard: str) -> None:
+        """(Re)write ``shard``'s patched index: masked members point at a donor of their kind."""
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="mvdata-quarantine-")
+            # The patched indexes live as long as this object; nothing is written to the dataset.
+            weakref.finalize(self, shutil.rmtree, self._dir, True)
+        samples = self._samples(shard)
+        lines = [f"{INDEX_VERSION} {len(samples)}"]
+        for i, comps in enumerate(samples):
+            bad = self.members[shard].get(i, {})
+            fields = []
+            for ext, off, size, name in comps:
+                if ext in bad:
+                    off, size = self._donor(shard, kind_of(ext))
+                fields.append(f"{ext} {off} {size} {name}")
+            lines.append(" ".join(fields))
+        path = os.path.join(self._dir, f"{shard}.idx")
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, path)

@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", help="auto | cpu | cuda"),
         eval_mode: bool = typer.Option(False, "--eval", help="No shuffle, no augmentation"),
         no_depth: bool = typer.Option(False, "--no-depth", help="Skip depth members"),
+        no_normals: bool = typer.Option(False, "--no-normals", help="Skip normal-map members"),
     ) -> None:
         """Print samples/s and images/s of a loader over DATA_DIR."""
         from mvdata.loaders import benchmark
@@ -38,9 +39,11 @@ def register(app: typer.Typer) -> None:
                 device=device,
                 train=not eval_mode,
                 with_depth=not no_depth,
+                with_normals=not no_normals,
             )
         )
         typer.echo(
             f"{r['backend']}: {r['samples']} samples in {r['seconds']:.2f} s: "
             f"{r['samples_per_s']:.1f} samples/s, {r['images_per_s']:.1f} images/s"
+            + (f"; {r['errors']} bad samples skipped" if r["errors"] else "")
         )

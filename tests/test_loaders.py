@@ -25,6 +25,7 @@ from mvdata.loaders.wds import WdsLoader
 from mvdata.shards import (
     ShardWriter,
     encode_jpeg,
+    encode_png8,
     encode_png16,
     member_names,
     shard_name,
@@ -66,8 +67,20 @@ def _depth(rng: np.random.Generator) -> np.ndarray:
     return d
 
 
-def sample_members(key: str, rng: np.random.Generator) -> dict[str, bytes]:
-    """All members of one sample: json + T x V rgb jpg + depth png."""
+def _normal(rng: np.random.Generator) -> np.ndarray:
+    """A camera-facing normal map (unit vectors stored as uint8) with the depth's background."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE - 0.5
+    n = np.stack([xx * rng.uniform(0.5, 1.5), yy, np.ones_like(xx)], -1)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    img = np.round((n * 0.5 + 0.5) * 255).astype(np.uint8)
+    img[:, : SIZE // 4] = 0  # background, where _depth has 0
+    return img
+
+
+def sample_members(
+    key: str, rng: np.random.Generator, modalities: tuple[str, ...] = ("rgb", "depth")
+) -> dict[str, bytes]:
+    """All members of one sample: json + T x V rgb jpg + depth png (+ normal png)."""
     sj = SampleJson(
         key=key,
         dataset="synthetic",
@@ -78,7 +91,7 @@ def sample_members(key: str, rng: np.random.Generator) -> dict[str, bytes]:
         fold=0,
         frames=list(range(T)),
         num_views=V,
-        modalities=["rgb", "depth"],
+        modalities=list(modalities),
         image_size=SIZE,
         views=_views(V),
         normalisation=[
@@ -94,23 +107,30 @@ def sample_members(key: str, rng: np.random.Generator) -> dict[str, bytes]:
         for v in range(V):
             members[f"t{t:02d}.v{v:02d}.rgb.jpg"] = encode_jpeg(_image(rng), 95)
             members[f"t{t:02d}.v{v:02d}.depth.png"] = encode_png16(_depth(rng))
+            if "normal" in modalities:
+                members[f"t{t:02d}.v{v:02d}.normal.png"] = encode_png8(_normal(rng))
     return members
 
 
 def build_shard_dir(
-    out: Path, sizes: list[int], *, seed: int = 0, edit: dict[str, dict[str, bytes]] | None = None
+    out: Path,
+    sizes: list[int],
+    *,
+    seed: int = 0,
+    edit: dict[str, dict[str, bytes]] | None = None,
+    modalities: tuple[str, ...] = ("rgb", "depth"),
 ) -> list[str]:
     """Write shards of ``sizes`` samples + dataset.json + sizes.json; return the keys in order.
 
     ``edit[key]`` replaces members of that sample (e.g. corrupt bytes)."""
     rng = np.random.default_rng(seed)
     keys: list[str] = []
-    names = member_names(T, V, ["rgb", "depth"])
+    names = member_names(T, V, list(modalities))
     for s, n in enumerate(sizes):
         with ShardWriter(str(out), shard_name("train", s), member_names=names) as w:
             for _ in range(n):
                 key = f"syn_{len(keys):04d}"
-                members = sample_members(key, rng)
+                members = sample_members(key, rng, modalities)
                 members.update((edit or {}).get(key, {}))
                 w.add_sample(key, members)
                 keys.append(key)
@@ -126,7 +146,7 @@ def build_shard_dir(
         num_folds=2,
         split="train",
         views=_views(V),
-        modalities=["rgb", "depth"],
+        modalities=list(modalities),
         image_size=SIZE,
         clip_frames=T,
         clip_sampling="uniform",
@@ -273,6 +293,46 @@ def test_checkpoint_resume(shard_dir: tuple[Path, list[str]], backend: Backend) 
     assert [b.keys for b in got] == [b.keys for b in ref]
     for x, y in zip(got, ref, strict=True):
         assert torch.equal(x.images, y.images)  # augmentation state restored too
+
+
+def test_normals(tmp_path: Path) -> None:
+    """Normal maps: exact stored values (as unit vectors, zero on background) from both backends,
+    equal between them; in training the crop that moves depth moves normals the same way."""
+    import webdataset as wds
+
+    keys = build_shard_dir(tmp_path, [3, 2], modalities=("rgb", "depth", "normal"))
+    ref = {
+        s["__key__"]: np.stack(
+            [np.array(Image.open(io.BytesIO(s[e]))) for e in sorted(s) if e.endswith("normal.png")]
+        )
+        for s in wds.WebDataset(
+            str(tmp_path / "data" / "train-00000{0..1}.tar"), shardshuffle=False
+        )
+    }
+    kw: dict[str, Any] = dict(batch_size=2, device="cpu", num_workers=1)
+    dali = _epoch(make_loader(tmp_path, backend="dali", train=False, **kw))
+    web = _epoch(make_loader(tmp_path, backend="wds", train=False, **kw))
+    for x, y in zip(dali, web, strict=True):
+        assert x.normals is not None and y.normals is not None
+        assert x.normals.shape == (2, T, V, 3, SIZE, SIZE)
+        assert x.keys == y.keys and torch.equal(x.normals[x.valid], y.normals[y.valid])
+        for i, key in enumerate(x.keys):
+            if not key:
+                continue
+            stored = torch.from_numpy(ref[key]).float().reshape(T, V, SIZE, SIZE, 3)
+            want = torch.nn.functional.normalize(stored * (2 / 255) - 1, dim=-1)
+            want = want * (stored.amax(-1, keepdim=True) > 0)
+            assert torch.allclose(x.normals[i].permute(0, 1, 3, 4, 2), want, atol=1e-6)
+    assert [k for b in dali for k in b.keys if k] == keys
+    fg = dali[0].normals[0].norm(dim=2)  # type: ignore[union-attr]
+    assert torch.allclose(fg[fg > 0], torch.ones(1), atol=1e-5) and (fg == 0).any()
+    for backend in ("dali", "wds"):
+        for b in _epoch(make_loader(tmp_path, backend=backend, train=True, max_zoom=0.3, **kw)):
+            assert b.normals is not None and b.depth is not None
+            m = b.valid
+            assert torch.equal(b.normals[m].norm(dim=3) > 0, b.depth[m, :, :, 0] > 0), backend
+    off = make_loader(tmp_path, backend="dali", train=False, with_normals=False, **kw)
+    assert next(iter(off)).normals is None
 
 
 CORRUPT = {

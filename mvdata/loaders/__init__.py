@@ -37,6 +37,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from mvdata.loaders.batch import MultiviewBatch
+from mvdata.shards import MODALITY_EXT
 from schemas import check_version
 from schemas.models import DatasetMetadata, SizesJson
 
@@ -91,19 +92,29 @@ class DatasetInfo:
         """Written samples over all shards (``sizes.json``)."""
         return sum(self.sizes[s] for s in self.shards)
 
-    def rgb_exts(self) -> list[str]:
-        """RGB member extensions, ``t``-major then ``v`` (the batch's ``[T, V]`` order)."""
+    @property
+    def has_normals(self) -> bool:
+        """True when samples carry normal-map members."""
+        return "normal" in self.meta.modalities
+
+    def exts(self, modality: str) -> list[str]:
+        """A modality's member extensions, ``t``-major then ``v`` (the batch's ``[T, V]`` order)."""
+        suffix = MODALITY_EXT[modality]
         return [
-            f"t{t:02d}.v{v:02d}.rgb.jpg" for t in range(self.frames) for v in range(self.num_views)
+            f"t{t:02d}.v{v:02d}.{suffix}" for t in range(self.frames) for v in range(self.num_views)
         ]
 
+    def rgb_exts(self) -> list[str]:
+        """RGB member extensions (``tNN.vNN.rgb.jpg``)."""
+        return self.exts("rgb")
+
     def depth_exts(self) -> list[str]:
-        """Depth member extensions, in the same order as :meth:`rgb_exts`."""
-        return [
-            f"t{t:02d}.v{v:02d}.depth.png"
-            for t in range(self.frames)
-            for v in range(self.num_views)
-        ]
+        """Depth member extensions (``tNN.vNN.depth.png``)."""
+        return self.exts("depth")
+
+    def normal_exts(self) -> list[str]:
+        """Normal-map member extensions (``tNN.vNN.normal.png``)."""
+        return self.exts("normal")
 
     def tar_path(self, shard: str) -> str:
         """Path of a shard's tar."""
@@ -242,6 +253,7 @@ def make_loader(
     split: str | None = None,
     image_size: int | None = None,
     with_depth: bool = True,
+    with_normals: bool = True,
     num_workers: int = 2,
     state: dict[str, Any] | None = None,
     **backend_kwargs: Any,
@@ -250,7 +262,8 @@ def make_loader(
 
     ``backend``: ``"auto"`` = DALI (mixed GPU decoding when ``device`` is CUDA, CPU decoding
     otherwise), or webdataset when DALI does not import; ``"dali"``/``"wds"`` force one.
-    ``device``: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``. ``num_workers`` is DALI's
+    ``device``: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``. ``with_depth`` and
+    ``with_normals`` load those maps when the shards carry them. ``num_workers`` is DALI's
     thread count or the DataLoader's worker count. ``state`` (from ``loader.state_dict()``)
     resumes with the next unseen batch. Iterating the loader yields one epoch, then advances
     ``loader.epoch``.
@@ -275,6 +288,7 @@ def make_loader(
         epoch=epoch,
         image_size=image_size,
         with_depth=with_depth,
+        with_normals=with_normals,
         num_workers=num_workers,
     )
     loader: Loader
@@ -308,6 +322,7 @@ def benchmark(
     device: str = "auto",
     train: bool = True,
     with_depth: bool = True,
+    with_normals: bool = True,
 ) -> dict[str, Any]:
     """Read ``steps`` batches (after ``warmup``) and report samples/s and images/s.
 
@@ -323,6 +338,7 @@ def benchmark(
         train=train,
         num_workers=num_workers,
         with_depth=with_depth,
+        with_normals=with_normals,
     )
     per_sample = 0
     samples = 0

@@ -26,6 +26,7 @@ class LoaderBase:
         epoch: int,
         image_size: int | None,
         with_depth: bool,
+        with_normals: bool,
         shuffle: bool | None,
         max_zoom: float,
         jitter: float,
@@ -38,10 +39,19 @@ class LoaderBase:
         self.seed, self.epoch, self.step = seed, epoch, 0
         self.size = image_size or info.meta.image_size
         self.with_depth = with_depth and info.has_depth
+        self.with_normals = with_normals and info.has_normals
         self.max_zoom, self.jitter = max_zoom, jitter
 
     def __len__(self) -> int:
         return self.steps
+
+    def image_exts(self) -> list[str]:
+        """The image members this loader decodes: rgb, then depth and normals when loaded."""
+        return [
+            *self.info.rgb_exts(),
+            *(self.info.depth_exts() if self.with_depth else []),
+            *(self.info.normal_exts() if self.with_normals else []),
+        ]
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its beginning on the next iteration."""

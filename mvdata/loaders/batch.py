@@ -17,7 +17,9 @@ class MultiviewBatch:
     """One batch of multiview (and multi-frame) samples.
 
     Shapes: ``images`` float32 ``[B, T, V, 3, H, W]`` normalised with ImageNet mean/std;
-    ``depth`` float32 ``[B, T, V, 1, H, W]`` in millimetres (0 = background) or ``None``.
+    ``depth`` float32 ``[B, T, V, 1, H, W]`` in millimetres (0 = background) or ``None``;
+    ``normals`` float32 ``[B, T, V, 3, H, W]``, camera-space unit normals (x right, y up, z towards
+    the camera; the zero vector on background) or ``None``.
     ``valid[b]`` is False for padding rows (the end of an epoch, filled so that every rank takes
     the same number of steps): their ``key`` is ``""``, their ``meta`` ``None``, and they must be
     left out of losses and metrics.
@@ -30,6 +32,7 @@ class MultiviewBatch:
     meta: list[dict[str, Any] | None]
     views: list[int] = field(default_factory=list)
     frames: int = 1
+    normals: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -47,6 +50,9 @@ class MultiviewBatch:
             self,
             images=self.images.to(device, non_blocking=non_blocking),
             depth=None if self.depth is None else self.depth.to(device, non_blocking=non_blocking),
+            normals=None
+            if self.normals is None
+            else self.normals.to(device, non_blocking=non_blocking),
             valid=self.valid.to(device, non_blocking=non_blocking),
         )
 
@@ -66,3 +72,10 @@ def normalise_uint8(images: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(3, 1, 1) * 255.0
     std = torch.tensor(IMAGENET_STD, device=images.device).view(3, 1, 1) * 255.0
     return (images.float() - mean) / std
+
+
+def normals_from_uint8(normals: torch.Tensor) -> torch.Tensor:
+    """``[..., 3, H, W]`` uint8 normal map (``[-1, 1]`` stored as ``0..255``, background 0) →
+    float32 unit vectors, the zero vector on background (where all three channels are 0)."""
+    n = torch.nn.functional.normalize(normals.float() * (2.0 / 255.0) - 1.0, dim=-3)
+    return n * (normals.amax(dim=-3, keepdim=True) > 0)

@@ -56,7 +56,12 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
 from mvdata.loaders import DatasetInfo, LoaderDataError, shard_order, steps_per_epoch
 from mvdata.loaders.base import LoaderBase
-from mvdata.loaders.batch import IMAGENET_MEAN, IMAGENET_STD, MultiviewBatch
+from mvdata.loaders.batch import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MultiviewBatch,
+    normals_from_uint8,
+)
 from mvdata.loaders.quarantine import Quarantine, member_decodes
 from mvdata.shards import decode_json, read_index
 
@@ -124,6 +129,37 @@ def _view_params(train: bool, max_zoom: float, jitter: float) -> dict[str, Any]:
     }
 
 
+def _decode_png_nearest(
+    data: Any,
+    dtype: Any,
+    gpu: bool,
+    train: bool,
+    p: dict[str, Any],
+    size: int,
+    resize_needed: bool,
+) -> Any:
+    """Decode a depth (16-bit grey) or normal (8-bit RGB) PNG to CHW with its stored values.
+
+    On the CPU: nvImageCodec has no GPU PNG decoder. Resized nearest-neighbour with the view's
+    crop, so that background (0) never blends into the face and normals are never averaged."""
+    d = fn.decoders.image(data, device="cpu", output_type=types.ANY_DATA, dtype=dtype)
+    if gpu:
+        d = d.gpu()
+    if train:
+        d = fn.resize(
+            d,
+            size=[size, size],
+            roi_start=p["roi_start"],
+            roi_end=p["roi_end"],
+            roi_relative=True,
+            interp_type=types.INTERP_NN,
+            antialias=False,
+        )
+    elif resize_needed:
+        d = fn.resize(d, size=[size, size], interp_type=types.INTERP_NN, antialias=False)
+    return fn.transpose(d, perm=[2, 0, 1])
+
+
 def build_pipeline(
     info: DatasetInfo,
     shards: list[str],
@@ -138,6 +174,7 @@ def build_pipeline(
     shuffle: bool,
     seed: int,
     with_depth: bool,
+    with_normals: bool,
     on_missing: OnMissing,
     hw_decoder_load: float = 0.0,
     initial_fill: int = 256,
@@ -148,13 +185,15 @@ def build_pipeline(
     index_paths: list[str] | None = None,
 ) -> Any:
     """The DALI pipeline of one rank over ``shards`` (in that order); outputs
-    ``json, source, images[TV,3,H,W] float, (depth[TV,1,H,W] float raw PNG values)``.
+    ``json, source, images[TV,3,H,W] float``, then ``depth[TV,1,H,W] float`` (raw PNG values)
+    when ``with_depth`` and ``normals[TV,3,H,W] uint8`` (stored values) when ``with_normals``.
 
     ``index_paths`` (one per shard) default to the shards' own ``.idx`` files."""
     if index_paths is None:
         index_paths = [info.idx_path(s) for s in shards]
     rgb_exts = info.rgb_exts()
     depth_exts = info.depth_exts() if with_depth else []
+    normal_exts = info.normal_exts() if with_normals else []
     gpu = device_id is not None
     mean = [m * 255.0 for m in IMAGENET_MEAN]
     std = [s * 255.0 for s in IMAGENET_STD]
@@ -172,7 +211,7 @@ def build_pipeline(
         outs = fn.readers.webdataset(
             paths=[info.tar_path(s) for s in shards],
             index_paths=index_paths,
-            ext=["json", *rgb_exts, *depth_exts],
+            ext=["json", *rgb_exts, *depth_exts, *normal_exts],
             name="Reader",
             shard_id=rank,
             num_shards=world_size,
@@ -182,10 +221,12 @@ def build_pipeline(
             seed=seed,
             missing_component_behavior=on_missing,
         )
-        js, rgb, dep = outs[0], outs[1 : 1 + len(rgb_exts)], outs[1 + len(rgb_exts) :]
+        n_rgb, n_dep = len(rgb_exts), len(depth_exts)
+        js, rgb = outs[0], outs[1 : 1 + n_rgb]
+        dep, nrm = outs[1 + n_rgb : 1 + n_rgb + n_dep], outs[1 + n_rgb + n_dep :]
         source = fn.pad(fn.get_property(js, key="source_info"), fill_value=0)
         js = fn.pad(js, fill_value=0)
-        images, depths = [], []
+        images, depths, normals = [], [], []
         nv = info.num_views
         params = [_view_params(train, max_zoom, jitter) for _ in range(nv)]
         for i in range(len(rgb_exts)):
@@ -219,30 +260,17 @@ def build_pipeline(
                 )
             )
             if with_depth:
-                d = fn.decoders.image(
-                    dep[i], device="cpu", output_type=types.ANY_DATA, dtype=types.UINT16
-                )
-                if gpu:
-                    d = d.gpu()
-                if train:
-                    d = fn.resize(
-                        d,
-                        size=[size, size],
-                        roi_start=p["roi_start"],
-                        roi_end=p["roi_end"],
-                        roi_relative=True,
-                        interp_type=types.INTERP_NN,
-                        antialias=False,
-                    )
-                elif resize_needed:
-                    d = fn.resize(
-                        d, size=[size, size], interp_type=types.INTERP_NN, antialias=False
-                    )
-                d = fn.transpose(d, perm=[2, 0, 1])
+                d = _decode_png_nearest(dep[i], types.UINT16, gpu, train, p, size, resize_needed)
                 depths.append(fn.cast(d, dtype=types.FLOAT))
+            if with_normals:
+                normals.append(
+                    _decode_png_nearest(nrm[i], types.UINT8, gpu, train, p, size, resize_needed)
+                )
         stacked = [js, source, fn.stack(*images, axis=0)]
         if with_depth:
             stacked.append(fn.stack(*depths, axis=0))
+        if with_normals:
+            stacked.append(fn.stack(*normals, axis=0))
         return tuple(stacked)
 
     return pipe(checkpoint=checkpoint) if checkpoint is not None else pipe()
@@ -266,6 +294,7 @@ class DaliLoader(LoaderBase):
         epoch: int = 0,
         image_size: int | None = None,
         with_depth: bool = True,
+        with_normals: bool = True,
         num_workers: int = 2,
         shuffle: bool | None = None,
         on_missing: OnMissing = "skip",
@@ -282,7 +311,7 @@ class DaliLoader(LoaderBase):
         super().__init__(
             info, batch_size=batch_size, rank=rank, world_size=world_size, train=train,
             seed=seed, epoch=epoch, image_size=image_size, with_depth=with_depth,
-            shuffle=shuffle, max_zoom=max_zoom, jitter=jitter,
+            with_normals=with_normals, shuffle=shuffle, max_zoom=max_zoom, jitter=jitter,
         )  # fmt: skip
         self.device_id = device_id
         self.num_threads = max(1, num_workers)
@@ -297,8 +326,7 @@ class DaliLoader(LoaderBase):
         self.steps = steps_per_epoch(info.total, world_size, batch_size)
         self._checkpoint: str | None = None
         self._iter: DALIGenericIterator | None = None
-        exts = ["json", *info.rgb_exts(), *(info.depth_exts() if self.with_depth else [])]
-        bad = scan_index(info, info.shards, exts)
+        bad = scan_index(info, info.shards, ["json", *self.image_exts()])
         for shard, key in bad:
             log.warning(
                 "shard %s sample %s: a member is missing (policy %s)", shard, key, on_missing
@@ -357,6 +385,7 @@ class DaliLoader(LoaderBase):
             shuffle=self.shuffle,
             seed=(self.seed * 1_000_003 + self.epoch * 1009 + self.rank) % (2**31),
             with_depth=self.with_depth,
+            with_normals=self.with_normals,
             on_missing=self.on_missing,
             hw_decoder_load=self.hw_decoder_load,
             initial_fill=self.initial_fill,
@@ -370,7 +399,8 @@ class DaliLoader(LoaderBase):
     def _iterator(self, shards: list[str], checkpoint: bytes | None) -> tuple[Any, Any]:
         """A fresh pipeline (restored from ``checkpoint``) and DALI iterator over ``shards``."""
         pipe = self._pipeline(shards, checkpoint)
-        outputs = ["json", "source", "images"] + (["depth"] if self.with_depth else [])
+        outputs = ["json", "source", "images"]
+        outputs += ["depth"] * self.with_depth + ["normals"] * self.with_normals
         self._iter = DALIGenericIterator(
             [pipe],
             outputs,
@@ -424,6 +454,9 @@ class DaliLoader(LoaderBase):
         if self.with_depth:
             depth = out["depth"].reshape(b, t, v, 1, self.size, self.size)
             depth = depth * self.info.meta.depth_scale_mm
+        normals = None
+        if self.with_normals:
+            normals = normals_from_uint8(out["normals"].reshape(b, t, v, 3, self.size, self.size))
         valid = torch.tensor([start + i < share for i in range(b)], dtype=torch.bool)
         js, src = out["json"].cpu().numpy(), out["source"].cpu().numpy()
         keys: list[str] = []
@@ -454,6 +487,7 @@ class DaliLoader(LoaderBase):
             meta=metas,
             views=[c.index for c in self.info.meta.views],
             frames=t,
+            normals=normals,
         )
 
     def _scan(self, shards: list[str], epoch_size: int, limit: int | None) -> list[BadMember]:
@@ -467,9 +501,7 @@ class DaliLoader(LoaderBase):
         hi = epoch_size * (self.rank + 1) // self.world_size
         if limit is not None:
             hi = min(hi, lo + limit)
-        want = set(self.info.rgb_exts()) | (
-            set(self.info.depth_exts()) if self.with_depth else set()
-        )
+        want = set(self.image_exts())
         found: list[BadMember] = []
         pos = 0
         for shard in shards:

@@ -40,7 +40,7 @@ from PIL import Image
 
 from mvdata.loaders import DatasetInfo, shard_order
 from mvdata.loaders.base import LoaderBase
-from mvdata.loaders.batch import MultiviewBatch, normalise_uint8
+from mvdata.loaders.batch import MultiviewBatch, normalise_uint8, normals_from_uint8
 from mvdata.shards import decode_json
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,12 @@ class CountingHandler:
         return True
 
 
+Row = tuple[str, dict[str, Any], Any, Any, Any]
+
+
 class _Decoder:
-    """Decode one raw sample to ``(key, meta, images uint8 [T,V,3,S,S], depth float [T,V,1,S,S])``.
+    """Decode one raw sample to ``(key, meta, images uint8 [T,V,3,S,S], depth float [T,V,1,S,S],
+    normals uint8 [T,V,3,S,S])`` (depth and normals ``None`` when not loaded).
 
     A picklable callable (it runs in DataLoader workers)."""
 
@@ -74,6 +78,7 @@ class _Decoder:
         *,
         size: int,
         with_depth: bool,
+        with_normals: bool,
         train: bool,
         seed: int,
         epoch: int,
@@ -81,6 +86,7 @@ class _Decoder:
         jitter: float,
     ) -> None:
         self.rgb, self.depth = info.rgb_exts(), info.depth_exts() if with_depth else []
+        self.normal = info.normal_exts() if with_normals else []
         self.t, self.v, self.src = info.frames, info.num_views, info.meta.image_size
         self.size, self.train, self.seed, self.epoch = size, train, seed, epoch
         self.max_zoom, self.jitter = max_zoom, jitter
@@ -122,17 +128,26 @@ class _Decoder:
         return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
     def _depth(self, data: bytes, p: dict[str, Any] | None) -> np.ndarray:
+        return self._nearest(data, p, ("I;16", "I;16B", "I", "L"), "16-bit grey").astype(np.float32)
+
+    def _normal(self, data: bytes, p: dict[str, Any] | None) -> np.ndarray:
+        return self._nearest(data, p, ("RGB",), "8-bit RGB")
+
+    def _nearest(
+        self, data: bytes, p: dict[str, Any] | None, modes: tuple[str, ...], what: str
+    ) -> np.ndarray:
+        """Decode a depth or normal PNG and resize it nearest-neighbour (stored values kept)."""
         img: Image.Image = Image.open(io.BytesIO(data))
         img.load()
-        if img.mode not in ("I;16", "I;16B", "I", "L"):
-            raise ValueError(f"depth PNG mode {img.mode}, expected 16-bit grey")
+        if img.mode not in modes:
+            raise ValueError(f"PNG mode {img.mode}, expected {what}")
         if p is not None:
             img = img.resize((self.size, self.size), Image.Resampling.NEAREST, box=p["box"])
         elif self.size != img.width or self.size != img.height:
             img = img.resize((self.size, self.size), Image.Resampling.NEAREST)
-        return np.asarray(img).astype(np.float32)
+        return np.asarray(img)
 
-    def __call__(self, sample: dict[str, Any]) -> tuple[str, dict[str, Any], Any, Any]:
+    def __call__(self, sample: dict[str, Any]) -> Row:
         key, url = sample.get("__key__", "?"), sample.get("__url__", "?")
         try:
             meta = decode_json(sample["json"])
@@ -145,6 +160,10 @@ class _Decoder:
                 self._depth(sample[e], params[i % self.v] if params else None)
                 for i, e in enumerate(self.depth)
             ]
+            nrms = [
+                self._normal(sample[e], params[i % self.v] if params else None)
+                for i, e in enumerate(self.normal)
+            ]
         except (KeyError, OSError, ValueError, SyntaxError) as exc:
             raise SampleError(f"shard {url} key {key}: {type(exc).__name__}: {exc}") from exc
         s = self.size
@@ -152,7 +171,11 @@ class _Decoder:
             torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).reshape(self.t, self.v, 3, s, s)
         )
         depth = torch.from_numpy(np.stack(deps)).reshape(self.t, self.v, 1, s, s) if deps else None
-        return key, meta, images, depth
+        normals = None
+        if nrms:
+            normals = torch.from_numpy(np.stack(nrms)).permute(0, 3, 1, 2)
+            normals = normals.reshape(self.t, self.v, 3, s, s)
+        return key, meta, images, depth, normals
 
 
 class WdsLoader(LoaderBase):
@@ -175,6 +198,7 @@ class WdsLoader(LoaderBase):
         epoch: int = 0,
         image_size: int | None = None,
         with_depth: bool = True,
+        with_normals: bool = True,
         num_workers: int = 2,
         shuffle: bool | None = None,
         bufsize: int = 256,
@@ -184,7 +208,7 @@ class WdsLoader(LoaderBase):
         super().__init__(
             info, batch_size=batch_size, rank=rank, world_size=world_size, train=train,
             seed=seed, epoch=epoch, image_size=image_size, with_depth=with_depth,
-            shuffle=shuffle, max_zoom=max_zoom, jitter=jitter,
+            with_normals=with_normals, shuffle=shuffle, max_zoom=max_zoom, jitter=jitter,
         )  # fmt: skip
         self.num_workers = num_workers
         self.bufsize = bufsize
@@ -199,7 +223,7 @@ class WdsLoader(LoaderBase):
         """Samples skipped as bad input so far (all workers)."""
         return int(self._handler.count.value)
 
-    def _samples(self) -> Iterator[tuple[str, dict[str, Any], Any, Any]]:
+    def _samples(self) -> Iterator[Row]:
         order = shard_order(
             self.info.shards, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle
         )
@@ -220,6 +244,7 @@ class WdsLoader(LoaderBase):
             self.info,
             size=self.size,
             with_depth=self.with_depth,
+            with_normals=self.with_normals,
             train=self.train,
             seed=self.seed,
             epoch=self.epoch,
@@ -230,15 +255,18 @@ class WdsLoader(LoaderBase):
         workers = min(self.num_workers, len(mine))
         yield from torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
 
-    def _batch(self, rows: list[tuple[str, dict[str, Any], Any, Any]]) -> MultiviewBatch:
+    def _batch(self, rows: list[Row]) -> MultiviewBatch:
         n, b, s = len(rows), self.batch_size, self.size
         t, v = self.info.frames, self.info.num_views
         images = torch.zeros(b, t, v, 3, s, s, dtype=torch.uint8)
         depth = torch.zeros(b, t, v, 1, s, s) if self.with_depth else None
-        for i, (_, _, img, dep) in enumerate(rows):
+        normals = torch.zeros(b, t, v, 3, s, s, dtype=torch.uint8) if self.with_normals else None
+        for i, (_, _, img, dep, nrm) in enumerate(rows):
             images[i] = img
             if depth is not None:
                 depth[i] = dep
+            if normals is not None:
+                normals[i] = nrm
         if depth is not None:
             depth *= self.info.meta.depth_scale_mm
         return MultiviewBatch(
@@ -249,11 +277,12 @@ class WdsLoader(LoaderBase):
             meta=[r[1] for r in rows] + [None] * (b - n),
             views=[c.index for c in self.info.meta.views],
             frames=t,
+            normals=None if normals is None else normals_from_uint8(normals),
         )
 
     def __iter__(self) -> Iterator[MultiviewBatch]:
         skip, done = self.step, 0
-        rows: list[tuple[str, dict[str, Any], Any, Any]] = []
+        rows: list[Row] = []
 
         def emit() -> Iterator[MultiviewBatch]:
             nonlocal done, rows

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, in the repository root, after calls 1-5 gathered .dali1-.dali5 in
 # /tmp/parts and this call carried .devwheels: install DALI + the loaders' dependencies into
-# /tmp/site, then run the GPU loader tests and the loader benchmark (DALI mixed vs a bare
+# /tmp/site, then run the GPU loader checks (bench/device/gpu_checks.py) and the loader benchmark (DALI mixed vs a bare
 # reader -> mixed decode -> normalise pipeline in the same run). Results go to $OUT.
 set -euo pipefail
 OUT=${OUT:-/tmp/out}
@@ -16,6 +16,8 @@ cd - >/dev/null
 export PYTHONPATH=/tmp/site:$PWD
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, nvidia.dali as d; print('torch', torch.__version__, 'dali', d.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$OUT/gpu.txt"
+# Correctness first (DALI mixed vs the CPU loader, corrupt skip, resume), then the benchmark.
+python3 bench/device/gpu_checks.py --out "$OUT/gpu-checks.json" 2>&1 | tail -40 || true
 # GPU-sized: 2048 samples x 4 views at 224 px, batches of 128 (8.2k images/s is what a ViT-S
 # step over 6 views consumes on an H200; the bare mixed pipeline ran ~39k images/s there).
 python3 bench/bench_loaders.py --gpu --samples 2048 --per-shard 256 --batch-size 128 --steps 48 \

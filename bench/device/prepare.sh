@@ -11,7 +11,7 @@ rm -rf .devwheels && mkdir .devwheels
 plat="--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64"
 plat="$plat --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any"
 for p in pydantic pydantic-core annotated-types typing-inspection polars==2.1.0 polars-runtime-32 \
-         fsspec webdataset braceexpand pyyaml; do
+         fsspec webdataset braceexpand pyyaml pytest pluggy iniconfig packaging; do
   python3 -m pip download -q --no-deps $plat -d .devwheels "$p" 2>&1 | grep -v "is ignored" || true
 done
 du -sh .devwheels

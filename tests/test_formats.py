@@ -402,7 +402,7 @@ def test_obj_block_fast_path_agrees_with_the_line_by_line_path() -> None:
     mesh = Mesh(verts, faces, uvs=rng.random((40, 2)).astype(np.float32))
     text = obj_text(mesh, "skin.mtl")
     regular = text.encode()
-    assert _classify_blocks(regular, text) is not None
+    assert _classify_blocks(regular) is not None
     lines = text.split("\n")
     first_f = next(i for i, ln in enumerate(lines) if ln.startswith("f "))
     variants = {
@@ -413,10 +413,28 @@ def test_obj_block_fast_path_agrees_with_the_line_by_line_path() -> None:
     ref = parse_obj(regular, "regular.obj")
     assert ref.mtllib == "skin.mtl"
     for name, data in variants.items():
-        assert _classify_blocks(data, data.decode()) is None, name
+        assert _classify_blocks(data) is None, name
         got = parse_obj(data, f"{name}.obj")
         assert got.mtllib == "skin.mtl", name
         n = len(ref.mesh.vertices)
         np.testing.assert_array_equal(got.mesh.vertices[:n], ref.mesh.vertices, err_msg=name)
         np.testing.assert_allclose(got.mesh.uvs, ref.mesh.uvs, err_msg=name)
     np.testing.assert_array_equal(parse_obj(variants["crlf"]).mesh.faces, ref.mesh.faces)
+
+
+def test_obj_face_fast_path_falls_back_exactly() -> None:
+    """The one-pass face parser takes only all-triangle files; a quad next to a two-corner face
+    (same number of numbers as two triangles), ``v//vn`` corners and a 0 index go the general
+    way and give what it gives (fan triangles, or the out-of-range error)."""
+    from mvdata.formats.obj import _Block, _triangle_corners
+
+    head = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\n"
+    tri = _triangle_corners(_Block(b"f 1 2 3\nf 1 3 4", 2), 1)
+    assert tri is not None and tri.ravel().tolist() == [1, 2, 3, 1, 3, 4]
+    assert _triangle_corners(_Block(b"f 1 2 3 4\nf 1 2", 2), 1) is None
+    mixed = parse_obj((head + "f 1 2 3 4\nf 1 2\n").encode()).mesh
+    assert mixed.faces.tolist() == [[0, 1, 2], [0, 2, 3]]  # quad fanned, 2-gon dropped
+    normals = parse_obj((head + "vn 0 0 1\nf 1//1 2//1 3//1\nf 1//1 3//1 4//1\n").encode()).mesh
+    assert normals.faces.tolist() == [[0, 1, 2], [0, 2, 3]] and normals.uvs is None
+    with pytest.raises(MeshReadError, match="out of range"):
+        parse_obj((head + "f 1 2 3\nf 0 2 3\n").encode())

@@ -45,112 +45,174 @@ def _decode(data: bytes, path: str) -> str:
         raise MeshReadError(path, "encoding", f"not UTF-8 text at byte {exc.start}") from None
 
 
-def _numbers_text(lines: list[str], prefix: str) -> str:
-    """The lines (each starting with ``prefix``, e.g. ``"v "``) as one text of numbers. Joining
-    whole lines and deleting the prefixes runs at C speed, unlike slicing every line; it is
-    exact only when each line holds the prefix once, so any other line is sliced instead."""
-    joined = "\n".join(lines)
-    if joined.count(prefix) == len(lines):
-        return joined.replace(prefix, " ")
-    return " ".join(ln[len(prefix) :] for ln in lines)
+@dataclass
+class _Block:
+    """The lines of one kind (``v``, ``vt`` or ``f``) as bytes joined by ``\\n``, prefixes kept."""
+
+    text: bytes
+    n: int
+    #: ``(start, end)`` offsets in the file, when found by the block classifier.
+    span: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def of(cls, lines: list[str]) -> _Block:
+        return cls("\n".join(lines).encode(), len(lines))
+
+    def lines(self) -> list[bytes]:
+        return self.text.split(b"\n") if self.n else []
+
+    def first(self) -> bytes:
+        i = self.text.find(b"\n")
+        return self.text if i < 0 else self.text[:i]
 
 
-def _floats(lines: list[str], path: str, what: str) -> NDArray[np.float64]:
-    block = _numbers_text(lines, what + " ")
+# The line prefixes become blanks, and a face line's "f" a 0 (an index OBJ never uses), in one
+# C-speed pass; exact only while each line holds its prefix letters once (checked by counting).
+_V_NUMBERS = bytes.maketrans(b"v", b" ")
+_VT_NUMBERS = bytes.maketrans(b"vt", b"  ")
+_F_NUMBERS = bytes.maketrans(b"f/", b"0 ")
+
+
+def _prefix_once(block: _Block, letters: bytes) -> bool:
+    return all(block.text.count(letters[i : i + 1]) == block.n for i in range(len(letters)))
+
+
+def _floats(block: _Block, path: str, what: str) -> NDArray[np.float64]:
+    letters, table = (b"v", _V_NUMBERS) if what == "v" else (b"vt", _VT_NUMBERS)
+    msg = f"'{what}' lines hold something that is not a number"
+    if not _prefix_once(block, letters):
+        raise MeshReadError(path, "parse", msg)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", DeprecationWarning)
-            return np.fromstring(block, dtype=np.float64, sep=" ")
+            return np.fromstring(block.text.translate(table), dtype=np.float64, sep=" ")
     except (ValueError, DeprecationWarning):
-        msg = f"'{what}' lines hold something that is not a number"
         raise MeshReadError(path, "parse", msg) from None
 
 
 def _resolve(idx: NDArray[np.int64], count: int, path: str, what: str) -> NDArray[np.int64]:
     # OBJ is 1-based; negative indices count back from the end (relative to the whole list here)
+    if idx.size and idx.min() > 0 and idx.max() <= count:
+        return idx - 1  # the common case, without the three full-size temporaries below
     out = np.where(idx > 0, idx - 1, idx + count)
     if (idx == 0).any() or (out < 0).any() or (out >= count).any():
         raise MeshReadError(path, "parse", f"face {what} index out of range (1..{count})")
     return out
 
 
-def _triangle_corners(fl: list[str], nparts: int) -> NDArray[np.int64] | None:
+def _triangle_corners(fb: _Block, nparts: int) -> NDArray[np.int64] | None:
     """``(3F, nparts)`` corner indices when every face is a triangle whose corners all have
-    ``nparts`` parts, parsed at C speed; None (take the general path) otherwise."""
-    if any(ln.count(" ") != 3 for ln in fl):
+    ``nparts`` parts, parsed at C speed; None (take the general path) otherwise.
+
+    Each line's ``f`` becomes a ``0``, so one ``np.fromstring`` both parses the numbers and
+    shows where every line starts: all triangles iff the zeros fall exactly every
+    ``3 * nparts + 1`` numbers and nowhere else. ``v//vn`` corners put zeros of their own in
+    the text, so those files are checked line by line instead."""
+    if not _prefix_once(fb, b"f"):
         return None
-    block = _numbers_text(fl, "f ")
-    if "//" in block:
-        block = block.replace("//", "/0/")
+    text = fb.text
+    slashes = text.count(b"/")
+    empty_vt = b"//" in text
+    if empty_vt:
+        if not all(ln.count(b" ") == 3 for ln in fb.lines()):
+            return None
+        text = text.replace(b"//", b"/0/")
+    width = 3 * nparts + 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", DeprecationWarning)
-            nums = np.fromstring(block.replace("/", " "), dtype=np.int64, sep=" ")
+            nums = np.fromstring(text.translate(_F_NUMBERS), dtype=np.int64, sep=" ")
     except (ValueError, DeprecationWarning):
         return None
-    if nums.size != 3 * len(fl) * nparts or block.count("/") != 3 * len(fl) * (nparts - 1):
+    if nums.size != fb.n * width or slashes != 3 * fb.n * (nparts - 1):
         return None
-    return nums.reshape(-1, nparts)
+    rows = nums.reshape(fb.n, width)
+    if rows[:, 0].any() or (not empty_vt and np.count_nonzero(nums) != nums.size - fb.n):
+        return None
+    return rows[:, 1:].reshape(-1, nparts)
 
 
-def _classify_blocks(data: bytes, text: str) -> tuple[list[str], list[str], list[str], str | None] | None:
-    """The ``v``, ``vt`` and ``f`` lines (and the first ``mtllib``) of a *regular* file, found
-    with numpy instead of a Python loop over every line (which cost as much as all the number
-    parsing): plain ASCII with ``\\n`` line ends, no indented lines, and each kind of line in one
-    contiguous block, as exporters write them. Anything else returns None and the caller takes
-    the line-by-line path, so both paths give the same lists."""
-    if not data.isascii() or b"\r" in data:
+def _faces(
+    corners: NDArray[np.int64], ends: NDArray[np.int64] | None, path: str
+) -> NDArray[np.int32]:
+    """Triangles from resolved corner indices: ``ends`` are the polygons' end offsets (then
+    fan-triangulated from a ``-1``-separated list), or None when every face is a triangle."""
+    if ends is None:
+        return corners.reshape(-1, 3).astype(np.int32)
+    faces, _ = fan_triangulate(np.insert(corners, ends, -1), path, "f")
+    return faces
+
+
+def _line_start(data: bytes, prefix: bytes) -> int:
+    """Offset of the first line starting with ``prefix``, or -1."""
+    if data.startswith(prefix):
+        return 0
+    i = data.find(b"\n" + prefix)
+    return i + 1 if i >= 0 else -1
+
+
+def _block(data: bytes, prefix: bytes) -> _Block | None:
+    """The lines starting with ``prefix``, found with C-speed byte searches; None unless they
+    form one contiguous block (as exporters write them)."""
+    first = _line_start(data, prefix)
+    if first < 0:
+        return _Block(b"", 0)
+    last = max(first, data.rfind(b"\n" + prefix) + 1)
+    end = data.find(b"\n", last)
+    block = data[first : len(data) if end < 0 else end]
+    n = block.count(b"\n") + 1
+    if block.count(b"\n" + prefix) + 1 != n:
+        return None  # interleaved with other lines
+    return _Block(block, n, (first, first + len(block)))
+
+
+def _classify_blocks(data: bytes) -> tuple[_Block, _Block, _Block, str | None] | None:
+    """The ``v``, ``vt`` and ``f`` blocks (and the first ``mtllib``) of a *regular* file, found
+    with byte searches instead of a Python loop over every line (which cost as much as all the
+    number parsing): plain ASCII with ``\\n`` line ends, no indented lines, and each kind of
+    line in one contiguous block. Anything else returns None and the caller
+    takes the line-by-line path, which gives the same blocks."""
+    if not data.isascii() or b"\r" in data or b"\t" in data or b"\x00" in data[:4096]:
         return None
-    buf = np.frombuffer(data, dtype=np.uint8)
-    starts = np.concatenate(([0], np.flatnonzero(buf == 10) + 1))
-    starts = starts[starts < len(buf)]
-    pad = np.concatenate((buf, np.zeros(3, dtype=np.uint8)))
-    c0, c1, c2 = pad[starts], pad[starts + 1], pad[starts + 2]
-    if ((c0 == 32) | (c0 == 9)).any():
-        return None  # indented lines: the general path strips them
-    ends = np.concatenate((starts[1:] - 1, [len(buf)]))
-    blocks: list[list[str]] = []
-    for mask in (
-        (c0 == ord("v")) & (c1 == 32),
-        (c0 == ord("v")) & (c1 == ord("t")) & (c2 == 32),
-        (c0 == ord("f")) & (c1 == 32),
-    ):
-        idx = np.flatnonzero(mask)
-        if len(idx) == 0:
-            blocks.append([])
-            continue
-        if idx[-1] - idx[0] + 1 != len(idx):
-            return None  # interleaved with other lines
-        block = text[int(starts[idx[0]]) : int(ends[idx[-1]])].rstrip("\n")
-        lines = block.split("\n")
-        if " \n" in block or block.endswith(" "):
-            lines = [ln.rstrip() for ln in lines]
-        blocks.append(lines)
-    lib = np.flatnonzero((c0 == ord("m")) & (c1 == ord("t")))  # "mtllib"
+    vb, vtb, fb = (_block(data, prefix) for prefix in (b"v ", b"vt ", b"f "))
+    if vb is None or vtb is None or fb is None:
+        return None
+    # An indented v/vt/f line can only hide outside the blocks (inside, every line starts with
+    # the prefix): search just those gaps, which are small, rather than the whole file.
+    if data.startswith(b" "):
+        return None
+    pos = 0
+    for first, end in sorted(span for span in (vb.span, vtb.span, fb.span) if span[1] > span[0]):
+        if b"\n " in data[pos:first]:
+            return None
+        pos = end
+    if b"\n " in data[pos:]:
+        return None
     mtllib = None
-    for i in lib:
-        line = text[int(starts[i]) : int(ends[i])]
-        if line.startswith("mtllib "):
-            mtllib = line[7:].strip()
-            break
-    return blocks[0], blocks[1], blocks[2], mtllib
+    lib = _line_start(data, b"mtllib ")
+    if lib >= 0:
+        end = data.find(b"\n", lib)
+        mtllib = data[lib + 7 : len(data) if end < 0 else end].decode().strip()
+    return vb, vtb, fb, mtllib
 
 
 def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
     """Parse OBJ bytes into a :class:`Mesh` keeping vertex order and per-corner UVs."""
     if not data:
         raise MeshReadError(path, "empty", "file is empty (0 bytes)")
-    text = _decode(data, path)
-    classified = _classify_blocks(data, text)
-    vl: list[str]
-    vtl: list[str]
-    fl: list[str]
+    classified = _classify_blocks(data)
+    vb: _Block
+    vtb: _Block
+    fb: _Block
     mtllib: str | None
     if classified is not None:
-        vl, vtl, fl, mtllib = classified
+        vb, vtb, fb, mtllib = classified
     else:
-        vl, vtl, fl, mtllib = [], [], [], None
-        for raw in text.splitlines():
+        vl: list[str] = []
+        vtl: list[str] = []
+        fl: list[str] = []
+        mtllib = None
+        for raw in _decode(data, path).splitlines():
             ln = raw.strip()
             if ln.startswith("v "):
                 vl.append(ln)
@@ -160,33 +222,34 @@ def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
                 fl.append(ln)
             elif ln.startswith("mtllib ") and mtllib is None:
                 mtllib = ln[7:].strip()
-    if not vl:
+        vb, vtb, fb = _Block.of(vl), _Block.of(vtl), _Block.of(fl)
+    if not vb.n:
         raise MeshReadError(path, "parse", "no 'v' lines: not an OBJ mesh")
-    ncols = len(vl[0].split()) - 1
-    vals = _floats(vl, path, "v")
-    if ncols not in (3, 4, 6, 7) or vals.size != ncols * len(vl):
+    ncols = len(vb.first().split()) - 1
+    vals = _floats(vb, path, "v")
+    if ncols not in (3, 4, 6, 7) or vals.size != ncols * vb.n:
         raise MeshReadError(path, "parse", "'v' lines have differing or unexpected field counts")
-    vals = vals.reshape(len(vl), ncols)
+    vals = vals.reshape(vb.n, ncols)
     verts = vals[:, :3]
     if not np.isfinite(vals).all():
         raise MeshReadError(path, "nan", "vertex positions or colours hold NaN or inf")
     colors = None
     if ncols in (6, 7):
         colors = np.rint(np.clip(vals[:, ncols - 3 :], 0.0, 1.0) * 255.0).astype(np.uint8)
-    if not fl:
+    if not fb.n:
         raise MeshReadError(path, "truncated", "no 'f' lines (no faces)")
-    first = fl[0].split()[1].split("/")
-    has_vt = len(first) >= 2 and first[1] != ""
-    fast = _triangle_corners(fl, len(first))
+    first = fb.first().split()[1].split(b"/")
+    has_vt = len(first) >= 2 and first[1] != b""
+    fast = _triangle_corners(fb, len(first))
+    sep: NDArray[np.int64] | None = None  # polygon ends, when not all faces are triangles
     if fast is not None:
         vi = fast[:, 0]
         ti = fast[:, 1] if has_vt else None
-        sep = np.arange(3, 3 * len(fl) + 1, 3, dtype=np.int64)
     else:
         corners: list[str] = []
         ends: list[int] = []
-        for ln in fl:
-            corners += ln.split()[1:]
+        for fline in fb.lines():
+            corners += fline.decode().split()[1:]
             ends.append(len(corners))
         try:
             parts = [c.split("/") for c in corners]
@@ -200,23 +263,21 @@ def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
             msg = "a face corner is not 'v', 'v/vt' or 'v/vt/vn'"
             raise MeshReadError(path, "parse", msg) from None
         sep = np.asarray(ends, dtype=np.int64)
-    # -1-separated polygon list, the layout fan_triangulate expects
     vi = _resolve(vi, len(verts), path, "vertex")
-    faces, poly = fan_triangulate(np.insert(vi, sep, -1), path, "f")
+    faces = _faces(vi, sep, path)
     uvs = uv_faces = None
     if has_vt and ti is not None:
-        uv = _floats(vtl, path, "vt") if vtl else np.zeros(0)
-        ucols = len(vtl[0].split()) - 1 if vtl else 2
-        if ucols not in (2, 3) or uv.size != ucols * len(vtl):
+        uv = _floats(vtb, path, "vt") if vtb.n else np.zeros(0)
+        ucols = len(vtb.first().split()) - 1 if vtb.n else 2
+        if ucols not in (2, 3) or uv.size != ucols * vtb.n:
             raise MeshReadError(path, "parse", "'vt' lines have differing field counts")
-        uvs = uv.reshape(len(vtl), ucols)[:, :2]
+        uvs = uv.reshape(vtb.n, ucols)[:, :2]
         if not np.isfinite(uvs).all():
             raise MeshReadError(path, "nan", "texture coordinates hold NaN or inf")
         ti = _resolve(ti, len(uvs), path, "texture")
-        uv_faces, _ = fan_triangulate(np.insert(ti, sep, -1), path, "f")
+        uv_faces = _faces(ti, sep, path)
     if len(faces) == 0:
         raise MeshReadError(path, "empty", "no triangle in the 'f' lines")
-    del poly
     uv32 = None if uvs is None else uvs.astype(np.float32)
     mesh = Mesh(verts.astype(np.float32), faces, vertex_colors=colors, uvs=uv32, uv_faces=uv_faces)
     return ObjMesh(mesh, mtllib)

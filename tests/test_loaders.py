@@ -423,6 +423,24 @@ def test_dali_corrupt_skip_keeps_the_epoch(tmp_path: Path, batch_size: int) -> N
     assert loader.errors == 3
 
 
+def test_dali_corrupt_search_decodes_only_the_failed_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding a corrupt member late in an epoch decodes the batches around the failure, not
+    everything read before it."""
+    from mvdata.loaders import dali
+
+    keys = build_shard_dir(tmp_path, [8] * 5, edit={"syn_0036": CORRUPT["syn_0001"]})
+    decoded: list[int] = []
+    real = dali.member_decodes
+    monkeypatch.setattr(dali, "member_decodes", lambda b: decoded.append(1) or real(b))
+    loader = make_loader(tmp_path, batch_size=2, backend="dali", device="cpu", train=False)
+    got = [k for k, ok in _rows(loader) if ok]
+    assert got == [k for k in keys if k != "syn_0036"] and loader.errors == 1
+    members = 2 * T * V  # rgb + depth of a sample
+    assert 0 < len(decoded) <= 12 * members < len(keys) * members
+
+
 def test_dali_quarantine_survives_resume(tmp_path: Path) -> None:
     """A saved state carries the quarantine: a new loader resumed from it masks the same sample
     without DALI failing on it again, and finishes the epoch with the uninterrupted run's rows."""

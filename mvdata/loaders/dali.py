@@ -490,17 +490,17 @@ class DaliLoader(LoaderBase):
             normals=normals,
         )
 
-    def _scan(self, shards: list[str], epoch_size: int, limit: int | None) -> list[BadMember]:
+    def _scan(
+        self, shards: list[str], epoch_size: int, start: int = 0, stop: int | None = None
+    ) -> list[BadMember]:
         """Members of this rank's share that PIL cannot decode, quarantined ones left out.
 
-        Only the first ``limit`` samples of the share are decoded (``None``: all of it): the
-        pipeline cannot have read further ahead than its batches in flight plus the shuffle
-        buffer, so a failure is found without decoding the whole share (this is the failure path
-        only)."""
-        lo = epoch_size * self.rank // self.world_size
-        hi = epoch_size * (self.rank + 1) // self.world_size
-        if limit is not None:
-            hi = min(hi, lo + limit)
+        Only the share's reading positions ``[start, stop)`` are decoded (``None``: to its end),
+        so that a failure late in a long epoch costs a few batches of decoding, not the epoch."""
+        share_lo = epoch_size * self.rank // self.world_size
+        share_hi = epoch_size * (self.rank + 1) // self.world_size
+        lo = share_lo + start
+        hi = share_hi if stop is None else min(share_hi, share_lo + stop)
         want = set(self.image_exts())
         found: list[BadMember] = []
         pos = 0
@@ -529,12 +529,19 @@ class DaliLoader(LoaderBase):
     def _quarantine_after(self, shards: list[str], epoch_size: int, exc: RuntimeError) -> bytes:
         """DALI stopped: find the culprits, quarantine them and return the checkpoint to restart
         from; raise :class:`LoaderDataError` when the policy is ``"error"`` or none is found."""
-        ahead = (self.step + self.prefetch_queue_depth + 3) * self.batch_size
-        if self.shuffle:
-            ahead += self.initial_fill
-        found = [] if self.on_corrupt == "error" else self._scan(shards, epoch_size, ahead)
+        # The failed batch was read after the ones handed out and no further ahead than the
+        # batches in flight plus the shuffle buffer; a shuffled sample may sit in the buffer
+        # for long, so a miss in that window falls back to all that was read, then the share.
+        fill = self.initial_fill if self.shuffle else 0
+        behind = max(0, self.step * self.batch_size - 2 * fill)
+        ahead = (self.step + self.prefetch_queue_depth + 3) * self.batch_size + fill
+        found: list[BadMember] = []
+        if self.on_corrupt == "skip":
+            found = self._scan(shards, epoch_size, behind, ahead)
+            if not found and behind > 0:
+                found = self._scan(shards, epoch_size, 0, ahead)
         if not found:
-            found = self._scan(shards, epoch_size, None)
+            found = self._scan(shards, epoch_size)
         where = "; ".join(str(b) for b in found[:10]) or "no undecodable member found by PIL"
         message = f"DALI stopped reading {self.info.root} (rank {self.rank}): {where}. DALI: {exc}"
         if self.on_corrupt == "error" or not found:

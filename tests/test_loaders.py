@@ -337,26 +337,23 @@ def test_normals(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("train", [False, True])
 def test_dali_gpu_graph_defines_without_a_gpu(tmp_path: Path, train: bool) -> None:
-    """The ``device="mixed"`` graph (``device_id=0``) is defined in Python without a GPU: every
-    operator accepts its inputs' placement, and images, depth and normals leave on the device.
-    Building it needs CUDA, so only the definition runs here; the GPU run is in bench/device."""
-    from mvdata.loaders.dali import build_pipeline
+    """The ``device="mixed"`` graph is defined without a GPU: every operator accepts its inputs'
+    placement, and images, depth and normals leave on the device. Building it needs CUDA, so
+    only the definition runs here; the GPU run is bench/device/gpu_checks.py."""
+    from nvidia.dali import Pipeline
+
+    from mvdata.loaders.dali import define_graph
 
     build_shard_dir(tmp_path, [3, 2], modalities=("rgb", "depth", "normal"))
     info = open_dataset(tmp_path)
-    pipe = build_pipeline(
-        info, info.shards, batch_size=2, rank=0, world_size=1, device_id=0, num_threads=1,
-        size=24, train=train, shuffle=train, seed=0, with_depth=True, with_normals=True,
-        on_missing="skip",
-    )  # fmt: skip
-    if torch.cuda.is_available():
-        pipe.build()
-    else:  # the graph is traced first; only the backend's CUDA check fails
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
-            pipe.build()
-    # _graph_outputs: DALI keeps the traced outputs there; no public accessor for them.
-    devices = [node.device for node in pipe._graph_outputs]
-    assert devices == ["cpu", "cpu", "gpu", "gpu", "gpu"]  # json, source | images, depth, normals
+    pipe = Pipeline(batch_size=2, num_threads=1, device_id=0)
+    with pipe:
+        outs = define_graph(
+            info, info.shards, gpu=True, rank=0, world_size=1, size=24, train=train,
+            shuffle=train, shuffle_seed=0, with_depth=True, with_normals=True, on_missing="skip",
+        )  # fmt: skip
+    # json, source stay on the host; images, depth, normals are on the device
+    assert [o.device for o in outs] == ["cpu", "cpu", "gpu", "gpu", "gpu"]
 
 
 CORRUPT = {

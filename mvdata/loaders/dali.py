@@ -160,19 +160,17 @@ def _decode_png_nearest(
     return fn.transpose(d, perm=[2, 0, 1])
 
 
-def build_pipeline(
+def define_graph(
     info: DatasetInfo,
     shards: list[str],
     *,
-    batch_size: int,
+    gpu: bool,
     rank: int,
     world_size: int,
-    device_id: int | None,
-    num_threads: int,
     size: int,
     train: bool,
     shuffle: bool,
-    seed: int,
+    shuffle_seed: int,
     with_depth: bool,
     with_normals: bool,
     on_missing: OnMissing,
@@ -180,13 +178,13 @@ def build_pipeline(
     initial_fill: int = 256,
     max_zoom: float = 0.1,
     jitter: float = 0.2,
-    prefetch_queue_depth: int = 2,
-    checkpoint: bytes | None = None,
     index_paths: list[str] | None = None,
-) -> Any:
-    """The DALI pipeline of one rank over ``shards`` (in that order); outputs
-    ``json, source, images[TV,3,H,W] float``, then ``depth[TV,1,H,W] float`` (raw PNG values)
-    when ``with_depth`` and ``normals[TV,3,H,W] uint8`` (stored values) when ``with_normals``.
+) -> tuple[Any, ...]:
+    """The graph of one rank's pipeline over ``shards`` (in that order), defined inside the
+    current DALI pipeline; returns the outputs ``json, source, images[TV,3,H,W] float``, then
+    ``depth[TV,1,H,W] float`` (raw PNG values) when ``with_depth`` and ``normals[TV,3,H,W]
+    uint8`` (stored values) when ``with_normals``. ``gpu``: JPEGs decode with ``"mixed"`` and
+    every image output is on the device.
 
     ``index_paths`` (one per shard) default to the shards' own ``.idx`` files."""
     if index_paths is None:
@@ -194,86 +192,101 @@ def build_pipeline(
     rgb_exts = info.rgb_exts()
     depth_exts = info.depth_exts() if with_depth else []
     normal_exts = info.normal_exts() if with_normals else []
-    gpu = device_id is not None
     mean = [m * 255.0 for m in IMAGENET_MEAN]
     std = [s * 255.0 for s in IMAGENET_STD]
     resize_needed = size != info.meta.image_size
+    outs = fn.readers.webdataset(
+        paths=[info.tar_path(s) for s in shards],
+        index_paths=index_paths,
+        ext=["json", *rgb_exts, *depth_exts, *normal_exts],
+        name="Reader",
+        shard_id=rank,
+        num_shards=world_size,
+        pad_last_batch=True,
+        random_shuffle=shuffle,
+        initial_fill=initial_fill,
+        seed=shuffle_seed,
+        missing_component_behavior=on_missing,
+    )
+    n_rgb, n_dep = len(rgb_exts), len(depth_exts)
+    js, rgb = outs[0], outs[1 : 1 + n_rgb]
+    dep, nrm = outs[1 + n_rgb : 1 + n_rgb + n_dep], outs[1 + n_rgb + n_dep :]
+    source = fn.pad(fn.get_property(js, key="source_info"), fill_value=0)
+    js = fn.pad(js, fill_value=0)
+    images, depths, normals = [], [], []
+    nv = info.num_views
+    params = [_view_params(train, max_zoom, jitter) for _ in range(nv)]
+    for i in range(len(rgb_exts)):
+        p = params[i % nv]
+        img = fn.decoders.image(
+            rgb[i],
+            device="mixed" if gpu else "cpu",
+            output_type=types.RGB,
+            hw_decoder_load=hw_decoder_load,
+        )
+        if train:
+            img = fn.resize(
+                img,
+                size=[size, size],
+                roi_start=p["roi_start"],
+                roi_end=p["roi_end"],
+                roi_relative=True,
+                antialias=True,
+            )
+            img = fn.color_twist(
+                img,
+                brightness=p["brightness"],
+                contrast=p["contrast"],
+                saturation=p["saturation"],
+            )
+        elif resize_needed:
+            img = fn.resize(img, size=[size, size], antialias=True)
+        images.append(
+            fn.crop_mirror_normalize(
+                img, dtype=types.FLOAT, output_layout="CHW", mean=mean, std=std, mirror=0
+            )
+        )
+        if with_depth:
+            d = _decode_png_nearest(dep[i], types.UINT16, gpu, train, p, size, resize_needed)
+            depths.append(fn.cast(d, dtype=types.FLOAT))
+        if with_normals:
+            normals.append(
+                _decode_png_nearest(nrm[i], types.UINT8, gpu, train, p, size, resize_needed)
+            )
+    stacked = [js, source, fn.stack(*images, axis=0)]
+    if with_depth:
+        stacked.append(fn.stack(*depths, axis=0))
+    if with_normals:
+        stacked.append(fn.stack(*normals, axis=0))
+    return tuple(stacked)
 
-    @pipeline_def(
+
+
+def build_pipeline(
+    info: DatasetInfo,
+    shards: list[str],
+    *,
+    batch_size: int,
+    device_id: int | None,
+    num_threads: int,
+    seed: int,
+    prefetch_queue_depth: int = 2,
+    checkpoint: bytes | None = None,
+    **graph: Any,
+) -> Any:
+    """One rank's DALI pipeline (checkpointing on) over :func:`define_graph` with ``graph``'s
+    arguments; ``device_id=None`` runs it on the CPU; ``checkpoint`` restores its readers."""
+    pipe = pipeline_def(define_graph, enable_checkpointing=True)
+    kwargs: dict[str, Any] = dict(
         batch_size=batch_size,
         num_threads=num_threads,
         device_id=device_id,
         seed=seed,
-        enable_checkpointing=True,
         prefetch_queue_depth=prefetch_queue_depth,
     )
-    def pipe() -> Any:
-        outs = fn.readers.webdataset(
-            paths=[info.tar_path(s) for s in shards],
-            index_paths=index_paths,
-            ext=["json", *rgb_exts, *depth_exts, *normal_exts],
-            name="Reader",
-            shard_id=rank,
-            num_shards=world_size,
-            pad_last_batch=True,
-            random_shuffle=shuffle,
-            initial_fill=initial_fill,
-            seed=seed,
-            missing_component_behavior=on_missing,
-        )
-        n_rgb, n_dep = len(rgb_exts), len(depth_exts)
-        js, rgb = outs[0], outs[1 : 1 + n_rgb]
-        dep, nrm = outs[1 + n_rgb : 1 + n_rgb + n_dep], outs[1 + n_rgb + n_dep :]
-        source = fn.pad(fn.get_property(js, key="source_info"), fill_value=0)
-        js = fn.pad(js, fill_value=0)
-        images, depths, normals = [], [], []
-        nv = info.num_views
-        params = [_view_params(train, max_zoom, jitter) for _ in range(nv)]
-        for i in range(len(rgb_exts)):
-            p = params[i % nv]
-            img = fn.decoders.image(
-                rgb[i],
-                device="mixed" if gpu else "cpu",
-                output_type=types.RGB,
-                hw_decoder_load=hw_decoder_load,
-            )
-            if train:
-                img = fn.resize(
-                    img,
-                    size=[size, size],
-                    roi_start=p["roi_start"],
-                    roi_end=p["roi_end"],
-                    roi_relative=True,
-                    antialias=True,
-                )
-                img = fn.color_twist(
-                    img,
-                    brightness=p["brightness"],
-                    contrast=p["contrast"],
-                    saturation=p["saturation"],
-                )
-            elif resize_needed:
-                img = fn.resize(img, size=[size, size], antialias=True)
-            images.append(
-                fn.crop_mirror_normalize(
-                    img, dtype=types.FLOAT, output_layout="CHW", mean=mean, std=std, mirror=0
-                )
-            )
-            if with_depth:
-                d = _decode_png_nearest(dep[i], types.UINT16, gpu, train, p, size, resize_needed)
-                depths.append(fn.cast(d, dtype=types.FLOAT))
-            if with_normals:
-                normals.append(
-                    _decode_png_nearest(nrm[i], types.UINT8, gpu, train, p, size, resize_needed)
-                )
-        stacked = [js, source, fn.stack(*images, axis=0)]
-        if with_depth:
-            stacked.append(fn.stack(*depths, axis=0))
-        if with_normals:
-            stacked.append(fn.stack(*normals, axis=0))
-        return tuple(stacked)
-
-    return pipe(checkpoint=checkpoint) if checkpoint is not None else pipe()
+    if checkpoint is not None:
+        kwargs["checkpoint"] = checkpoint
+    return pipe(info, shards, gpu=device_id is not None, shuffle_seed=seed, **graph, **kwargs)
 
 
 class DaliLoader(LoaderBase):

@@ -377,6 +377,23 @@ def test_corrupt_member_skipped(tmp_path: Path, backend: Backend) -> None:
     assert isinstance(loader, DaliLoader | WdsLoader) and loader.errors == 2
 
 
+@pytest.mark.parametrize("backend", ["dali", "wds"])
+def test_corrupt_json_skipped(tmp_path: Path, backend: Backend) -> None:
+    """A json member that no longer parses (its bytes overwritten in place after writing, as the
+    writer validates json) is skipped and counted by both backends."""
+    keys = build_shard_dir(tmp_path, [3, 2])
+    tar = tmp_path / "data" / "train-000000.tar"
+    idx = (tmp_path / "data" / "train-000000.idx").read_text().split("\n")
+    _, off, size, _ = idx[3].split(" ")[:4]  # sample 2's first member is its json
+    with open(tar, "r+b") as f:
+        f.seek(int(off))
+        f.write(b"{" + b"!" * (int(size) - 1))
+    loader = make_loader(tmp_path, batch_size=2, backend=backend, device="cpu", train=False)
+    got = [k for k, ok in _rows(loader) if ok]
+    assert sorted(got) == [k for k in keys if k != "syn_0002"]
+    assert isinstance(loader, DaliLoader | WdsLoader) and loader.errors == 1
+
+
 def test_corrupt_member_error_policy(tmp_path: Path) -> None:
     build_shard_dir(tmp_path, [4, 3], edit=CORRUPT)
     loader = make_loader(

@@ -261,7 +261,6 @@ def define_graph(
     return tuple(stacked)
 
 
-
 def build_pipeline(
     info: DatasetInfo,
     shards: list[str],

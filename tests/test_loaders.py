@@ -378,9 +378,10 @@ def test_corrupt_member_skipped(tmp_path: Path, backend: Backend) -> None:
 
 
 @pytest.mark.parametrize("backend", ["dali", "wds"])
-def test_corrupt_json_skipped(tmp_path: Path, backend: Backend) -> None:
-    """A json member that no longer parses (its bytes overwritten in place after writing, as the
-    writer validates json) is skipped and counted by both backends."""
+def test_corrupt_json_reported_when_read(tmp_path: Path, backend: Backend) -> None:
+    """A json member that no longer parses (overwritten in place after writing, as the writer
+    validates json) leaves the sample's images in the batch (training never reads json) and
+    raises, naming shard and key, when its meta is read; the other rows' meta parse."""
     keys = build_shard_dir(tmp_path, [3, 2])
     tar = tmp_path / "data" / "train-000000.tar"
     idx = (tmp_path / "data" / "train-000000.idx").read_text().split("\n")
@@ -388,10 +389,19 @@ def test_corrupt_json_skipped(tmp_path: Path, backend: Backend) -> None:
     with open(tar, "r+b") as f:
         f.seek(int(off))
         f.write(b"{" + b"!" * (int(size) - 1))
-    loader = make_loader(tmp_path, batch_size=2, backend=backend, device="cpu", train=False)
-    got = [k for k, ok in _rows(loader) if ok]
-    assert sorted(got) == [k for k in keys if k != "syn_0002"]
-    assert isinstance(loader, DaliLoader | WdsLoader) and loader.errors == 1
+    loader = make_loader(
+        tmp_path, batch_size=2, backend=backend, device="cpu", train=False, num_workers=1
+    )
+    batches = _epoch(loader)
+    assert [k for k, ok in _rows(batches) if ok] == keys
+    for b in batches:
+        for i, key in enumerate(b.keys):
+            if key == "syn_0002":
+                with pytest.raises(LoaderDataError, match="train-000000.* key syn_0002: json"):
+                    b.meta[i]
+            elif key:
+                meta = b.meta[i]
+                assert meta is not None and meta["key"] == key
 
 
 def test_corrupt_member_error_policy(tmp_path: Path) -> None:

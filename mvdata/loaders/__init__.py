@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from pydantic import ValidationError
 
-from mvdata.loaders.batch import MultiviewBatch
+from mvdata.loaders.batch import LoaderDataError, MultiviewBatch
 from mvdata.shards import MODALITY_EXT
 from schemas import check_version
 from schemas.models import DatasetMetadata, SizesJson
@@ -57,10 +57,6 @@ __all__ = [
     "shard_order",
     "steps_per_epoch",
 ]
-
-
-class LoaderDataError(RuntimeError):
-    """A shard member could not be read or decoded and the backend cannot skip it."""
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,9 @@ Design decisions:
   copy of the index and its row is marked ``valid=False``), and the pipeline is rebuilt from the
   checkpoint of the last batch handed out, so the epoch goes on with the next unseen batch and the
   same number of steps. ``"error"``, or a failure PIL cannot pin on a member, raises
-  :class:`mvdata.loaders.LoaderDataError` naming shard, key and member — never a hang. A ``json``
-  member that does not parse is counted and masked the same way (DALI does not decode it).
+  :class:`mvdata.loaders.LoaderDataError` naming shard, key and member — never a hang.
+* **Meta.** The ``json`` members are parsed when ``batch.meta[i]`` is read
+  (:class:`~mvdata.loaders.batch.LazyMeta`), not per batch on the loader's thread.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from nvidia.dali import fn as _fn
 from nvidia.dali import pipeline_def as _pipeline_def
@@ -59,11 +61,12 @@ from mvdata.loaders.base import LoaderBase
 from mvdata.loaders.batch import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    LazyMeta,
     MultiviewBatch,
     normals_from_uint8,
 )
 from mvdata.loaders.quarantine import Quarantine, member_decodes
-from mvdata.shards import decode_json, read_index
+from mvdata.shards import read_index
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +335,6 @@ class DaliLoader(LoaderBase):
         self.prefetch_queue_depth = 2
         #: Samples masked for undecodable members (this rank's share).
         self.quarantine = Quarantine(info)
-        self._bad_json: set[tuple[str, str]] = set()
         self.hw_decoder_load = hw_decoder_load
         self.initial_fill = initial_fill
         self.steps = steps_per_epoch(info.total, world_size, batch_size)
@@ -353,8 +355,8 @@ class DaliLoader(LoaderBase):
 
     @property
     def errors(self) -> int:
-        """Samples of this rank masked so far as bad input (undecodable member or json)."""
-        return len(self.quarantine) + len(self._bad_json)
+        """Samples of this rank masked so far for an undecodable member."""
+        return len(self.quarantine)
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its beginning on the next iteration."""
@@ -472,31 +474,26 @@ class DaliLoader(LoaderBase):
         valid = torch.tensor([start + i < share for i in range(b)], dtype=torch.bool)
         js, src = out["json"].cpu().numpy(), out["source"].cpu().numpy()
         keys: list[str] = []
-        metas: list[dict[str, Any] | None] = []
+        raw: list[np.ndarray | None] = []
+        where: list[str] = []
         for i in range(b):
-            key, meta = "", None
+            key, shard = "", ""
             if valid[i]:
                 tar, _, name = bytes(src[i]).rstrip(b"\0").decode().rpartition(":")
                 shard = os.path.basename(tar.rpartition(":")[0]).removesuffix(".tar")
                 key = name.split(".", 1)[0]
-                if (shard, key) in self.quarantine.keys or (shard, key) in self._bad_json:
+                if (shard, key) in self.quarantine.keys:
                     key = ""
-                else:
-                    try:
-                        meta = decode_json(bytes(js[i]).rstrip(b"\0"))
-                    except ValueError as exc:
-                        log.warning("shard %s key %s member json: %s (skipped)", shard, key, exc)
-                        self._bad_json.add((shard, key))
-                        key = ""
                 valid[i] = bool(key)
             keys.append(key)
-            metas.append(meta)
+            raw.append(js[i] if key else None)
+            where.append(f"shard {shard} key {key}")
         return MultiviewBatch(
             images=images,
             depth=depth,
             keys=keys,
             valid=valid,
-            meta=metas,
+            meta=LazyMeta(raw, where),
             views=[c.index for c in self.info.meta.views],
             frames=t,
             normals=normals,

@@ -40,8 +40,7 @@ from PIL import Image
 
 from mvdata.loaders import DatasetInfo, shard_order
 from mvdata.loaders.base import LoaderBase
-from mvdata.loaders.batch import MultiviewBatch, normalise_uint8, normals_from_uint8
-from mvdata.shards import decode_json
+from mvdata.loaders.batch import LazyMeta, MultiviewBatch, normalise_uint8, normals_from_uint8
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +62,13 @@ class CountingHandler:
         return True
 
 
-Row = tuple[str, dict[str, Any], Any, Any, Any]
+Row = tuple[str, tuple[bytes, str], Any, Any, Any]
 
 
 class _Decoder:
-    """Decode one raw sample to ``(key, meta, images uint8 [T,V,3,S,S], depth float [T,V,1,S,S],
-    normals uint8 [T,V,3,S,S])`` (depth and normals ``None`` when not loaded).
+    """Decode one raw sample to ``(key, (json bytes, "shard S key K"), images uint8 [T,V,3,S,S],
+    depth float [T,V,1,S,S], normals uint8 [T,V,3,S,S])`` (depth and normals ``None`` when not
+    loaded; the json is parsed when read, as :class:`LazyMeta` does for DALI).
 
     A picklable callable (it runs in DataLoader workers)."""
 
@@ -150,7 +150,7 @@ class _Decoder:
     def __call__(self, sample: dict[str, Any]) -> Row:
         key, url = sample.get("__key__", "?"), sample.get("__url__", "?")
         try:
-            meta = decode_json(sample["json"])
+            meta = (bytes(sample["json"]), f"shard {url} key {key}")
             params = self._params(key) if self.train else None
             imgs = [
                 self._rgb(sample[e], params[i % self.v] if params else None)
@@ -274,7 +274,10 @@ class WdsLoader(LoaderBase):
             depth=depth,
             keys=[r[0] for r in rows] + [""] * (b - n),
             valid=torch.arange(b) < n,
-            meta=[r[1] for r in rows] + [None] * (b - n),
+            meta=LazyMeta(
+                [r[1][0] for r in rows] + [None] * (b - n),
+                [r[1][1] for r in rows] + [""] * (b - n),
+            ),
             views=[c.index for c in self.info.meta.views],
             frames=t,
             normals=None if normals is None else normals_from_uint8(normals),

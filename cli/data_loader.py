@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from cli.common import run_or_fail
@@ -14,7 +12,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("loader-bench")
     def loader_bench(
-        data_dir: Path = typer.Argument(..., help="Shard directory (with dataset.json)"),
+        data_dir: str = typer.Argument(
+            ..., help="Shard directory (with dataset.json): a path or an fsspec URL"
+        ),
         backend: str = typer.Option("auto", help="auto | dali | wds"),
         batch_size: int = typer.Option(32, min=1, help="Samples per batch"),
         steps: int = typer.Option(50, min=1, help="Batches to time (after 2 warm-up batches)"),

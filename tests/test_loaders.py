@@ -253,6 +253,30 @@ def test_dali_and_wds_agree(shard_dir: tuple[Path, list[str]]) -> None:
         assert torch.equal(x.depth[m], y.depth[m])
 
 
+def test_remote_url_streams_through_webdataset(shard_dir: tuple[Path, list[str]]) -> None:
+    """An fsspec URL (here the in-process ``memory://`` filesystem, no network) is opened,
+    checked and streamed by the webdataset loader with the same batches as the local copy; DALI
+    refuses it with a message; a ``file://`` URL counts as local and DALI reads it."""
+    import fsspec
+
+    out, keys = shard_dir
+    mem = fsspec.filesystem("memory")
+    mem.put(str(out), "/remote-fixture/shards", recursive=True)
+    url = "memory://remote-fixture/shards"
+    kw: dict[str, Any] = dict(batch_size=4, device="cpu", train=False, num_workers=0)
+    remote = make_loader(url, **kw)
+    assert remote.backend == "wds"  # auto: DALI cannot read it
+    local = make_loader(out, backend="wds", **kw)
+    for x, y in zip(_epoch(remote), _epoch(local), strict=True):
+        assert x.keys == y.keys and torch.equal(x.images, y.images)
+    with pytest.raises(ValueError, match="remote and DALI reads local files only"):
+        make_loader(url, backend="dali", **kw)
+    with pytest.raises(ValueError, match="memory://remote-fixture/nothing/dataset.json not found"):
+        open_dataset("memory://remote-fixture/nothing")
+    as_file = make_loader(f"file://{out}", backend="dali", **kw)
+    assert [k for k, ok in _rows(as_file) if ok] == keys
+
+
 @pytest.mark.parametrize("backend", ["dali", "wds"])
 def test_train_epoch_permutes_and_covers(
     shard_dir: tuple[Path, list[str]], backend: Backend

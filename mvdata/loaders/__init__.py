@@ -67,6 +67,8 @@ class DatasetInfo:
     meta: DatasetMetadata
     shards: list[str]
     sizes: dict[str, int]
+    #: False when ``root`` is a remote fsspec URL (only the webdataset loader streams those).
+    local: bool = True
 
     @property
     def frames(self) -> int:
@@ -122,20 +124,42 @@ class DatasetInfo:
 
 
 def open_dataset(data_dir: str | os.PathLike[str], *, split: str | None = None) -> DatasetInfo:
-    """Read and check ``dataset.json`` and ``sizes.json`` of a shard directory.
+    """Read and check ``dataset.json`` and ``sizes.json`` of a shard directory: a local path or
+    an fsspec URL (``file://``, ``s3://``, ``gs://``, ``hf://``, ... with its backend installed).
 
     Raises ``ValueError`` (naming the file) when the directory is not an mvdata shard directory,
     was written with another schema major version, or lists shards whose files are missing.
     ``split`` keeps only the shards named ``{split}-NNNNNN``.
     """
-    root = os.fspath(data_dir)
-    meta_path = os.path.join(root, "dataset.json")
-    if not os.path.isfile(meta_path):
-        raise ValueError(f"{meta_path} not found: {root} is not an mvdata shard directory")
+    from fsspec.core import url_to_fs
+    from fsspec.implementations.local import LocalFileSystem
+
+    given = os.fspath(data_dir)
     try:
-        with open(meta_path, "rb") as f:
-            raw = json.loads(f.read())
-    except (OSError, json.JSONDecodeError) as exc:
+        fs, path = url_to_fs(given)
+    except (ImportError, ValueError) as exc:
+        raise ValueError(f"{given}: cannot open this URL ({exc})") from exc
+    local = isinstance(fs, LocalFileSystem)
+    # Local roots stay plain paths (DALI opens them itself); remote ones stay URLs.
+    root = path if local and "://" in given else given.rstrip("/")
+    path = path.rstrip("/")
+
+    def read(name: str) -> bytes:
+        with fs.open(f"{path}/{name}", "rb") as f:
+            return bytes(f.read())
+
+    meta_path = os.path.join(root, "dataset.json")
+    try:
+        raw_meta = read("dataset.json")
+    except FileNotFoundError:
+        raise ValueError(
+            f"{meta_path} not found: {root} is not an mvdata shard directory"
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"{meta_path}: not readable ({exc})") from exc
+    try:
+        raw = json.loads(raw_meta)
+    except json.JSONDecodeError as exc:
         raise ValueError(f"{meta_path}: not readable JSON ({exc})") from exc
     if not isinstance(raw, dict) or raw.get("format") != "mvdata-webdataset":
         raise ValueError(f"{meta_path}: format is not 'mvdata-webdataset': not our shard directory")
@@ -148,26 +172,29 @@ def open_dataset(data_dir: str | os.PathLike[str], *, split: str | None = None) 
         raise ValueError(f"{meta_path}: modalities {meta.modalities} carry no rgb")
     sizes_path = os.path.join(root, "sizes.json")
     try:
-        with open(sizes_path, "rb") as f:
-            sizes = SizesJson.model_validate_json(f.read())
+        sizes = SizesJson.model_validate_json(read("sizes.json"))
     except FileNotFoundError as exc:
         raise ValueError(f"{sizes_path} not found: the build was not finalised") from exc
     except ValidationError as exc:
         raise ValueError(f"{sizes_path}: does not match SizesJson: {exc}") from exc
+    try:  # one listing, not one request a file (remote stores answer each in ~100 ms)
+        present = {os.path.basename(p.rstrip("/")) for p in fs.ls(f"{path}/data", detail=False)}
+    except FileNotFoundError:
+        present = set()
     counts: dict[str, int] = {}
     for rel, n in sizes.shards.items():
         name = os.path.basename(rel).removesuffix(".tar")
         if split is not None and not name.startswith(f"{split}-"):
             continue
         for suffix in (".tar", ".idx", ".stats.json"):
-            path = os.path.join(root, "data", name + suffix)
-            if not os.path.isfile(path):
-                raise ValueError(f"{sizes_path} lists shard {name}, but {path} is missing")
+            if name + suffix not in present:
+                missing = os.path.join(root, "data", name + suffix)
+                raise ValueError(f"{sizes_path} lists shard {name}, but {missing} is missing")
         counts[name] = int(n)
     shards = sorted(counts)
     if not shards or sum(counts.values()) == 0:
         raise ValueError(f"{sizes_path}: no samples" + (f" in split {split!r}" if split else ""))
-    return DatasetInfo(root=root, meta=meta, shards=shards, sizes=counts)
+    return DatasetInfo(root=root, meta=meta, shards=shards, sizes=counts, local=local)
 
 
 def steps_per_epoch(total: int, world_size: int, batch_size: int) -> int:
@@ -257,7 +284,8 @@ def make_loader(
     """Build a loader over a shard directory for one rank.
 
     ``backend``: ``"auto"`` = DALI (mixed GPU decoding when ``device`` is CUDA, CPU decoding
-    otherwise), or webdataset when DALI does not import; ``"dali"``/``"wds"`` force one.
+    otherwise), or webdataset when DALI does not import or ``data_dir`` is a remote URL;
+    ``"dali"``/``"wds"`` force one.
     ``device``: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``. ``with_depth`` and
     ``with_normals`` load those maps when the shards carry them. ``num_workers`` is DALI's
     thread count or the DataLoader's worker count. ``state`` (from ``loader.state_dict()``)
@@ -274,7 +302,7 @@ def make_loader(
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if backend == "auto":
-        backend = "dali" if dali_available() else "wds"
+        backend = "dali" if dali_available() and info.local else "wds"
     common: dict[str, Any] = dict(
         batch_size=batch_size,
         rank=rank,
@@ -291,6 +319,11 @@ def make_loader(
     if backend == "dali":
         if not dali_available():
             raise ValueError("backend 'dali' asked for, but nvidia.dali does not import")
+        if not info.local:
+            raise ValueError(
+                f"{info.root} is remote and DALI reads local files only: copy or mount the shard "
+                "directory, or use backend 'wds' (it streams the tars)"
+            )
         from mvdata.loaders.dali import DaliLoader
 
         device_id = local_rank if device.startswith("cuda") else None

@@ -1,8 +1,10 @@
 """webdataset + torch DataLoader loader (no DALI needed), returning :class:`MultiviewBatch`.
 
-Public webdataset APIs only: ``WebDataset`` over this rank's shards with ``split_by_worker``,
-``shuffle`` of the raw bytes before decoding, ``map`` with a ``handler``. Decoding is PIL: JPEG to
-uint8 RGB, 16-bit PNG to uint16 (exact).
+Public webdataset APIs only: a ``DataPipeline`` of ``SimpleShardList`` over this rank's shards,
+``split_by_worker``, the tar expander and key grouper, ``shuffle`` of the raw bytes before
+decoding, ``map`` with a ``handler`` (what ``WebDataset`` assembles, with one stage swapped: tars
+are opened through fsspec, so a remote shard directory — ``s3://``, ``gs://``, ``hf://``, ... —
+streams like a local one). Decoding is PIL: JPEG to uint8 RGB, 16-bit PNG to uint16 (exact).
 
 Design decisions:
 
@@ -30,19 +32,41 @@ import io
 import logging
 import math
 import multiprocessing as mp
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import fsspec
 import numpy as np
 import torch
 import webdataset as wds
 from PIL import Image
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from mvdata.loaders import DatasetInfo, shard_order
 from mvdata.loaders.base import LoaderBase
 from mvdata.loaders.batch import LazyMeta, MultiviewBatch, normalise_uint8, normals_from_uint8
 
 log = logging.getLogger(__name__)
+
+
+def _open_with_fsspec(
+    data: Iterator[dict[str, Any]], handler: Callable[[Exception], bool]
+) -> Iterator[dict[str, Any]]:
+    """webdataset stage: ``{"url"}`` → ``{"url", "stream"}``, opened through fsspec (local paths
+    too); each stream is closed once the expander asks for the next shard."""
+    for sample in data:
+        url = sample["url"]
+        try:
+            stream = fsspec.open(url, "rb").open()
+        except Exception as exc:  # noqa: BLE001 - the handler decides (it logs and counts)
+            exc.args = (*exc.args, url)
+            if handler(exc):
+                continue
+            break
+        try:
+            yield {**sample, "stream": stream}
+        finally:
+            stream.close()
 
 
 class SampleError(ValueError):
@@ -230,16 +254,18 @@ class WdsLoader(LoaderBase):
         mine = order[self.rank :: self.world_size]
         if not mine:
             return
-        ds = wds.WebDataset(
-            [self.info.tar_path(s) for s in mine],
-            shardshuffle=False,  # the shard order is already this epoch's permutation
-            nodesplitter=None,  # the rank's shards were chosen above
-            workersplitter=wds.split_by_worker,
-            empty_check=False,
-            handler=self._handler,
-        )
+        handler = self._handler
+        stages: list[Any] = [
+            # the shard order is already this epoch's permutation, and this rank's share
+            wds.SimpleShardList([self.info.tar_path(s) for s in mine]),
+            wds.split_by_worker,
+            wds.pipelinefilter(_open_with_fsspec)(handler),
+            wds.pipelinefilter(tar_file_expander)(handler=handler),
+            wds.pipelinefilter(group_by_keys)(handler=handler),
+        ]
         if self.shuffle:
-            ds = ds.shuffle(self.bufsize, initial=self.bufsize, seed=self.seed * 7919 + self.epoch)
+            seed = self.seed * 7919 + self.epoch
+            stages.append(wds.shuffle(self.bufsize, initial=self.bufsize, seed=seed))
         decoder = _Decoder(
             self.info,
             size=self.size,
@@ -251,7 +277,8 @@ class WdsLoader(LoaderBase):
             max_zoom=self.max_zoom,
             jitter=self.jitter,
         )
-        ds = ds.map(decoder, handler=self._handler)
+        stages.append(wds.map(decoder, handler=handler))
+        ds = wds.DataPipeline(*stages)
         workers = min(self.num_workers, len(mine))
         yield from torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
 

@@ -352,10 +352,12 @@ def benchmark(
     train: bool = True,
     with_depth: bool = True,
     with_normals: bool = True,
+    **loader_kwargs: Any,
 ) -> dict[str, Any]:
     """Read ``steps`` batches (after ``warmup``) and report samples/s and images/s.
 
     Epochs roll over as needed; only valid rows count as samples, ``images`` = samples × T × V.
+    ``loader_kwargs`` go to the backend (e.g. DALI's ``hw_decoder_load``).
     """
     import time
 
@@ -368,6 +370,7 @@ def benchmark(
         num_workers=num_workers,
         with_depth=with_depth,
         with_normals=with_normals,
+        **loader_kwargs,
     )
     per_sample = 0
     samples = 0

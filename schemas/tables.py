@@ -11,13 +11,20 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import polars as pl
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# polars is imported inside the functions: the loaders import the contracts, and a DataLoader
+# worker or a GPU machine without polars should not pay for (or need) it.
 
 
 def _dtype(annotation: Any) -> pl.DataType:
+    import polars as pl
+
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -45,6 +52,8 @@ def _dtype(annotation: Any) -> pl.DataType:
 
 def polars_schema(model: type[BaseModel]) -> pl.Schema:
     """The polars schema of a flat model: one column per field, in field order."""
+    import polars as pl
+
     hints = typing.get_type_hints(model)
     return pl.Schema({name: _dtype(hints[name]) for name in model.model_fields})
 
@@ -52,6 +61,8 @@ def polars_schema(model: type[BaseModel]) -> pl.Schema:
 def frame_from_rows(model: type[BaseModel], rows: Iterable[Mapping[str, Any] | BaseModel]) -> pl.DataFrame:
     """Validate each row with ``model`` and build a frame with exactly ``polars_schema(model)``."""
     import json
+
+    import polars as pl
 
     schema = polars_schema(model)
     records: list[dict[str, Any]] = []
@@ -67,6 +78,8 @@ def frame_from_rows(model: type[BaseModel], rows: Iterable[Mapping[str, Any] | B
 
 def check_frame(model: type[BaseModel], frame: pl.DataFrame, *, where: str = "") -> None:
     """Raise ``ValueError`` naming ``where`` when ``frame``'s columns/dtypes differ from ``model``."""
+    import polars as pl
+
     expected = polars_schema(model)
     got = frame.schema
     if list(got.keys()) != list(expected.keys()):

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# On the GPU machine, in the repository root, after calls 1-5 gathered .dali1-.dali5 in
-# /tmp/parts and this call carried .devwheels: install DALI + the loaders' dependencies into
-# /tmp/site, then run the GPU loader checks (bench/device/gpu_checks.py) and the loader benchmark (DALI mixed vs a bare
-# reader -> mixed decode -> normalise pipeline in the same run). Results go to $OUT.
+# On the GPU machine, in the repository root, once .dali1-.dali5 are gathered in /tmp/parts and
+# this call carried .devwheels (bench/device/README.md): install DALI and the loaders'
+# dependencies into /tmp/site, then run the GPU loader checks (bench/device/gpu_checks.py) and
+# the loader benchmark (the loader vs a bare reader -> mixed decode -> normalise pipeline, same
+# run). Results go to $OUT.
 set -euo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p /tmp/parts "$OUT"

@@ -217,8 +217,11 @@ def shard_order(shards: list[str], *, seed: int, epoch: int, shuffle: bool) -> l
     return [ordered[i] for i in perm]
 
 
-def check_same_steps(steps: int) -> None:
-    """When ``torch.distributed`` is initialised, raise unless every rank has ``steps`` steps."""
+def check_same_steps(steps: int, local_rank: int = 0) -> None:
+    """When ``torch.distributed`` is initialised, raise unless every rank has ``steps`` steps.
+
+    With NCCL the check runs on ``cuda:{local_rank}`` (named, not the current device, which a
+    script may not have set yet: every rank would then talk from GPU 0)."""
     import torch
     import torch.distributed as dist
 
@@ -226,7 +229,7 @@ def check_same_steps(steps: int) -> None:
         return
     t = torch.tensor([steps, -steps], dtype=torch.int64)
     if dist.get_backend() == "nccl":
-        t = t.cuda()
+        t = t.to(torch.device("cuda", local_rank))
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     hi, lo = int(t[0]), -int(t[1])
     if hi != lo:
@@ -336,7 +339,7 @@ def make_loader(
         raise ValueError(f"unknown backend {backend!r}; use auto, dali or wds")
     if state is not None:
         loader.load_state_dict(state)
-    check_same_steps(len(loader))
+    check_same_steps(len(loader), local_rank)
     return loader
 
 

@@ -289,7 +289,8 @@ def make_loader(
     ``backend``: ``"auto"`` = DALI (mixed GPU decoding when ``device`` is CUDA, CPU decoding
     otherwise), or webdataset when DALI does not import or ``data_dir`` is a remote URL;
     ``"dali"``/``"wds"`` force one.
-    ``device``: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``. ``with_depth`` and
+    ``device``: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` (GPU ``local_rank``) or
+    ``"cuda:N"``. ``with_depth`` and
     ``with_normals`` load those maps when the shards carry them. ``num_workers`` is DALI's
     thread count or the DataLoader's worker count. ``state`` (from ``loader.state_dict()``)
     resumes with the next unseen batch. Iterating the loader yields one epoch, then advances
@@ -329,7 +330,9 @@ def make_loader(
             )
         from mvdata.loaders.dali import DaliLoader
 
-        device_id = local_rank if device.startswith("cuda") else None
+        device_id = None
+        if device.startswith("cuda"):  # "cuda" → this rank's GPU; "cuda:N" → GPU N
+            device_id = int(device.partition(":")[2] or local_rank)
         loader = DaliLoader(info, device_id=device_id, **common, **backend_kwargs)
     elif backend == "wds":
         from mvdata.loaders.wds import WdsLoader

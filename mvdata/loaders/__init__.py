@@ -290,9 +290,8 @@ def make_loader(
     otherwise), or webdataset when DALI does not import or ``data_dir`` is a remote URL;
     ``"dali"``/``"wds"`` force one.
     ``device``: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` (GPU ``local_rank``) or
-    ``"cuda:N"``. ``with_depth`` and
-    ``with_normals`` load those maps when the shards carry them. ``num_workers`` is DALI's
-    thread count or the DataLoader's worker count. ``state`` (from ``loader.state_dict()``)
+    ``"cuda:N"``. ``with_depth`` and ``with_normals`` load those maps when the shards carry
+    them. ``num_workers`` is DALI's thread count or the DataLoader's worker count. ``state`` (from ``loader.state_dict()``)
     resumes with the next unseen batch. Iterating the loader yields one epoch, then advances
     ``loader.epoch``.
     """

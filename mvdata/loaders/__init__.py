@@ -244,7 +244,8 @@ class Loader(Protocol):
 
     @property
     def errors(self) -> int:
-        """Samples left out so far for a corrupt member (logged with shard, key and member)."""
+        """Samples of this rank left out so far as bad input, each logged with shard and key
+        (DALI: an undecodable member, missing ones are in ``skipped``; webdataset: either)."""
         ...
 
     def __len__(self) -> int: ...

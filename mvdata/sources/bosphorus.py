@@ -16,7 +16,6 @@ from mvdata.mesh import Item, ItemMeta, Mesh, ReadError
 from mvdata.sources import ScanResult, register
 from mvdata.sources.common import (
     dedupe,
-    empty_file,
     finish_frame,
     first_existing,
     resolve,
@@ -60,9 +59,6 @@ class Bosphorus:
                 continue
             if m["cat"] == "N" and m["code"] != "N":
                 res.errors.append(ReadError(rel, "name", "neutral scans are named N_N"))
-                continue
-            if empty_file(root, rel):
-                res.errors.append(ReadError(rel, "empty", "file is empty (0 bytes)"))
                 continue
             stem = rel[: -len(".bnt")]
             others = [first_existing(root, [stem + e]) for e in (".png", ".lm3", ".lm2")]

@@ -22,7 +22,7 @@ from mvdata.formats.vrml import read_vrml
 from mvdata.mesh import Item, ItemMeta, Mesh, ReadError
 from mvdata.sources import ScanResult, register
 from mvdata.sources.bu4dfe import frame_files
-from mvdata.sources.common import dedupe, empty_file, finish_frame, resolve, walk_files
+from mvdata.sources.common import dedupe, finish_frame, resolve, walk_files
 from mvdata.sources.facescape import load_obj_frame
 
 TASK_EMOTIONS = {
@@ -59,9 +59,6 @@ class BP4D:
             )  # fmt: skip
             if not ok or fm is None:
                 res.errors.append(ReadError(rel, "name", "path is not like F001/T1/0001.obj"))
-                continue
-            if empty_file(root, rel):
-                res.errors.append(ReadError(rel, "empty", "file is empty (0 bytes)"))
                 continue
             groups.setdefault((parts[0], parts[1]), []).append((int(fm.group(1)), rel))
         items = []

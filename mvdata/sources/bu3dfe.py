@@ -15,7 +15,6 @@ from mvdata.mesh import Item, ItemMeta, Mesh, ReadError
 from mvdata.sources import ScanResult, register
 from mvdata.sources.common import (
     dedupe,
-    empty_file,
     finish_frame,
     first_existing,
     resolve,
@@ -60,9 +59,6 @@ class BU3DFE:
                 continue
             if m["scan"] != "F3D":
                 continue  # raw scans are a different product of the same capture
-            if empty_file(root, rel):
-                res.errors.append(ReadError(rel, "empty", "file is empty (0 bytes)"))
-                continue
             subject = f"{m['sex']}{m['num']}"
             stem = rel[: -len(".wrl")]
             found = (first_existing(root, [stem + ".bmp"]), first_existing(root, [stem + ".bnd"]))

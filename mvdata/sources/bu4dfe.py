@@ -15,7 +15,6 @@ from mvdata.mesh import Item, ItemMeta, Mesh, ReadError
 from mvdata.sources import ScanResult, register
 from mvdata.sources.common import (
     dedupe,
-    empty_file,
     finish_frame,
     first_existing,
     resolve,
@@ -64,9 +63,6 @@ class BU4DFE:
                 or not fm
             ):
                 res.errors.append(ReadError(rel, "name", "path is not like F001/Angry/000.wrl"))
-                continue
-            if empty_file(root, rel):
-                res.errors.append(ReadError(rel, "empty", "file is empty (0 bytes)"))
                 continue
             groups.setdefault((parts[0], parts[1]), []).append((int(fm.group(1)), rel))
         items = []

@@ -13,7 +13,7 @@ from pathlib import Path
 from mvdata.formats.ply import read_ply
 from mvdata.mesh import Item, ItemMeta, Mesh, ReadError
 from mvdata.sources import ScanResult, register
-from mvdata.sources.common import dedupe, empty_file, finish_frame, resolve, walk_files
+from mvdata.sources.common import dedupe, finish_frame, resolve, walk_files
 
 CATEGORIES = (
     "bareteeth", "cheeks_in", "eyebrow", "high_smile", "lips_back", "lips_up", "mouth_down",
@@ -50,9 +50,6 @@ class CoMA:
             if not ok or fm is None:
                 msg = "path is not like FaceTalk_170725_00137_TA/bareteeth/bareteeth.000001.ply"
                 res.errors.append(ReadError(rel, "name", msg))
-                continue
-            if empty_file(root, rel):
-                res.errors.append(ReadError(rel, "empty", "file is empty (0 bytes)"))
                 continue
             groups.setdefault((parts[0], parts[1]), []).append((int(fm["n"]), rel))
         items = []

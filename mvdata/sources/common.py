@@ -43,7 +43,8 @@ def make_key(*parts: str) -> str:
 def walk_files(root: Path, suffixes: tuple[str, ...], errors: list[ReadError]) -> list[str]:
     """Relative POSIX paths of the files under ``root`` whose lower-case suffix is in
     ``suffixes``, sorted. Symlinks that lead outside ``root`` are refused and recorded as
-    ``"escape"`` errors; symlinked folders are not followed (no loops, no escapes)."""
+    ``"escape"`` errors; symlinked folders are not followed (no loops, no escapes); empty files
+    are recorded as ``"empty"`` errors and left out, for every reader alike."""
     root = Path(root)
     root_res = root.resolve()
     out: list[str] = []
@@ -73,6 +74,9 @@ def walk_files(root: Path, suffixes: tuple[str, ...], errors: list[ReadError]) -
                     continue
             if ".." in Path(rel).parts:
                 errors.append(ReadError(rel, "escape", "path contains '..'"))
+                continue
+            if empty_file(root, rel):
+                errors.append(ReadError(rel, "empty", "file is empty (0 bytes)"))
                 continue
             out.append(rel)
     return sorted(out)

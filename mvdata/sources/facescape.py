@@ -16,7 +16,6 @@ from mvdata.mesh import Item, ItemMeta, Mesh, MeshReadError, ReadError
 from mvdata.sources import ScanResult, register
 from mvdata.sources.common import (
     dedupe,
-    empty_file,
     finish_frame,
     first_existing,
     resolve,
@@ -59,9 +58,6 @@ class FaceScape:
                 res.errors.append(
                     ReadError(rel, "name", "path is not like 1/models_reg/1_neutral.obj")
                 )
-                continue
-            if empty_file(root, rel):
-                res.errors.append(ReadError(rel, "empty", "file is empty (0 bytes)"))
                 continue
             subject, k, nm = parts[0], int(m["k"]), m["name"]
             stem = rel[: -len(".obj")]

@@ -20,7 +20,6 @@ from mvdata.mesh import Item, ItemMeta, Mesh, ReadError
 from mvdata.sources import ScanResult, register
 from mvdata.sources.common import (
     dedupe,
-    empty_file,
     finish_frame,
     first_existing,
     make_key,
@@ -93,9 +92,6 @@ class MeshDir:
         items = []
         files = walk_files(root, (".obj", ".ply", ".wrl"), res.errors)
         for rel in files:
-            if empty_file(root, rel):
-                res.errors.append(ReadError(rel, "empty", "file is empty (0 bytes)"))
-                continue
             lab = labels.get(rel, {})
             parent = Path(rel).parent.name or "root"
             subject = str(lab.get("subject") or parent)

@@ -282,6 +282,9 @@ def make_loader(
     with_depth: bool = True,
     with_normals: bool = True,
     num_workers: int = 2,
+    shuffle: bool | None = None,
+    max_zoom: float = 0.1,
+    jitter: float = 0.2,
     state: dict[str, Any] | None = None,
     **backend_kwargs: Any,
 ) -> Loader:
@@ -292,9 +295,12 @@ def make_loader(
     ``"dali"``/``"wds"`` force one.
     ``device``: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` (GPU ``local_rank``) or
     ``"cuda:N"``. ``with_depth`` and ``with_normals`` load those maps when the shards carry
-    them. ``num_workers`` is DALI's thread count or the DataLoader's worker count. ``state`` (from ``loader.state_dict()``)
-    resumes with the next unseen batch. Iterating the loader yields one epoch, then advances
-    ``loader.epoch``.
+    them. ``num_workers`` is DALI's thread count or the DataLoader's worker count. ``shuffle``
+    (default: when training), ``max_zoom`` and ``jitter`` (the scale/shift and colour
+    augmentation of training) are the same for both backends; ``backend_kwargs`` go to one
+    (DALI: ``on_missing``, ``on_corrupt``, ``hw_decoder_load``, ``initial_fill``; webdataset:
+    ``bufsize``). ``state`` (from ``loader.state_dict()``) resumes with the next unseen batch.
+    Iterating the loader yields one epoch, then advances ``loader.epoch``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -307,18 +313,13 @@ def make_loader(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if backend == "auto":
         backend = "dali" if dali_available() and info.local else "wds"
-    common: dict[str, Any] = dict(
-        batch_size=batch_size,
-        rank=rank,
-        world_size=world_size,
-        train=train,
-        seed=seed,
-        epoch=epoch,
-        image_size=image_size,
-        with_depth=with_depth,
-        with_normals=with_normals,
-        num_workers=num_workers,
-    )
+    from mvdata.loaders.base import LoaderOptions
+
+    opts = LoaderOptions(
+        batch_size=batch_size, rank=rank, world_size=world_size, train=train, seed=seed,
+        epoch=epoch, image_size=image_size, with_depth=with_depth, with_normals=with_normals,
+        num_workers=num_workers, shuffle=shuffle, max_zoom=max_zoom, jitter=jitter,
+    )  # fmt: skip
     loader: Loader
     if backend == "dali":
         if not dali_available():
@@ -333,11 +334,11 @@ def make_loader(
         device_id = None
         if device.startswith("cuda"):  # "cuda" → this rank's GPU; "cuda:N" → GPU N
             device_id = int(device.partition(":")[2] or local_rank)
-        loader = DaliLoader(info, device_id=device_id, **common, **backend_kwargs)
+        loader = DaliLoader(info, opts, device_id=device_id, **backend_kwargs)
     elif backend == "wds":
         from mvdata.loaders.wds import WdsLoader
 
-        loader = WdsLoader(info, **common, **backend_kwargs)
+        loader = WdsLoader(info, opts, **backend_kwargs)
     else:
         raise ValueError(f"unknown backend {backend!r}; use auto, dali or wds")
     if state is not None:

@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from mvdata.loaders import DatasetInfo
+
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    """The settings every backend takes (:func:`mvdata.loaders.make_loader` documents them)."""
+
+    batch_size: int
+    rank: int = 0
+    world_size: int = 1
+    train: bool = True
+    seed: int = 0
+    epoch: int = 0
+    image_size: int | None = None
+    with_depth: bool = True
+    with_normals: bool = True
+    #: DALI's thread count, or the DataLoader's worker count.
+    num_workers: int = 2
+    #: None: shuffle when training.
+    shuffle: bool | None = None
+    max_zoom: float = 0.1
+    jitter: float = 0.2
 
 
 class LoaderBase:
@@ -14,33 +36,17 @@ class LoaderBase:
     backend = "base"
     steps: int
 
-    def __init__(
-        self,
-        info: DatasetInfo,
-        *,
-        batch_size: int,
-        rank: int,
-        world_size: int,
-        train: bool,
-        seed: int,
-        epoch: int,
-        image_size: int | None,
-        with_depth: bool,
-        with_normals: bool,
-        shuffle: bool | None,
-        max_zoom: float,
-        jitter: float,
-    ) -> None:
+    def __init__(self, info: DatasetInfo, opts: LoaderOptions) -> None:
         self.info = info
-        self.batch_size = batch_size
-        self.rank, self.world_size = rank, world_size
-        self.train = train
-        self.shuffle = train if shuffle is None else shuffle
-        self.seed, self.epoch, self.step = seed, epoch, 0
-        self.size = image_size or info.meta.image_size
-        self.with_depth = with_depth and info.has_depth
-        self.with_normals = with_normals and info.has_normals
-        self.max_zoom, self.jitter = max_zoom, jitter
+        self.batch_size = opts.batch_size
+        self.rank, self.world_size = opts.rank, opts.world_size
+        self.train = opts.train
+        self.shuffle = opts.train if opts.shuffle is None else opts.shuffle
+        self.seed, self.epoch, self.step = opts.seed, opts.epoch, 0
+        self.size = opts.image_size or info.meta.image_size
+        self.with_depth = opts.with_depth and info.has_depth
+        self.with_normals = opts.with_normals and info.has_normals
+        self.max_zoom, self.jitter = opts.max_zoom, opts.jitter
 
     def __len__(self) -> int:
         return self.steps

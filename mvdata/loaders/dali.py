@@ -62,7 +62,7 @@ from nvidia.dali import types as _types
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
 from mvdata.loaders import DatasetInfo, LoaderDataError, shard_order, steps_per_epoch
-from mvdata.loaders.base import LoaderBase
+from mvdata.loaders.base import LoaderBase, LoaderOptions
 from mvdata.loaders.batch import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -304,37 +304,21 @@ class DaliLoader(LoaderBase):
     def __init__(
         self,
         info: DatasetInfo,
+        opts: LoaderOptions,
         *,
-        batch_size: int,
-        rank: int = 0,
-        world_size: int = 1,
         device_id: int | None = None,
-        train: bool = True,
-        seed: int = 0,
-        epoch: int = 0,
-        image_size: int | None = None,
-        with_depth: bool = True,
-        with_normals: bool = True,
-        num_workers: int = 2,
-        shuffle: bool | None = None,
         on_missing: OnMissing = "skip",
         on_corrupt: OnCorrupt = "skip",
         hw_decoder_load: float = 0.0,
         initial_fill: int = 256,
-        max_zoom: float = 0.1,
-        jitter: float = 0.2,
     ) -> None:
         if on_missing not in ("skip", "error"):
             raise ValueError(f"on_missing must be 'skip' or 'error', got {on_missing!r}")
         if on_corrupt not in ("skip", "error"):
             raise ValueError(f"on_corrupt must be 'skip' or 'error', got {on_corrupt!r}")
-        super().__init__(
-            info, batch_size=batch_size, rank=rank, world_size=world_size, train=train,
-            seed=seed, epoch=epoch, image_size=image_size, with_depth=with_depth,
-            with_normals=with_normals, shuffle=shuffle, max_zoom=max_zoom, jitter=jitter,
-        )  # fmt: skip
+        super().__init__(info, opts)
         self.device_id = device_id
-        self.num_threads = max(1, num_workers)
+        self.num_threads = max(1, opts.num_workers)
         self.on_missing: OnMissing = on_missing
         self.on_corrupt: OnCorrupt = on_corrupt
         self.prefetch_queue_depth = 2
@@ -342,7 +326,7 @@ class DaliLoader(LoaderBase):
         self.quarantine = Quarantine(info)
         self.hw_decoder_load = hw_decoder_load
         self.initial_fill = initial_fill
-        self.steps = steps_per_epoch(info.total, world_size, batch_size)
+        self.steps = steps_per_epoch(info.total, opts.world_size, opts.batch_size)
         self._checkpoint: str | None = None
         self._iter: DALIGenericIterator | None = None
         bad = scan_index(info, info.shards, ["json", *self.image_exts()])

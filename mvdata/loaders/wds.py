@@ -43,7 +43,7 @@ from PIL import Image
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from mvdata.loaders import DatasetInfo, shard_order
-from mvdata.loaders.base import LoaderBase
+from mvdata.loaders.base import LoaderBase, LoaderOptions
 from mvdata.loaders.batch import LazyMeta, MultiviewBatch, normalise_uint8, normals_from_uint8
 
 log = logging.getLogger(__name__)
@@ -210,37 +210,15 @@ class WdsLoader(LoaderBase):
 
     backend = "wds"
 
-    def __init__(
-        self,
-        info: DatasetInfo,
-        *,
-        batch_size: int,
-        rank: int = 0,
-        world_size: int = 1,
-        train: bool = True,
-        seed: int = 0,
-        epoch: int = 0,
-        image_size: int | None = None,
-        with_depth: bool = True,
-        with_normals: bool = True,
-        num_workers: int = 2,
-        shuffle: bool | None = None,
-        bufsize: int = 256,
-        max_zoom: float = 0.1,
-        jitter: float = 0.2,
-    ) -> None:
-        super().__init__(
-            info, batch_size=batch_size, rank=rank, world_size=world_size, train=train,
-            seed=seed, epoch=epoch, image_size=image_size, with_depth=with_depth,
-            with_normals=with_normals, shuffle=shuffle, max_zoom=max_zoom, jitter=jitter,
-        )  # fmt: skip
-        self.num_workers = num_workers
+    def __init__(self, info: DatasetInfo, opts: LoaderOptions, *, bufsize: int = 256) -> None:
+        super().__init__(info, opts)
+        self.num_workers = opts.num_workers
         self.bufsize = bufsize
         self._handler = CountingHandler()
         # The most samples any rank can get: the ceil(shards/world) largest shards.
-        per_rank = math.ceil(len(info.shards) / world_size)
+        per_rank = math.ceil(len(info.shards) / opts.world_size)
         most = sum(sorted(info.sizes.values(), reverse=True)[:per_rank])
-        self.steps = math.ceil(most / batch_size)
+        self.steps = math.ceil(most / opts.batch_size)
 
     @property
     def errors(self) -> int:

@@ -25,13 +25,9 @@ from typing import Any
 import torch
 
 from mvdata.loaders import make_loader
-from tests.test_loaders import CORRUPT, _unnormalise, build_shard_dir
+from tests.test_loaders import CORRUPT, _rows, _unnormalise, build_shard_dir
 
 MODALITIES = ("rgb", "depth", "normal")
-
-
-def _rows(batches: list[Any]) -> list[tuple[str, bool]]:
-    return [(k, ok) for b in batches for k, ok in zip(b.keys, b.valid.tolist(), strict=True)]
 
 
 def check_eval_equal(root: Path, device: str) -> dict[str, Any]:

@@ -51,7 +51,6 @@ import base64
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -70,7 +69,7 @@ from mvdata.loaders.batch import (
     MultiviewBatch,
     normals_from_uint8,
 )
-from mvdata.loaders.quarantine import Quarantine, member_decodes
+from mvdata.loaders.quarantine import BadMember, Quarantine, member_decodes
 from mvdata.shards import read_index
 
 log = logging.getLogger(__name__)
@@ -85,19 +84,6 @@ pipeline_def: Any = _pipeline_def
 OnMissing = Literal["skip", "error"]
 OnCorrupt = Literal["skip", "error"]
 
-
-@dataclass(frozen=True)
-class BadMember:
-    """A member PIL could not decode: where it is and why."""
-
-    shard: str
-    line: int
-    key: str
-    ext: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"shard {self.shard} key {self.key} member {self.ext}: {self.reason}"
 
 
 def scan_index(info: DatasetInfo, shards: list[str], exts: list[str]) -> list[tuple[str, str]]:
@@ -547,10 +533,8 @@ class DaliLoader(LoaderBase):
         restart = self._raw_checkpoint()
         for bad in found:
             log.warning("%s (skipped: sample masked, policy on_corrupt=skip)", bad)
-            self.quarantine.add(bad.shard, bad.line, bad.key, bad.ext, bad.reason)
         try:
-            for shard in sorted({b.shard for b in found}):
-                self.quarantine.write(shard)
+            self.quarantine.add(found)
         except ValueError as err:
             raise LoaderDataError(f"{message}; cannot skip: {err}") from exc
         return restart

@@ -44,23 +44,43 @@ def kind_of(ext: str) -> str:
     return ext.split(".", 2)[-1]
 
 
+@dataclass(frozen=True)
+class BadMember:
+    """A member PIL could not decode: where it is (``line``: its sample's index line) and why."""
+
+    shard: str
+    line: int
+    key: str
+    ext: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"shard {self.shard} key {self.key} member {self.ext}: {self.reason}"
+
+
 @dataclass
 class Quarantine:
     """Masked samples per shard, ``{shard: {line: {ext: reason}}}``, and their patched indexes."""
 
     info: DatasetInfo
     members: dict[str, dict[int, dict[str, str]]] = field(default_factory=dict)
+    #: ``(shard, key)`` of every masked sample: what the loader looks rows up in.
     keys: set[tuple[str, str]] = field(default_factory=set)
     _dir: str | None = None
     _donors: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    _index: dict[str, list[list[tuple[str, int, int, str]]]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def add(self, shard: str, line: int, key: str, ext: str, reason: str) -> None:
-        """Mask sample ``key`` (index line ``line`` of ``shard``) for member ``ext``."""
-        self.members.setdefault(shard, {}).setdefault(line, {})[ext] = reason
-        self.keys.add((shard, key))
+    def add(self, bad: list[BadMember]) -> None:
+        """Mask the samples of ``bad`` and rewrite the patched indexes of their shards; a
+        ``ValueError`` when a shard has no decodable member of a kind to stand in."""
+        for b in bad:
+            self.members.setdefault(b.shard, {}).setdefault(b.line, {})[b.ext] = b.reason
+            self.keys.add((b.shard, b.key))
+        for shard in sorted({b.shard for b in bad}):
+            self._write(shard)
 
     def entries(self) -> list[list[str | int]]:
         """JSON-friendly ``[shard, line, ext, reason]`` rows (for the loader's saved state)."""
@@ -72,13 +92,12 @@ class Quarantine:
         ]
 
     def restore(self, rows: list[list[str | int]]) -> None:
-        """Re-add :meth:`entries` rows and rewrite their shards' indexes."""
+        """Mask again the samples of :meth:`entries` rows."""
+        bad = []
         for shard, line, ext, why in rows:
-            comps = self._samples(str(shard))[int(line)]
-            key = comps[0][3].split(".", 1)[0]
-            self.add(str(shard), int(line), key, str(ext), str(why))
-        for shard in self.members:
-            self.write(shard)
+            name = self._samples(str(shard))[int(line)][0][3]
+            bad.append(BadMember(str(shard), int(line), name.split(".", 1)[0], str(ext), str(why)))
+        self.add(bad)
 
     def idx_path(self, shard: str) -> str:
         """The index DALI should read for ``shard``: patched when it has masked samples."""
@@ -87,8 +106,11 @@ class Quarantine:
         return self.info.idx_path(shard)
 
     def _samples(self, shard: str) -> list[list[tuple[str, int, int, str]]]:
-        with open(self.info.idx_path(shard), "rb") as f:
-            return read_index(f.read())
+        """The shard's own index, parsed once."""
+        if shard not in self._index:
+            with open(self.info.idx_path(shard), "rb") as f:
+                self._index[shard] = read_index(f.read())
+        return self._index[shard]
 
     def _donor(self, shard: str, kind: str) -> tuple[int, int]:
         """``(offset, size)`` of the first member of ``kind`` in ``shard`` that decodes."""
@@ -106,7 +128,7 @@ class Quarantine:
                         return off, size
         raise ValueError(f"shard {shard}: no {kind} member decodes, nothing to stand in")
 
-    def write(self, shard: str) -> None:
+    def _write(self, shard: str) -> None:
         """(Re)write ``shard``'s patched index: masked members point at a donor of their kind."""
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix="mvdata-quarantine-")

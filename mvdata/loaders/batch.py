@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, overload
 
 import numpy as np
 import torch
+
+from mvdata.shards import decode_json
 
 #: ImageNet statistics used to normalise RGB (values in 0..1 before normalising).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -50,13 +51,11 @@ class LazyMeta(Sequence[dict[str, Any] | None]):
         if i not in self._parsed:
             data = raw.tobytes() if isinstance(raw, np.ndarray) else raw
             try:
-                obj = json.loads(data.rstrip(b"\0"))  # DALI pads the member with zeros
+                obj = decode_json(data.rstrip(b"\0"))  # DALI pads the member with zeros
             except ValueError as exc:
                 raise LoaderDataError(
                     f"{self._where[i]}: json member does not parse ({exc})"
                 ) from None
-            if not isinstance(obj, dict):
-                raise LoaderDataError(f"{self._where[i]}: json member is not an object")
             self._parsed[i] = obj
         return self._parsed[i]
 

@@ -25,21 +25,18 @@ fi
 
 stamp=.venv/.mvdata-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  # The environment is about 7.5 GB (torch's CUDA build alone is 5.5 GB). Say so up front:
-  # a disk that fills mid-install leaves pip's OSError buried and a half-unpacked torch behind.
-  need_gb=${MVDATA_MIN_FREE_GB:-8}
-  free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
-  have_venv_kb=$(du -sk .venv 2>/dev/null | awk '{print $1}' || echo 0)
-  if [ $(( (free_kb + ${have_venv_kb:-0}) / 1048576 )) -lt "$need_gb" ]; then
-    echo "error: $(pwd) has $((free_kb / 1048576)) GB free; installing into .venv needs about ${need_gb} GB" \
-         "(free some space, or set MVDATA_MIN_FREE_GB to override)" >&2
-    exit 1
+  if [ ! -x .venv/bin/python ]; then
+    # A new environment is about 7.5 GB (torch's CUDA build alone is 5.5 GB). Say so up front: a
+    # disk that fills mid-install leaves pip's OSError buried and a half-unpacked torch behind.
+    need_gb=${MVDATA_MIN_FREE_GB:-8}
+    free_gb=$(( $(df -Pk . | awk 'NR==2 {print $4}') / 1048576 ))
+    if [ "$free_gb" -lt "$need_gb" ]; then
+      echo "error: $(pwd) has $free_gb GB free; installing into .venv needs about $need_gb GB" \
+           "(free some space, or set MVDATA_MIN_FREE_GB to override)" >&2
+      exit 1
+    fi
+    "$PY" -m venv .venv
   fi
-fi
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
   # torch first and pinned, so nothing later can pull a different multi-GB build.
   .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "is ignored" || true

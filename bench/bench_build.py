@@ -25,11 +25,13 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
-from mvdata.build import build
-from mvdata.facemodel import resolve_face_model
-from mvdata.plan import BuildConfig
-from mvdata.shards import encode_jpeg, encode_png16
-from mvdata.synth import SynthConfig, write_synth
+from mvdata.build.config import BuildConfig
+from mvdata.build.driver import build
+from mvdata.io import atomic_write_json
+from mvdata.shards.codecs import encode_jpeg, encode_png16
+from mvdata.synth.facemodel import resolve_face_model
+from mvdata.synth.generate import SynthConfig
+from mvdata.synth.writer import write_synth
 
 
 def _encode_chunk(args: tuple[list[np.ndarray], list[np.ndarray], int]) -> float:
@@ -43,7 +45,9 @@ def _encode_chunk(args: tuple[list[np.ndarray], list[np.ndarray], int]) -> float
     return time.perf_counter() - t
 
 
-def encode_floor(rgbs: list[np.ndarray], depths: list[np.ndarray], procs: int, quality: int) -> float:
+def encode_floor(
+    rgbs: list[np.ndarray], depths: list[np.ndarray], procs: int, quality: int
+) -> float:
     """Seconds to encode every image with PIL on ``procs`` processes: the slowest process's
     encoding time (moving the arrays to the processes is not counted), best of 3."""
     chunks = [(rgbs[i::procs], depths[i::procs], quality) for i in range(procs)]
@@ -105,7 +109,7 @@ def main() -> None:
             "scaling_2_over_1": round(runs[2]["samples_per_s"] / runs[1]["samples_per_s"], 2),
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_json(Path(args.out), result)
         print(json.dumps(result, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)

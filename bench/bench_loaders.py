@@ -31,62 +31,37 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mvdata.io import atomic_write_json
 from mvdata.loaders import Backend, benchmark, open_dataset
-from mvdata.shards import (
-    ShardWriter,
-    encode_jpeg,
-    encode_png16,
-    member_names,
-    read_index,
-    shard_name,
-    sizes_json,
-)
-from schemas.models import DatasetMetadata, Labels, Normalisation, SampleJson, ViewCamera
+from mvdata.shards.codecs import encode_jpeg, encode_png16
+from mvdata.shards.index import read_index
+from mvdata.shards.names import member_names, shard_name
+from mvdata.shards.writer import ShardWriter
+from mvdata.testing import placeholder_cameras, placeholder_sample_json, write_root_files
 
 RESULTS = Path(__file__).resolve().parent / "results" / "loaders.json"
-EYE = [[1.0 if i == j else 0.0 for j in range(4)] for i in range(4)]
 
 
 def make_data(out: Path, samples: int, size: int, views: int, per_shard: int) -> None:
     """Write a synthetic shard directory (smooth images + noise, like rendered faces)."""
     rng = np.random.default_rng(0)
-    cams = [
-        ViewCamera(
-            index=v,
-            yaw=-45.0 + 90.0 * v / max(views - 1, 1),
-            pitch=0.0,
-            fov_y=20.0,
-            distance=3.0,
-            world_to_camera=EYE,
-            projection=EYE,
-        )
-        for v in range(views)
-    ]
+    cams = placeholder_cameras(views, yaw_span=90.0)
     names = member_names(1, views, ["rgb", "depth"])
     yy, xx = np.mgrid[0:size, 0:size] / size
     for s in range(0, samples, per_shard):
         with ShardWriter(str(out), shard_name("train", s // per_shard), member_names=names) as w:
             for i in range(s, min(s + per_shard, samples)):
                 key = f"bench_{i:06d}"
-                sj = SampleJson(
-                    key=key,
-                    dataset="bench",
-                    source="synthetic",
-                    subject="S0",
-                    sequence="q",
-                    kind="static",
-                    fold=0,
-                    frames=[0],
-                    num_views=views,
+                sj = placeholder_sample_json(
+                    key,
+                    frames=1,
+                    cameras=cams,
                     modalities=["rgb", "depth"],
                     image_size=size,
-                    views=cams,
-                    normalisation=[
-                        Normalisation(method="bbox", centre=[0, 0, 0], scale=1.0, rotation=EYE[:3])
-                    ],
                     depth_scale_mm=0.01,
-                    labels=Labels(),
-                    source_paths=[],
+                    dataset="bench",
+                    kind="static",
+                    sequence="q",
                 )
                 members = {"json": sj.model_dump_json().encode()}
                 for v in range(views):
@@ -101,33 +76,19 @@ def make_data(out: Path, samples: int, size: int, views: int, per_shard: int) ->
                     members[f"t00.v{v:02d}.depth.png"] = encode_png16(depth)
                 w.add_sample(key, members)
             w.commit(seconds={})
-    n_shards = -(-samples // per_shard)
-    meta = DatasetMetadata(
-        name="bench",
-        source="synthetic",
-        dataset="bench",
-        source_root="-",
-        licence="CC0",
-        publishable=True,
-        seed=0,
-        num_folds=2,
-        split="train",
-        views=cams,
+    write_root_files(
+        out,
+        cameras=cams,
         modalities=["rgb", "depth"],
         image_size=size,
-        clip_frames=1,
-        clip_sampling="uniform",
-        jpeg_quality=90,
+        frames=1,
         depth_scale_mm=0.01,
-        member_names=names,
-        num_samples=samples,
-        num_failed=0,
-        num_shards=n_shards,
+        num_shards=-(-samples // per_shard),
         samples_per_shard=per_shard,
-        generator_version="bench",
+        name="bench",
+        jpeg_quality=90,
+        indent=None,
     )
-    (out / "dataset.json").write_text(meta.model_dump_json())
-    (out / "sizes.json").write_text(sizes_json(str(out)).model_dump_json())
 
 
 def _jpegs(data: Path) -> list[bytes]:
@@ -298,9 +259,7 @@ def main() -> None:
             }
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(res, indent=2))
-    os.replace(tmp_out, out)
+    atomic_write_json(out, res)
     print(json.dumps(res, indent=2))
 
 

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mvdata.core import Mesh
 from mvdata.formats.bnt import BntGrid, bnt_to_mesh, read_bnt, write_bnt
 from mvdata.formats.landmarks import read_bnd, write_bnd
 from mvdata.formats.obj import read_obj, write_obj
 from mvdata.formats.ply import read_ply, write_ply
 from mvdata.formats.vrml import read_vrml, write_vrml
-from mvdata.mesh import Mesh
-from mvdata.native import depth_grid
+from mvdata.io import atomic_write_json
+from mvdata.synth.native import depth_grid
 
 REPEATS = 5
 OUT = Path(__file__).parent / "results" / "readers.json"
@@ -59,8 +60,12 @@ def grid_mesh(rows: int, cols: int, seed: int = 0) -> Mesh:
     f = np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)])
     uv = np.stack([(x.ravel() + 80) / 160, (y.ravel() + 100) / 200], 1)
     col = rng.integers(0, 256, (len(v), 3))
-    return Mesh(v.astype(np.float32), f.astype(np.int32), vertex_colors=col.astype(np.uint8),
-                uvs=uv.astype(np.float32))  # fmt: skip
+    return Mesh(
+        v.astype(np.float32),
+        f.astype(np.int32),
+        vertex_colors=col.astype(np.uint8),
+        uvs=uv.astype(np.float32),
+    )
 
 
 def _vrml_mesh(p: Path) -> Mesh:
@@ -91,17 +96,29 @@ def vrml_blocks(text: str) -> list[str]:
     return out
 
 
-def row(name: str, path: Path, reader: Callable[[], Mesh], floor: Callable[[], object],
-        floor_what: str, mesh: Mesh) -> dict[str, object]:  # fmt: skip
+def row(
+    name: str,
+    path: Path,
+    reader: Callable[[], Mesh],
+    floor: Callable[[], object],
+    floor_what: str,
+    mesh: Mesh,
+) -> dict[str, object]:
     t = best(reader)
     tf = best(floor)
     mb = path.stat().st_size / 1e6
     return {
-        "format": name, "file_mb": round(mb, 3), "vertices": mesh.num_vertices,
-        "faces": mesh.num_faces, "reader_s": round(t, 5), "reader_mb_per_s": round(mb / t, 1),
-        "reader_meshes_per_s": round(1 / t, 1), "floor_s": round(tf, 5),
-        "floor": floor_what, "ratio_reader_over_floor": round(t / tf, 2),
-    }  # fmt: skip
+        "format": name,
+        "file_mb": round(mb, 3),
+        "vertices": mesh.num_vertices,
+        "faces": mesh.num_faces,
+        "reader_s": round(t, 5),
+        "reader_mb_per_s": round(mb / t, 1),
+        "reader_meshes_per_s": round(1 / t, 1),
+        "floor_s": round(tf, 5),
+        "floor": floor_what,
+        "ratio_reader_over_floor": round(t / tf, 2),
+    }
 
 
 def main() -> dict[str, object]:
@@ -114,8 +131,16 @@ def main() -> dict[str, object]:
             p = tmp / f"{style}.wrl"
             write_vrml(p, plain, "000.jpg", style, fmt)  # type: ignore[arg-type]
             blocks = vrml_blocks(p.read_text())
-            rows.append(row(f"vrml-{style} (BU-4DFE frame)", p, partial(_vrml_mesh, p),
-                            floor_text(blocks, (False, False, True, True)), "np.fromstring of every number block", plain))  # fmt: skip
+            rows.append(
+                row(
+                    f"vrml-{style} (BU-4DFE frame)",
+                    p,
+                    partial(_vrml_mesh, p),
+                    floor_text(blocks, (False, False, True, True)),
+                    "np.fromstring of every number block",
+                    plain,
+                )
+            )
 
         g = depth_grid(grid_mesh(150, 120, 1))
         nr, nc = g.z.shape
@@ -132,8 +157,14 @@ def main() -> dict[str, object]:
             return np.fromfile(pb, dtype="<f8", offset=off)
 
         gm = bnt_to_mesh(read_bnt(pb))
-        r = row(f"bnt {nr}x{nc} (Bosphorus)", pb, lambda: bnt_to_mesh(read_bnt(pb)), bnt_floor,
-                "np.fromfile of the five float64 blocks", gm)  # fmt: skip
+        r = row(
+            f"bnt {nr}x{nc} (Bosphorus)",
+            pb,
+            lambda: bnt_to_mesh(read_bnt(pb)),
+            bnt_floor,
+            "np.fromfile of the five float64 blocks",
+            gm,
+        )
         r["valid_points"] = gm.num_vertices
         rows.append(r)
 
@@ -149,7 +180,8 @@ def main() -> dict[str, object]:
                 def ply_floor(pp: Path, head: int, vsize: int) -> object:
                     raw = np.fromfile(pp, dtype=np.uint8, offset=head)
                     return raw[:vsize].view([("p", "<f4", 3), ("c", "u1", 3)]), raw[vsize:].view(
-                        [("n", "u1"), ("i", "<i4", 3)])  # fmt: skip
+                        [("n", "u1"), ("i", "<i4", 3)]
+                    )
 
                 floor: Callable[[], object] = partial(ply_floor, pp, head, vsize)
                 what = "np.fromfile + structured view"
@@ -157,8 +189,16 @@ def main() -> dict[str, object]:
                 body = pp.read_text().split("end_header\n", 1)[1]
                 floor = floor_text([body])
                 what = "np.fromstring of the whole body"
-            rows.append(row(f"ply-{'binary' if binary else 'ascii'} (CoMA)", pp,
-                            partial(_ply_mesh, pp), floor, what, m5))  # fmt: skip
+            rows.append(
+                row(
+                    f"ply-{'binary' if binary else 'ascii'} (CoMA)",
+                    pp,
+                    partial(_ply_mesh, pp),
+                    floor,
+                    what,
+                    m5,
+                )
+            )
 
         m26 = grid_mesh(170, 155, 3)  # 26,350 vertices: a FaceScape model
         po = tmp / "1_neutral.obj"
@@ -167,26 +207,46 @@ def main() -> dict[str, object]:
         vblock = " ".join(ln[2:] for ln in lines if ln.startswith("v "))
         vtblock = " ".join(ln[3:] for ln in lines if ln.startswith("vt "))
         fblock = " ".join(ln[2:].replace("/", " ") for ln in lines if ln.startswith("f "))
-        rows.append(row("obj (FaceScape)", po, lambda: read_obj(po).mesh,
-                        floor_text([vblock, vtblock, fblock], (False, False, True)),
-                        "np.fromstring of v, vt and f numbers", m26))  # fmt: skip
+        rows.append(
+            row(
+                "obj (FaceScape)",
+                po,
+                lambda: read_obj(po).mesh,
+                floor_text([vblock, vtblock, fblock], (False, False, True)),
+                "np.fromstring of v, vt and f numbers",
+                m26,
+            )
+        )
 
         pbnd = tmp / "000.bnd"
         write_bnd(pbnd, m35.vertices[:83], np.arange(83))
         t = best(lambda: read_bnd(pbnd))
-        rows.append({"format": "bnd (83 landmarks)", "reader_s": round(t, 6),
-                     "reader_meshes_per_s": round(1 / t, 1)})  # fmt: skip
+        rows.append(
+            {
+                "format": "bnd (83 landmarks)",
+                "reader_s": round(t, 6),
+                "reader_meshes_per_s": round(1 / t, 1),
+            }
+        )
 
         # the Bosphorus writer's rasteriser (what write_native('bosphorus') pays per scan)
         t = best(lambda: depth_grid(m35))
-        rows.append({"format": "depth_grid rasteriser (35k-vertex mesh -> 0.77 mm grid)",
-                     "seconds": round(t, 4), "grid": list(depth_grid(m35).z.shape)})  # fmt: skip
+        rows.append(
+            {
+                "format": "depth_grid rasteriser (35k-vertex mesh -> 0.77 mm grid)",
+                "seconds": round(t, 4),
+                "grid": list(depth_grid(m35).z.shape),
+            }
+        )
     result = {
-        "machine": platform.machine(), "python": platform.python_version(),
-        "numpy": np.__version__, "repeats": REPEATS, "rows": rows,
-    }  # fmt: skip
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "repeats": REPEATS,
+        "rows": rows,
+    }
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(OUT, result)
     print(json.dumps(result, indent=2))
     return result
 

@@ -14,11 +14,9 @@ for a 10k-vertex mesh at 224 px with RGB + depth read back; 87-107 views/s at 41
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +24,11 @@ from typing import Any
 import numpy as np
 import trimesh
 
-from mvdata.mesh import Mesh
-from mvdata.render import DEFAULT_VIEWS, Renderer, normalise
+from mvdata.core import Mesh
+from mvdata.io import atomic_write_json
+from mvdata.render.cameras import DEFAULT_VIEWS
+from mvdata.render.gl import Renderer
+from mvdata.render.normalise import normalise
 from schemas.models import Modality
 
 REFERENCE_VIEWS_PER_S = {"vertices": 10_000, "views_per_s": 250.0, "modalities": ["rgb", "depth"]}
@@ -36,8 +37,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "render.json"
 
 def face_mesh() -> tuple[str, Mesh]:
     """A synthetic face (the SFM's 3448 vertices when its files are found, else procedural)."""
-    from mvdata.facemodel import resolve_face_model
-    from mvdata.synth import SynthConfig, iter_synth
+    from mvdata.synth.facemodel import resolve_face_model
+    from mvdata.synth.generate import SynthConfig, iter_synth
 
     model = resolve_face_model("auto", None, echo=lambda _msg: None)
     first = next(iter(iter_synth(SynthConfig(num_identities=1, expressions=("happiness",)), model)))
@@ -111,7 +112,7 @@ def bench_against_minimal(mesh: Mesh, rounds: int, image_size: int) -> dict[str,
     """
     import moderngl
 
-    from mvdata.render import apply_normalisation
+    from mvdata.render.normalise import apply_normalisation
 
     norm = normalise(mesh)
     ours = Renderer(image_size, DEFAULT_VIEWS, ("rgb", "depth"))
@@ -194,7 +195,7 @@ def bench_workers(
 
 
 def write_sheet(path: Path, meshes: dict[str, Mesh]) -> None:
-    from mvdata.contact_sheet import contact_sheet
+    from mvdata.shards.contact_sheet import contact_sheet
 
     with Renderer(224, DEFAULT_VIEWS, ("rgb", "depth", "normal")) as r:
         rows = [r.render(m) for m in meshes.values()]
@@ -275,11 +276,7 @@ def main() -> None:
         "side_by_side_10k": side,
         "worker_runs": worker_runs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=2)
-    os.chmod(f.name, 0o644)  # NamedTemporaryFile makes it owner-only
-    os.replace(f.name, args.out)
+    atomic_write_json(args.out, result)
     print(
         f"ratio vs reference (10k vertices, rgb+depth): {result['ratio_vs_reference_10k_rgb_depth']:.2f}"
     )

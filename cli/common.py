@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 T = TypeVar("T")
 
@@ -16,10 +17,23 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def settings_error(exc: ValidationError) -> str:
+    """A settings model's validation errors as one line: ``field: message; ...`` (the field is
+    left out where the model as a whole checked several)."""
+    parts = []
+    for err in exc.errors():
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        loc = ".".join(str(x) for x in err["loc"])
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
 def run_or_fail(fn: Callable[[], T]) -> T:
     """Call ``fn``; turn the library's input errors into one message and exit code 2."""
     try:
         return fn()
+    except ValidationError as exc:
+        fail(settings_error(exc))
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, KeyError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         fail(str(msg))

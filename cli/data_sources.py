@@ -40,19 +40,24 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show what a reader sees: counts per subject, expression, intensity; frames per
         sequence; the files it could not read and why."""
-        from mvdata.sources.common import inspect_dataset
+        from mvdata.sources.inspect import inspect_dataset
 
         with Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), transient=True,
-        ) as bar:  # fmt: skip
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as bar:
             task = bar.add_task("loading frames", total=None)
             rep = run_or_fail(
                 lambda: inspect_dataset(
-                    path, source, check=check,
+                    path,
+                    source,
+                    check=check,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
-            )  # fmt: skip
+            )
         con = Console()
         con.print(
             f"[bold]{rep.source}[/bold] at {rep.root}: {rep.num_items} items "

@@ -8,23 +8,33 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from cli.common import fail, run_or_fail
-from mvdata.facemodel import FaceModelError, download_sfm, resolve_face_model
-from mvdata.synth import ALL_EXPRESSIONS, SynthConfig, expected_mesh_count, write_synth
+from mvdata.synth.facemodel import FaceModelError, download_sfm, resolve_face_model
+from mvdata.synth.generate import SynthConfig, expected_mesh_count
+from mvdata.synth.writer import write_synth
+from schemas.models import ALL_EXPRESSIONS
 
-face_model_app = typer.Typer(help="The Surrey Face Model behind the synthetic source.", no_args_is_help=True)
+face_model_app = typer.Typer(
+    help="The Surrey Face Model behind the synthetic source.", no_args_is_help=True
+)
 
 
 def synth(
     out: Path = typer.Argument(..., help="Output directory (must not exist or be empty)."),
-    identities: int = typer.Option(10, "--identities", "-n", help="Number of identities (subjects)."),
+    identities: int = typer.Option(
+        10, "--identities", "-n", help="Number of identities (subjects)."
+    ),
     expressions: str = typer.Option(
         ",".join(ALL_EXPRESSIONS), help="Comma-separated expressions (neutral + six basic)."
     ),
     intensities: str = typer.Option("1,2,3,4", help="Comma-separated intensity levels (1-4)."),
     static: bool = typer.Option(True, "--static/--no-static", help="Static scans (BU-3DFE style)."),
-    sequences: bool = typer.Option(False, "--sequences/--no-sequences", help="4D sequences (BU-4DFE style)."),
+    sequences: bool = typer.Option(
+        False, "--sequences/--no-sequences", help="4D sequences (BU-4DFE style)."
+    ),
     registered: bool = typer.Option(
-        True, "--registered/--scan-like", help="Sequences with fixed topology, or re-sampled per frame."
+        True,
+        "--registered/--scan-like",
+        help="Sequences with fixed topology, or re-sampled per frame.",
     ),
     frames: int = typer.Option(50, help="Frames per sequence."),
     fps: float = typer.Option(25.0, help="Frames per second of sequences."),
@@ -33,16 +43,22 @@ def synth(
     seed: int = typer.Option(0, help="Random seed: same seed, same bytes."),
     texture_size: int = typer.Option(256, help="Albedo texture size in pixels."),
     fmt: str = typer.Option(
-        "default", "--format", help="Layout: default, or a dataset's native layout (bu3dfe, bu4dfe, ...)."
+        "default",
+        "--format",
+        help="Layout: default, or a dataset's native layout (bu3dfe, bu4dfe, ...).",
     ),
     mesh_format: str = typer.Option("ply", help="Mesh files of the default layout: ply or obj."),
-    face_model: str = typer.Option("auto", help="auto (SFM if found, else procedural), sfm or procedural."),
+    face_model: str = typer.Option(
+        "auto", help="auto (SFM if found, else procedural), sfm or procedural."
+    ),
     face_model_dir: Path | None = typer.Option(
-        None, help="Directory with the SFM files (else $MVDATA_FACE_MODEL_DIR, else the user cache)."
+        None,
+        help="Directory with the SFM files (else $MVDATA_FACE_MODEL_DIR, else the user cache).",
     ),
     overwrite: bool = typer.Option(False, help="Replace a non-empty output directory."),
 ) -> None:
     """Generate a synthetic 3D/4D facial-expression set (deterministic from --seed)."""
+
     def parse_list(text: str, what: str) -> list[str]:
         items = [t.strip() for t in text.split(",") if t.strip()]
         if not items:
@@ -53,32 +69,52 @@ def synth(
         levels = tuple(int(x) for x in parse_list(intensities, "intensities"))
     except ValueError:
         fail(f"--intensities must be integers, got {intensities!r}")
-    cfg = SynthConfig(
-        num_identities=identities, expressions=tuple(parse_list(expressions, "expressions")),
-        intensities=levels, static=static, sequences=sequences, registered=registered,
-        num_frames=frames, fps=fps, pose_jitter_deg=pose_jitter, noise_mm=noise, seed=seed,
-        texture_size=texture_size,
-    )  # fmt: skip
-    run_or_fail(cfg.validate)
+    exprs = tuple(parse_list(expressions, "expressions"))
+    cfg = run_or_fail(
+        lambda: SynthConfig(
+            num_identities=identities,
+            expressions=exprs,
+            intensities=levels,
+            static=static,
+            sequences=sequences,
+            registered=registered,
+            num_frames=frames,
+            fps=fps,
+            pose_jitter_deg=pose_jitter,
+            noise_mm=noise,
+            seed=seed,
+            texture_size=texture_size,
+        )
+    )
     if mesh_format not in ("ply", "obj"):
         fail(f"--mesh-format must be ply or obj, got {mesh_format!r}")
     try:
-        model = resolve_face_model(face_model, face_model_dir, echo=lambda m: typer.secho(m, fg="yellow", err=True))
+        model = resolve_face_model(
+            face_model, face_model_dir, echo=lambda m: typer.secho(m, fg="yellow", err=True)
+        )
     except FaceModelError as exc:
         fail(str(exc))
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
         transient=True,
-    ) as bar:  # fmt: skip
+    ) as bar:
         task = bar.add_task("synth meshes", total=expected_mesh_count(cfg))
         summary = run_or_fail(
             lambda: write_synth(
-                cfg, model, out, fmt=fmt, mesh_format=mesh_format,  # type: ignore[arg-type]
-                overwrite=overwrite, progress=lambda n: bar.advance(task, n),
+                cfg,
+                model,
+                out,
+                fmt=fmt,
+                mesh_format=mesh_format,  # type: ignore[arg-type]
+                overwrite=overwrite,
+                progress=lambda n: bar.advance(task, n),
             )
-        )  # fmt: skip
+        )
     typer.echo(
         f"wrote {summary.num_meshes} meshes of {summary.num_subjects} subjects "
         f"({summary.fmt} layout, face model: {summary.face_model}) to {summary.out_dir}"

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         out_dir: str = typer.Argument(..., help="Shard directory (local path or fsspec URL)."),
     ) -> None:
         """Re-read every shard and root file; exit 1 listing the bad shards."""
-        from mvdata.verify import verify_dataset
+        from mvdata.shards.verify import verify_dataset
 
         report = run_or_fail(lambda: verify_dataset(out_dir))
         typer.echo(report.describe())
@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         num: int = typer.Option(4, "--num", "-n", min=1, help="Samples on the contact sheet."),
     ) -> None:
         """Summarise a shard directory (samples, failures per kind, subjects, folds, bytes)."""
-        from mvdata.info import dataset_info, write_contact_sheet
+        from mvdata.shards.info import dataset_info, write_contact_sheet
 
         summary = run_or_fail(lambda: dataset_info(out_dir))
         table = Table(title=f"mvdata info: {out_dir}", show_header=False)

@@ -16,7 +16,14 @@ app = typer.Typer(
 
 # Each command group lives in its own module with a ``register(app)`` function, so that the
 # groups stay independent; a module that has not landed yet is skipped.
-_COMMAND_MODULES = ("data_synth", "data_sources", "data_build", "data_verify", "data_loader", "data_hub")
+_COMMAND_MODULES = (
+    "data_synth",
+    "data_sources",
+    "data_build",
+    "data_verify",
+    "data_loader",
+    "data_hub",
+)
 
 for _name in _COMMAND_MODULES:
     try:

@@ -10,13 +10,19 @@ Bump ``SCHEMA_VERSION`` (major) whenever a change breaks an existing reader.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = "1.0"
 
 Modality = Literal["rgb", "depth", "normal"]
+#: Every modality a build can render, in the renderer's output order (spelled once, above).
+MODALITIES: tuple[Modality, ...] = get_args(Modality)
+#: The six basic emotions, the expression vocabulary every reader maps its dataset's codes to
+#: (labels are kept for evaluation only) and the model's prompt classes; and with neutral.
+EXPRESSIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
+ALL_EXPRESSIONS: tuple[str, ...] = ("neutral", *EXPRESSIONS)
 ItemKindLit = Literal["static", "sequence"]
 SampleStatus = Literal["ok", "failed"]
 

@@ -40,8 +40,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
   # torch first and pinned, so nothing later can pull a different multi-GB build.
   .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -c "import torch, nvidia.dali, lancedb, webdataset, moderngl, eos" \
+  .venv/bin/python -m pip install -q -e ".[all,dev]" 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -c "import torch, nvidia.dali, lancedb, webdataset, moderngl, eos, timm, importlinter" \
     || { echo "error: the installation is incomplete (see pip's messages above)" >&2; exit 1; }
   touch "$stamp"
 fi

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install, then run every check CI runs: lint, types, schema files, the test suite (CPU only).
+# Install, then run every check CI runs: lint, format, types, import layering, schema files, and
+# the test suite (CPU only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -8,6 +9,8 @@ if [ -z "${MVDATA_FACE_MODEL_DIR:-}" ] && [ -f ../shared/facemodels/sfm/sfm_shap
   export MVDATA_FACE_MODEL_DIR="$PWD/../shared/facemodels/sfm"
 fi
 echo "== ruff"; ruff check .
+echo "== ruff format"; ruff format --check .
 echo "== mypy"; mypy mvdata mvmodel cli schemas
+echo "== import contracts"; lint-imports
 echo "== schema files"; python -m schemas.export --check
 echo "== pytest"; python -m pytest -q -p no:cacheprovider "$@"

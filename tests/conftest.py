@@ -22,7 +22,7 @@ def sfm_dir() -> Path | None:
 
 @pytest.fixture(scope="session")
 def sfm_model():
-    from mvdata.facemodel import load_sfm
+    from mvdata.synth.facemodel import load_sfm
 
     d = sfm_dir()
     if d is None:
@@ -32,7 +32,7 @@ def sfm_model():
 
 @pytest.fixture(scope="session")
 def procedural_model():
-    from mvdata.facemodel import procedural_face
+    from mvdata.synth.facemodel import procedural_face
 
     return procedural_face()
 

@@ -16,12 +16,14 @@ import polars as pl
 import pytest
 import webdataset as wds
 
-from mvdata.build import build, finalize
-from mvdata.clips import motion_clip, uniform_clip
-from mvdata.facemodel import procedural_face
-from mvdata.plan import BuildConfig, assign_folds, make_plan, parse_views
-from mvdata.synth import SynthConfig, iter_synth, write_synth
-from mvdata.verify import verify_dataset
+from mvdata.build.clips import motion_clip, uniform_clip
+from mvdata.build.config import BuildConfig, parse_views
+from mvdata.build.driver import build, finalize
+from mvdata.build.plan import assign_folds, make_plan
+from mvdata.shards.verify import verify_dataset
+from mvdata.synth.facemodel import procedural_face
+from mvdata.synth.generate import SynthConfig, iter_synth
+from mvdata.synth.writer import write_synth
 
 SMALL = dict(image_size=48, samples_per_shard=4, num_folds=3)
 
@@ -29,8 +31,15 @@ SMALL = dict(image_size=48, samples_per_shard=4, num_folds=3)
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "set"
-    cfg = SynthConfig(num_identities=3, expressions=("neutral", "happiness", "surprise"), intensities=(2, 4),
-                      sequences=True, num_frames=12, texture_size=64, seed=1)  # fmt: skip
+    cfg = SynthConfig(
+        num_identities=3,
+        expressions=("neutral", "happiness", "surprise"),
+        intensities=(2, 4),
+        sequences=True,
+        num_frames=12,
+        texture_size=64,
+        seed=1,
+    )
     write_synth(cfg, procedural_face(), root)
     return root
 
@@ -49,8 +58,13 @@ def _digests(out: Path) -> dict[str, str]:
 
 
 def _cli(*args: str, **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli.mvdata_app", *args], capture_output=True, text=True,
-                          timeout=600, **kw)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "cli.mvdata_app", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw,
+    )
 
 
 def test_plan_folds_are_subject_independent(synth_root):
@@ -79,7 +93,12 @@ def test_clip_sampling():
 
 def test_build_verify_and_readers(synth_root, tmp_path):
     out = tmp_path / "shards"
-    cfg = BuildConfig(source="synthetic", source_root=str(synth_root), modalities=("rgb", "depth", "normal"), **SMALL)
+    cfg = BuildConfig(
+        source="synthetic",
+        source_root=str(synth_root),
+        modalities=("rgb", "depth", "normal"),
+        **SMALL,
+    )
     s = build(cfg, str(out), workers=1)
     assert s.finalized and s.num_written == 15 and s.num_failed == 0 and s.num_shards == 4
     assert verify_dataset(str(out)).ok
@@ -93,34 +112,63 @@ def test_build_verify_and_readers(synth_root, tmp_path):
     for smp in samples:
         assert {k for k in smp if not k.startswith("__")} == expected
         doc = json.loads(smp["json"])
-        assert doc["key"] == smp["__key__"] and len(doc["views"]) == 3 and doc["labels"]["expression"]
+        assert (
+            doc["key"] == smp["__key__"] and len(doc["views"]) == 3 and doc["labels"]["expression"]
+        )
     # Sample order follows the manifest's global shuffle.
     manifest = pl.read_parquet(out / "manifest.parquet")
-    assert [s["__key__"] for s in samples] == manifest.sort("shard", "index_in_shard")["key"].to_list()
+    assert [s["__key__"] for s in samples] == manifest.sort("shard", "index_in_shard")[
+        "key"
+    ].to_list()
 
 
 def test_sequences_build_clips(synth_root, tmp_path):
     out = tmp_path / "clips"
-    cfg = BuildConfig(source="synthetic", source_root=str(synth_root), kind="sequence", clip_frames=3,
-                      clip_sampling="motion", views=((0.0, 0.0), (30.0, 10.0)), **SMALL)  # fmt: skip
+    cfg = BuildConfig(
+        source="synthetic",
+        source_root=str(synth_root),
+        kind="sequence",
+        clip_frames=3,
+        clip_sampling="motion",
+        views=((0.0, 0.0), (30.0, 10.0)),
+        **SMALL,
+    )
     s = build(cfg, str(out), workers=1)
     assert s.num_written == 6 and verify_dataset(str(out)).ok
     smp = next(iter(wds.WebDataset(str(out / "data" / "train-000000.tar"), shardshuffle=False)))
     assert {"t02.v01.rgb.jpg", "t00.v00.depth.png"} <= set(smp)
     doc = json.loads(smp["json"])
-    assert len(doc["frames"]) == 3 and doc["frames"] == sorted(doc["frames"]) and doc["kind"] == "sequence"
+    assert (
+        len(doc["frames"]) == 3
+        and doc["frames"] == sorted(doc["frames"])
+        and doc["kind"] == "sequence"
+    )
     assert doc["views"][1]["yaw"] == 30.0 and doc["views"][1]["pitch"] == 10.0
 
 
 def test_kill9_then_resume_is_byte_identical(synth_root, tmp_path):
-    args = ["build", str(synth_root), "--image-size", "96", "--samples-per-shard", "1", "--folds", "3",
-            "--workers", "2"]  # fmt: skip
+    args = [
+        "build",
+        str(synth_root),
+        "--image-size",
+        "96",
+        "--samples-per-shard",
+        "1",
+        "--folds",
+        "3",
+        "--workers",
+        "2",
+    ]
     ref = tmp_path / "ref"
     r = _cli(*args[:2], str(ref), *args[2:])
     assert r.returncode == 0, r.stderr
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "cli.mvdata_app", args[0], args[1], str(out), *args[2:]],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.mvdata_app", args[0], args[1], str(out), *args[2:]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and len(list((out / "data").glob("*.stats.json"))) < 3:
         time.sleep(0.05)
@@ -143,18 +191,39 @@ def test_failed_items_are_recorded_and_counted(synth_root, tmp_path):
     root = tmp_path / "broken"
     shutil.copytree(synth_root, root)
     victims = sorted((root / "static").rglob("*.ply"))[:2]
-    victims[0].write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 10\n")  # truncated
+    victims[0].write_bytes(
+        b"ply\nformat binary_little_endian 1.0\nelement vertex 10\n"
+    )  # truncated
     victims[1].write_bytes(b"")
     out = tmp_path / "out"
-    r = _cli("build", str(root), str(out), "--image-size", "32", "--samples-per-shard", "4",
-             "--max-failed-fraction", "0.5")  # fmt: skip
+    r = _cli(
+        "build",
+        str(root),
+        str(out),
+        "--image-size",
+        "32",
+        "--samples-per-shard",
+        "4",
+        "--max-failed-fraction",
+        "0.5",
+    )
     assert r.returncode == 0, r.stderr
     rows = pl.concat([pl.read_parquet(p) for p in sorted((out / "data").glob("*.parquet"))])
     failed = rows.filter(pl.col("status") == "failed")
-    assert len(failed) == 2 and all(victims[0].name in m or victims[1].name in m for m in failed["error_message"])
+    assert len(failed) == 2 and all(
+        victims[0].name in m or victims[1].name in m for m in failed["error_message"]
+    )
     assert verify_dataset(str(out)).ok
     # Over the limit: the build says so and exits non-zero, but what it built stays valid.
-    r = _cli("build", str(root), str(tmp_path / "out2"), "--image-size", "32", "--max-failed-fraction", "0.01")
+    r = _cli(
+        "build",
+        str(root),
+        str(tmp_path / "out2"),
+        "--image-size",
+        "32",
+        "--max-failed-fraction",
+        "0.01",
+    )
     assert r.returncode == 1 and "failed" in r.stderr
 
 
@@ -172,11 +241,22 @@ def test_bad_input_and_settings_mismatch(synth_root, tmp_path):
     assert r.returncode == 2 and "not an mvdata build" in r.stderr
     assert (foreign / "thesis.tex").read_text() == "precious"
     out = tmp_path / "o"
-    build(BuildConfig(source="synthetic", source_root=str(synth_root), **SMALL), str(out), workers=1)
+    build(
+        BuildConfig(source="synthetic", source_root=str(synth_root), **SMALL), str(out), workers=1
+    )
     with pytest.raises(ValueError, match="other settings"):
-        build(BuildConfig(source="synthetic", source_root=str(synth_root), **{**SMALL, "image_size": 64}), str(out))
-    s = build(BuildConfig(source="synthetic", source_root=str(synth_root), **{**SMALL, "image_size": 64}),
-              str(out), mode="overwrite", workers=1)  # fmt: skip
+        build(
+            BuildConfig(
+                source="synthetic", source_root=str(synth_root), **{**SMALL, "image_size": 64}
+            ),
+            str(out),
+        )
+    s = build(
+        BuildConfig(source="synthetic", source_root=str(synth_root), **{**SMALL, "image_size": 64}),
+        str(out),
+        mode="overwrite",
+        workers=1,
+    )
     assert s.shards_built == 4
 
 
@@ -201,7 +281,9 @@ def tiny_disk(tmp_path):
     """A 2 MiB tmpfs (root only; skipped where mounting is not allowed)."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True
+    )
     if r.returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     yield mnt
@@ -210,8 +292,19 @@ def tiny_disk(tmp_path):
 
 def test_full_disk_fails_clearly_and_leaves_nothing_finished(synth_root, tiny_disk):
     out = tiny_disk / "shards"
-    r = _cli("build", str(synth_root), str(out), "--image-size", "224", "--samples-per-shard", "2",
-             "--modalities", "rgb,depth,normal", "--workers", "2")  # fmt: skip
+    r = _cli(
+        "build",
+        str(synth_root),
+        str(out),
+        "--image-size",
+        "224",
+        "--samples-per-shard",
+        "2",
+        "--modalities",
+        "rgb,depth,normal",
+        "--workers",
+        "2",
+    )
     assert r.returncode == 1, r.stderr
     assert "No space left on device" in r.stderr and "rerun the same command" in r.stderr
     committed = {p.name.split(".")[0] for p in (out / "data").glob("*.stats.json")}
@@ -219,7 +312,7 @@ def test_full_disk_fails_clearly_and_leaves_nothing_finished(synth_root, tiny_di
     assert tars == committed  # no tar under a final name without its commit marker
     assert not (out / "manifest.parquet").exists()
     for name in committed:  # whatever was committed is whole
-        from mvdata.verify import verify_shard
+        from mvdata.shards.verify import verify_shard
 
         assert verify_shard(str(out), name).problems == [], name
 
@@ -227,10 +320,18 @@ def test_full_disk_fails_clearly_and_leaves_nothing_finished(synth_root, tiny_di
 def test_motion_energy_without_landmarks_or_correspondence():
     """Scan-like frames (re-sampled, shuffled vertices) with their landmarks removed: the
     nearest-vertex motion energy still peaks inside the apex, and the clip is centred there."""
-    from mvdata.clips import motion_energy
+    from mvdata.build.clips import motion_energy
 
-    cfg = SynthConfig(num_identities=1, expressions=("surprise",), static=False, sequences=True,
-                      registered=False, num_frames=30, seed=3, texture_size=16)  # fmt: skip
+    cfg = SynthConfig(
+        num_identities=1,
+        expressions=("surprise",),
+        static=False,
+        sequences=True,
+        registered=False,
+        num_frames=30,
+        seed=3,
+        texture_size=16,
+    )
     seq = list(iter_synth(cfg, procedural_face()))
     for sm in seq:
         sm.mesh.landmarks = None

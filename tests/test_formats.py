@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mvdata.core import Mesh, MeshReadError
 from mvdata.formats import fan_triangulate
 from mvdata.formats.bnt import BntGrid, bnt_bytes, bnt_to_mesh, parse_bnt, read_bnt, write_bnt
 from mvdata.formats.landmarks import (
@@ -22,8 +23,7 @@ from mvdata.formats.landmarks import (
 from mvdata.formats.obj import obj_text, parse_obj, read_obj, write_obj
 from mvdata.formats.ply import parse_ply, ply_bytes, read_ply
 from mvdata.formats.vrml import parse_vrml, read_vrml, vrml_text, write_vrml
-from mvdata.mesh import Mesh, MeshReadError
-from mvdata.native import depth_grid
+from mvdata.synth.native import depth_grid
 
 
 def _eq(a: Any, b: Any) -> bool:
@@ -372,8 +372,11 @@ def test_depth_grid_plane_exact_and_nearest_wins() -> None:
     # two parallel planes over the same square: the nearer (+z) one must win every cell
     xs, ys = np.meshgrid(np.linspace(0, 20, 6), np.linspace(0, 15, 5))
     pts = np.stack([xs.ravel(), ys.ravel()], 1)
-    quads = [(r * 6 + c, r * 6 + c + 1, (r + 1) * 6 + c + 1, (r + 1) * 6 + c)
-             for r in range(4) for c in range(5)]  # fmt: skip
+    quads = [
+        (r * 6 + c, r * 6 + c + 1, (r + 1) * 6 + c + 1, (r + 1) * 6 + c)
+        for r in range(4)
+        for c in range(5)
+    ]
     tris = [t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))]
 
     def plane(off: float) -> np.ndarray:
@@ -408,7 +411,9 @@ def test_obj_block_fast_path_agrees_with_the_line_by_line_path() -> None:
     variants = {
         "crlf": text.replace("\n", "\r\n").encode(),
         "indented": "\n".join(["  " + ln if ln.startswith("v ") else ln for ln in lines]).encode(),
-        "interleaved": "\n".join(lines[:first_f] + [lines[first_f + 1], "v 0 0 0"] + lines[first_f + 2 :]).encode(),
+        "interleaved": "\n".join(
+            lines[:first_f] + [lines[first_f + 1], "v 0 0 0"] + lines[first_f + 2 :]
+        ).encode(),
     }
     ref = parse_obj(regular, "regular.obj")
     assert ref.mtllib == "skin.mtl"

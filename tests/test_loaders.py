@@ -1,7 +1,8 @@
 """Loaders: DALI (CPU pipeline, for real) and webdataset give the same batches; resume, bad input.
 
-The fixture writes a small shard directory with :class:`mvdata.shards.ShardWriter` plus the root
-files a loader reads (``dataset.json``, ``sizes.json``), validated by the pydantic contracts.
+The fixture writes a small shard directory with :class:`mvdata.shards.writer.ShardWriter` plus
+the root files a loader reads (``dataset.json``, ``sizes.json``), validated by the pydantic
+contracts (:mod:`mvdata.testing`).
 """
 
 from __future__ import annotations
@@ -19,149 +20,17 @@ import torch
 from PIL import Image
 
 from mvdata.loaders import Backend, LoaderDataError, make_loader, open_dataset, steps_per_epoch
-from mvdata.loaders.batch import IMAGENET_MEAN, IMAGENET_STD, MultiviewBatch
-from mvdata.loaders.dali import DaliLoader
+from mvdata.loaders.batch import MultiviewBatch, unnormalise
+from mvdata.loaders.dali.loader import DaliLoader
 from mvdata.loaders.wds import WdsLoader
-from mvdata.shards import (
-    ShardWriter,
-    encode_jpeg,
-    encode_png8,
-    encode_png16,
-    member_names,
-    shard_name,
-    sizes_json,
-)
-from schemas.models import DatasetMetadata, Labels, Normalisation, SampleJson, ViewCamera
+from mvdata.testing import CORRUPT, build_shard_dir, rows
+from schemas.models import SampleJson
 
-SIZE, T, V = 32, 2, 2
+SIZE, T, V = 32, 2, 2  # mvdata.testing.build_shard_dir's defaults
 DEPTH_SCALE = 0.25
-EYE = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 
-
-def _views(n: int) -> list[ViewCamera]:
-    return [
-        ViewCamera(
-            index=i,
-            yaw=-30.0 + 60.0 * i / max(n - 1, 1),
-            pitch=0.0,
-            fov_y=20.0,
-            distance=3.0,
-            world_to_camera=EYE,
-            projection=EYE,
-        )
-        for i in range(n)
-    ]
-
-
-def _image(rng: np.random.Generator) -> np.ndarray:
-    """A smooth RGB image (JPEG decoders agree closely on smooth content)."""
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
-    c = rng.uniform(0, 1, (3, 3))
-    img = np.stack([c[k, 0] * yy + c[k, 1] * xx + c[k, 2] * 0.5 for k in range(3)], -1)
-    return (np.clip(img / 2.0, 0, 1) * 255).astype(np.uint8)
-
-
-def _depth(rng: np.random.Generator) -> np.ndarray:
-    d = rng.integers(1000, 65535, (SIZE, SIZE)).astype(np.uint16)
-    d[:, : SIZE // 4] = 0  # background
-    return d
-
-
-def _normal(rng: np.random.Generator) -> np.ndarray:
-    """A camera-facing normal map (unit vectors stored as uint8) with the depth's background."""
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE - 0.5
-    n = np.stack([xx * rng.uniform(0.5, 1.5), yy, np.ones_like(xx)], -1)
-    n /= np.linalg.norm(n, axis=-1, keepdims=True)
-    img = np.round((n * 0.5 + 0.5) * 255).astype(np.uint8)
-    img[:, : SIZE // 4] = 0  # background, where _depth has 0
-    return img
-
-
-def sample_members(
-    key: str, rng: np.random.Generator, modalities: tuple[str, ...] = ("rgb", "depth")
-) -> dict[str, bytes]:
-    """All members of one sample: json + T x V rgb jpg + depth png (+ normal png)."""
-    sj = SampleJson(
-        key=key,
-        dataset="synthetic",
-        source="synthetic",
-        subject=f"S{key[-2:]}",
-        sequence="seq",
-        kind="sequence",
-        fold=0,
-        frames=list(range(T)),
-        num_views=V,
-        modalities=list(modalities),
-        image_size=SIZE,
-        views=_views(V),
-        normalisation=[
-            Normalisation(method="bbox", centre=[0, 0, 0], scale=1.0, rotation=EYE[:3])
-            for _ in range(T)
-        ],
-        depth_scale_mm=DEPTH_SCALE,
-        labels=Labels(expression="happiness", intensity=2),
-        source_paths=[f"{key}.ply"],
-    )
-    members = {"json": sj.model_dump_json().encode()}
-    for t in range(T):
-        for v in range(V):
-            members[f"t{t:02d}.v{v:02d}.rgb.jpg"] = encode_jpeg(_image(rng), 95)
-            members[f"t{t:02d}.v{v:02d}.depth.png"] = encode_png16(_depth(rng))
-            if "normal" in modalities:
-                members[f"t{t:02d}.v{v:02d}.normal.png"] = encode_png8(_normal(rng))
-    return members
-
-
-def build_shard_dir(
-    out: Path,
-    sizes: list[int],
-    *,
-    seed: int = 0,
-    edit: dict[str, dict[str, bytes]] | None = None,
-    modalities: tuple[str, ...] = ("rgb", "depth"),
-) -> list[str]:
-    """Write shards of ``sizes`` samples + dataset.json + sizes.json; return the keys in order.
-
-    ``edit[key]`` replaces members of that sample (e.g. corrupt bytes)."""
-    rng = np.random.default_rng(seed)
-    keys: list[str] = []
-    names = member_names(T, V, list(modalities))
-    for s, n in enumerate(sizes):
-        with ShardWriter(str(out), shard_name("train", s), member_names=names) as w:
-            for _ in range(n):
-                key = f"syn_{len(keys):04d}"
-                members = sample_members(key, rng, modalities)
-                members.update((edit or {}).get(key, {}))
-                w.add_sample(key, members)
-                keys.append(key)
-            w.commit(seconds={})
-    meta = DatasetMetadata(
-        name="fixture",
-        source="synthetic",
-        dataset="synthetic",
-        source_root="/nowhere",
-        licence="CC0",
-        publishable=True,
-        seed=seed,
-        num_folds=2,
-        split="train",
-        views=_views(V),
-        modalities=list(modalities),
-        image_size=SIZE,
-        clip_frames=T,
-        clip_sampling="uniform",
-        jpeg_quality=95,
-        depth_scale_mm=DEPTH_SCALE,
-        member_names=names,
-        num_samples=len(keys),
-        num_failed=0,
-        num_shards=len(sizes),
-        samples_per_shard=max(sizes),
-        generator_version="test",
-    )
-    (out / "dataset.json").write_text(meta.model_dump_json(indent=1))
-    (out / "sizes.json").write_text(sizes_json(str(out)).model_dump_json(indent=1))
-    return keys
+_rows = rows
+_unnormalise = unnormalise
 
 
 @pytest.fixture(scope="module")
@@ -202,12 +71,6 @@ def _reference(out: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
             )
             return img, dep
     raise KeyError(key)
-
-
-def _unnormalise(images: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (images * std + mean) * 255.0
 
 
 # --------------------------------------------------------------------------------------- tests
@@ -366,24 +229,28 @@ def test_dali_gpu_graph_defines_without_a_gpu(tmp_path: Path, train: bool) -> No
     only the definition runs here; the GPU run is bench/device/gpu_checks.py."""
     from nvidia.dali import Pipeline
 
-    from mvdata.loaders.dali import define_graph
+    from mvdata.loaders.dali.graph import define_graph
 
     build_shard_dir(tmp_path, [3, 2], modalities=("rgb", "depth", "normal"))
     info = open_dataset(tmp_path)
     pipe = Pipeline(batch_size=2, num_threads=1, device_id=0)
     with pipe:
         outs = define_graph(
-            info, info.shards, gpu=True, rank=0, world_size=1, size=24, train=train,
-            shuffle=train, shuffle_seed=0, with_depth=True, with_normals=True, on_missing="skip",
-        )  # fmt: skip
+            info,
+            info.shards,
+            gpu=True,
+            rank=0,
+            world_size=1,
+            size=24,
+            train=train,
+            shuffle=train,
+            shuffle_seed=0,
+            with_depth=True,
+            with_normals=True,
+            on_missing="skip",
+        )
     # json, source stay on the host; images, depth, normals are on the device
     assert [o.device for o in outs] == ["cpu", "cpu", "gpu", "gpu", "gpu"]
-
-
-CORRUPT = {
-    "syn_0001": {"t01.v00.rgb.jpg": b"\xff\xd8junk"},
-    "syn_0005": {"t00.v01.depth.png": b"\x89PNG\r\n\x1a\nbroken"},
-}
 
 
 @pytest.mark.parametrize("backend", ["dali", "wds"])
@@ -439,11 +306,6 @@ def test_corrupt_member_error_policy(tmp_path: Path) -> None:
     assert "shard train-000001 key syn_0005 member t00.v01.depth.png" in str(err.value)
 
 
-def _rows(batches: Any) -> list[tuple[str, bool]]:
-    """``(key, valid)`` of every row of ``batches`` (a loader: one epoch)."""
-    return [(k, ok) for b in batches for k, ok in zip(b.keys, b.valid.tolist(), strict=True)]
-
-
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_dali_corrupt_skip_keeps_the_epoch(tmp_path: Path, batch_size: int) -> None:
     """Shuffled training over data with corrupt members deep in the epoch gives exactly the rows
@@ -455,9 +317,14 @@ def test_dali_corrupt_skip_keeps_the_epoch(tmp_path: Path, batch_size: int) -> N
         "syn_0014": {"t00.v00.rgb.jpg": b""},
     }
     kw: dict[str, Any] = dict(
-        batch_size=batch_size, backend="dali", device="cpu", train=True, num_workers=1,
-        initial_fill=4, seed=3,
-    )  # fmt: skip
+        batch_size=batch_size,
+        backend="dali",
+        device="cpu",
+        train=True,
+        num_workers=1,
+        initial_fill=4,
+        seed=3,
+    )
     build_shard_dir(tmp_path / "clean", [6, 6, 5])
     build_shard_dir(tmp_path / "bad", [6, 6, 5], edit=bad)
     clean = _rows(make_loader(tmp_path / "clean", **kw))
@@ -476,7 +343,7 @@ def test_dali_corrupt_search_decodes_only_the_failed_window(
 ) -> None:
     """Finding a corrupt member late in an epoch decodes the batches around the failure, not
     everything read before it."""
-    from mvdata.loaders import dali
+    from mvdata.loaders.dali import loader as dali
 
     keys = build_shard_dir(tmp_path, [8] * 5, edit={"syn_0036": CORRUPT["syn_0001"]})
     decoded: list[int] = []

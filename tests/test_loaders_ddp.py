@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as tmp_mp
 
 from mvdata.loaders import Backend, make_loader
-from tests.test_loaders import build_shard_dir
+from mvdata.testing import build_shard_dir
 
 WORLD = 2
 

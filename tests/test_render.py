@@ -16,21 +16,17 @@ import numpy as np
 import pytest
 import trimesh
 
-from mvdata.contact_sheet import contact_sheet, depth_to_grey
-from mvdata.mesh import Mesh
-from mvdata.render import (
+from mvdata.core import Mesh
+from mvdata.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOV_Y, DEFAULT_VIEWS, CameraRig
+from mvdata.render.gl import NEUTRAL_GREY, Renderer
+from mvdata.render.normalise import (
     CANONICAL_BBOX_EXTENT,
     CANONICAL_EYE_DISTANCE,
-    DEFAULT_DISTANCE,
-    DEFAULT_FOV_Y,
-    DEFAULT_VIEWS,
-    NEUTRAL_GREY,
     NOSE_TILT_DEG,
-    CameraRig,
-    Renderer,
     apply_normalisation,
     normalise,
 )
+from mvdata.shards.contact_sheet import contact_sheet, depth_to_grey
 from schemas.models import Normalisation
 
 SIZE = 96
@@ -300,12 +296,17 @@ def face_landmarks() -> dict[int, np.ndarray]:
     """A frontal face in the canonical frame: eyes level, looking along +z, IOD 90."""
     tilt = math.tan(math.radians(NOSE_TILT_DEG[34]))
     return {
-        37: np.array([-45.0, 0, 0]), 40: np.array([-15.0, 0, 5]),
-        43: np.array([15.0, 0, 5]), 46: np.array([45.0, 0, 0]),
-        31: np.array([0.0, -35, 35]), 34: np.array([0.0, -45, 2.5 + 45 * tilt]),
-        49: np.array([-25.0, -70, 12]), 52: np.array([0.0, -62, 20]),
-        55: np.array([25.0, -70, 12]), 58: np.array([0.0, -78, 18]),
-    }  # fmt: skip
+        37: np.array([-45.0, 0, 0]),
+        40: np.array([-15.0, 0, 5]),
+        43: np.array([15.0, 0, 5]),
+        46: np.array([45.0, 0, 0]),
+        31: np.array([0.0, -35, 35]),
+        34: np.array([0.0, -45, 2.5 + 45 * tilt]),
+        49: np.array([-25.0, -70, 12]),
+        52: np.array([0.0, -62, 20]),
+        55: np.array([25.0, -70, 12]),
+        58: np.array([0.0, -78, 18]),
+    }
 
 
 def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -321,9 +322,11 @@ def posed_mesh(lm: dict[int, np.ndarray], rot: np.ndarray, size: float, shift: n
     pts = np.stack([lm[i] for i in ids]) * size @ rot.T + shift
     s = trimesh.creation.icosphere(2, radius=80.0)
     return Mesh(
-        s.vertices * size @ rot.T + shift, s.faces,
-        landmarks=pts.astype(np.float32), landmark_names=tuple(f"ibug{i}" for i in ids),
-    )  # fmt: skip
+        s.vertices * size @ rot.T + shift,
+        s.faces,
+        landmarks=pts.astype(np.float32),
+        landmark_names=tuple(f"ibug{i}" for i in ids),
+    )
 
 
 def test_normalise_from_landmarks_undoes_a_known_pose() -> None:
@@ -372,7 +375,7 @@ def test_contact_sheet_layout(renderer: Renderer) -> None:
         renderer.render(textured_quad()[0], identity_norm()),
     ]
     sheet = contact_sheet(rows, ["sphere", "quad"])
-    from mvdata.contact_sheet import GAP, LABEL_HEIGHT
+    from mvdata.shards.contact_sheet import GAP, LABEL_HEIGHT
 
     assert sheet.size == (3 * 3 * SIZE + 2 * GAP, 2 * (SIZE + LABEL_HEIGHT))
     px = np.asarray(sheet)

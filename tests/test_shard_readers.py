@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mvdata.shards import iter_samples, member_names, shard_paths
+from mvdata.shards.names import member_names, shard_paths
+from mvdata.shards.reader import iter_samples
 from tests.test_shards import FRAMES, MODALITIES, SIZE, VIEWS, build_dataset
 
 EXTS = member_names(FRAMES, VIEWS, MODALITIES)
@@ -25,24 +26,44 @@ def _real_build(out: str) -> list[str]:
     """Shards made by ``mvdata build`` itself (synthetic 4D clips: 2 frames x 2 views)."""
     from pathlib import Path
 
-    from mvdata.build import build
-    from mvdata.facemodel import procedural_face
-    from mvdata.plan import BuildConfig
-    from mvdata.shards import list_shards
-    from mvdata.synth import SynthConfig, write_synth
+    from mvdata.build.config import BuildConfig
+    from mvdata.build.driver import build
+    from mvdata.shards.reader import list_shards
+    from mvdata.synth.facemodel import procedural_face
+    from mvdata.synth.generate import SynthConfig
+    from mvdata.synth.writer import write_synth
 
     synth = Path(out) / "synth"
-    write_synth(SynthConfig(num_identities=2, expressions=("happiness", "surprise"), static=False,
-                            sequences=True, num_frames=10, texture_size=32), procedural_face(), synth)  # fmt: skip
-    cfg = BuildConfig(source="synthetic", source_root=str(synth), kind="sequence", clip_frames=FRAMES,
-                      views=((0.0, 0.0), (20.0, 0.0)), modalities=MODALITIES, image_size=SIZE,
-                      samples_per_shard=3)  # fmt: skip
+    write_synth(
+        SynthConfig(
+            num_identities=2,
+            expressions=("happiness", "surprise"),
+            static=False,
+            sequences=True,
+            num_frames=10,
+            texture_size=32,
+        ),
+        procedural_face(),
+        synth,
+    )
+    cfg = BuildConfig(
+        source="synthetic",
+        source_root=str(synth),
+        kind="sequence",
+        clip_frames=FRAMES,
+        views=((0.0, 0.0), (20.0, 0.0)),
+        modalities=MODALITIES,
+        image_size=SIZE,
+        samples_per_shard=3,
+    )
     build(cfg, f"{out}/shards", workers=1)
     return list_shards(f"{out}/shards")
 
 
 @pytest.fixture(scope="module", params=["writer", "mvdata-build"])
-def dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str], dict[str, dict]]:
+def dataset(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, list[str], dict[str, dict]]:
     """A multi-shard dataset (from the writer directly, or from a real ``mvdata build``) and
     the expected samples ``key -> {ext: bytes}``, in tar order."""
     out = str(tmp_path_factory.mktemp("readers"))
@@ -112,8 +133,10 @@ def test_dali_reader_with_our_index(dataset: tuple[str, list[str], dict[str, dic
     q = Pipeline(batch_size=n, num_threads=1, device_id=None, seed=0)
     with q:
         one = fn.readers.webdataset(
-            paths=[x["tar"] for x in paths], index_paths=[x["idx"] for x in paths],
-            ext="t01.v01.rgb.jpg", missing_component_behavior="error",
+            paths=[x["tar"] for x in paths],
+            index_paths=[x["idx"] for x in paths],
+            ext="t01.v01.rgb.jpg",
+            missing_component_behavior="error",
         )
         assert isinstance(one, DataNode)
         q.set_outputs(fn.decoders.image(one, device="cpu"))

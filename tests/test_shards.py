@@ -20,24 +20,16 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from mvdata import shards
-from mvdata.card import dataset_card
-from mvdata.info import dataset_info, write_contact_sheet
-from mvdata.shards import (
-    SampleMeta,
-    ShardWriter,
-    encode_jpeg,
-    encode_png8,
-    encode_png16,
-    is_committed,
-    list_shards,
-    member_names,
-    read_index,
-    read_stats,
-    shard_name,
-    shard_paths,
-)
-from mvdata.verify import verify_dataset
+from mvdata.shards import reader as shard_reader
+from mvdata.shards import writer as shard_writer
+from mvdata.shards.card import dataset_card
+from mvdata.shards.codecs import encode_jpeg, encode_png8, encode_png16
+from mvdata.shards.index import read_index
+from mvdata.shards.info import dataset_info, write_contact_sheet
+from mvdata.shards.names import member_names, shard_name, shard_paths
+from mvdata.shards.reader import is_committed, list_shards, read_stats
+from mvdata.shards.verify import verify_dataset
+from mvdata.shards.writer import SampleMeta, ShardWriter
 from schemas.models import (
     DatasetMetadata,
     Labels,
@@ -57,8 +49,15 @@ EXPRESSIONS = ("anger", "happiness", "surprise")
 
 _EYE = [[1.0 if i == j else 0.0 for j in range(4)] for i in range(4)]
 CAMERAS = [
-    ViewCamera(index=v, yaw=30.0 * v, pitch=0.0, fov_y=20.0, distance=3.0,
-               world_to_camera=_EYE, projection=_EYE)
+    ViewCamera(
+        index=v,
+        yaw=30.0 * v,
+        pitch=0.0,
+        fov_y=20.0,
+        distance=3.0,
+        world_to_camera=_EYE,
+        projection=_EYE,
+    )
     for v in range(VIEWS)
 ]
 
@@ -68,13 +67,29 @@ def make_sample(i: int, seed: int = 0, frames: int = FRAMES) -> tuple[str, dict[
     rng = np.random.default_rng([seed, i])
     key = f"synth_S{i % 3:04d}_seq{i:03d}"
     sj = SampleJson(
-        key=key, dataset="synthetic", source="synthetic", subject=f"S{i % 3:04d}",
-        sequence=f"seq{i:03d}", kind="sequence" if frames > 1 else "static", fold=i % 3,
-        frames=list(range(frames)), num_views=VIEWS, modalities=list(MODALITIES),
-        image_size=SIZE, views=CAMERAS,
-        normalisation=[Normalisation(method="bbox", centre=[0.0, 0.0, 0.0], scale=1.0,
-                                     rotation=[[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])] * frames,
-        landmarks=None, depth_scale_mm=0.1,
+        key=key,
+        dataset="synthetic",
+        source="synthetic",
+        subject=f"S{i % 3:04d}",
+        sequence=f"seq{i:03d}",
+        kind="sequence" if frames > 1 else "static",
+        fold=i % 3,
+        frames=list(range(frames)),
+        num_views=VIEWS,
+        modalities=list(MODALITIES),
+        image_size=SIZE,
+        views=CAMERAS,
+        normalisation=[
+            Normalisation(
+                method="bbox",
+                centre=[0.0, 0.0, 0.0],
+                scale=1.0,
+                rotation=[[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]],
+            )
+        ]
+        * frames,
+        landmarks=None,
+        depth_scale_mm=0.1,
         labels=Labels(expression=EXPRESSIONS[i % 3], intensity=1 + i % 4),
         source_paths=[f"S{i % 3:04d}/seq{i:03d}.ply"],
     )
@@ -83,31 +98,43 @@ def make_sample(i: int, seed: int = 0, frames: int = FRAMES) -> tuple[str, dict[
         for v in range(VIEWS):
             p = f"t{t:02d}.v{v:02d}."
             members[p + "rgb.jpg"] = encode_jpeg(
-                rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8), 90)
+                rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8), 90
+            )
             members[p + "depth.png"] = encode_png16(
-                rng.integers(0, 65536, (SIZE, SIZE), dtype=np.uint16))
+                rng.integers(0, 65536, (SIZE, SIZE), dtype=np.uint16)
+            )
             members[p + "normal.png"] = encode_png8(
-                rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
+                rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+            )
     return key, members
 
 
 def meta_of(i: int) -> SampleMeta:
-    return SampleMeta(subject=f"S{i % 3:04d}", sequence=f"seq{i:03d}", fold=i % 3,
-                      expression=EXPRESSIONS[i % 3], intensity=1 + i % 4, num_frames=FRAMES)
+    return SampleMeta(
+        subject=f"S{i % 3:04d}",
+        sequence=f"seq{i:03d}",
+        fold=i % 3,
+        expression=EXPRESSIONS[i % 3],
+        intensity=1 + i % 4,
+        num_frames=FRAMES,
+    )
 
 
 def write_shard(out: str, name: str, indices: list[int], failed: tuple[int, ...] = ()) -> None:
     with ShardWriter(out, name, member_names=member_names(FRAMES, VIEWS, MODALITIES)) as w:
         for i in indices:
             if i in failed:
-                w.add_failed(f"synth_S{i % 3:04d}_seq{i:03d}", "MeshReadError", "bad ply", meta_of(i))
+                w.add_failed(
+                    f"synth_S{i % 3:04d}_seq{i:03d}", "MeshReadError", "bad ply", meta_of(i)
+                )
             else:
                 w.add_sample(*make_sample(i))
         w.commit({"render": 0.0})
 
 
-def build_dataset(out: str, num_shards: int = 2, per_shard: int = 3,
-                  failed: tuple[int, ...] = (4,)) -> list[str]:
+def build_dataset(
+    out: str, num_shards: int = 2, per_shard: int = 3, failed: tuple[int, ...] = (4,)
+) -> list[str]:
     """Write ``num_shards`` shards plus the root files a finalize step writes; return shard names."""
     names = [shard_name("train", s) for s in range(num_shards)]
     rows = []
@@ -116,25 +143,56 @@ def build_dataset(out: str, num_shards: int = 2, per_shard: int = 3,
         write_shard(out, name, idx, failed)
         for j, i in enumerate(idx):
             m = meta_of(i)
-            rows.append(ManifestRow(
-                key=f"synth_S{i % 3:04d}_seq{i:03d}", source="synthetic", dataset="synthetic",
-                subject=m.subject, sequence=m.sequence, kind="sequence", num_source_frames=FRAMES,
-                expression=m.expression, intensity=m.intensity, fold=m.fold, split="train",
-                shard=s, shard_name=name, index_in_shard=j, order=i))
+            rows.append(
+                ManifestRow(
+                    key=f"synth_S{i % 3:04d}_seq{i:03d}",
+                    source="synthetic",
+                    dataset="synthetic",
+                    subject=m.subject,
+                    sequence=m.sequence,
+                    kind="sequence",
+                    num_source_frames=FRAMES,
+                    expression=m.expression,
+                    intensity=m.intensity,
+                    fold=m.fold,
+                    split="train",
+                    shard=s,
+                    shard_name=name,
+                    index_in_shard=j,
+                    order=i,
+                )
+            )
     fs, root = fsspec.core.url_to_fs(out)
     with fs.open(f"{root}/manifest.parquet", "wb") as f:
         frame_from_rows(ManifestRow, rows).write_parquet(f)
-    sizes = shards.sizes_json(out)
+    sizes = shard_reader.sizes_json(out)
     with fs.open(f"{root}/sizes.json", "w") as f:
         f.write(sizes.model_dump_json(indent=2))
     n_failed = sum(1 for i in failed if i < num_shards * per_shard)
     meta = DatasetMetadata(
-        name="tiny", source="synthetic", dataset="synthetic", source_root="/x", licence="cc-by-4.0",
-        publishable=True, seed=0, num_folds=3, split="train", views=CAMERAS,
-        modalities=list(MODALITIES), image_size=SIZE, clip_frames=FRAMES, clip_sampling="uniform",
-        jpeg_quality=90, depth_scale_mm=0.1, member_names=member_names(FRAMES, VIEWS, MODALITIES),
-        num_samples=num_shards * per_shard - n_failed, num_failed=n_failed,
-        num_shards=num_shards, samples_per_shard=per_shard, generator_version="test")
+        name="tiny",
+        source="synthetic",
+        dataset="synthetic",
+        source_root="/x",
+        licence="cc-by-4.0",
+        publishable=True,
+        seed=0,
+        num_folds=3,
+        split="train",
+        views=CAMERAS,
+        modalities=list(MODALITIES),
+        image_size=SIZE,
+        clip_frames=FRAMES,
+        clip_sampling="uniform",
+        jpeg_quality=90,
+        depth_scale_mm=0.1,
+        member_names=member_names(FRAMES, VIEWS, MODALITIES),
+        num_samples=num_shards * per_shard - n_failed,
+        num_failed=n_failed,
+        num_shards=num_shards,
+        samples_per_shard=per_shard,
+        generator_version="test",
+    )
     with fs.open(f"{root}/dataset.json", "w") as f:
         f.write(meta.model_dump_json(indent=2))
     with fs.open(f"{root}/README.md", "w") as f:
@@ -187,10 +245,11 @@ def test_tar_is_deterministic_ustar_sorted(tmp_path: Path) -> None:
     per_sample = 1 + FRAMES * VIEWS * len(MODALITIES)
     assert len(names) == 3 * per_sample
     for s in range(3):
-        chunk = names[s * per_sample:(s + 1) * per_sample]
+        chunk = names[s * per_sample : (s + 1) * per_sample]
         assert chunk == sorted(chunk) and len({n.split(".")[0] for n in chunk}) == 1
     assert {(m.mtime, m.mode, m.uid, m.gid, m.uname, m.gname, m.type) for m in infos} == {
-        (0, 0o644, 0, 0, "", "", tarfile.REGTYPE)}
+        (0, 0o644, 0, 0, "", "", tarfile.REGTYPE)
+    }
     stats = read_stats(a, "train-000000")
     assert stats.tar_sha256 == hashlib.sha256(raw).hexdigest() and stats.tar_bytes == len(raw)
     assert stats.num_written == 3 and stats.num_failed == 0
@@ -209,7 +268,7 @@ def test_index_points_at_member_bytes_and_matches_wds2idx(tmp_path: Path) -> Non
             for ext, off, size, name in comps:
                 assert name.split(".", 1)[1] == ext
                 data = tar.extractfile(name).read()  # type: ignore[union-attr]
-                assert raw[off:off + size] == data
+                assert raw[off : off + size] == data
     # The reference: DALI's own index tool (shipped with the wheel as the module ``wds2idx``).
     wds2idx = pytest.importorskip("wds2idx")
     ref = tmp_path / "ref.idx"
@@ -217,7 +276,7 @@ def test_index_points_at_member_bytes_and_matches_wds2idx(tmp_path: Path) -> Non
         ic.create_index()
     assert ref.read_bytes() == idx
     # Parquet rows: offsets/num_bytes delimit each sample's headers + data; failed row kept.
-    rows = shards.read_shard_rows(out, "train-000000")
+    rows = shard_reader.read_shard_rows(out, "train-000000")
     assert [r.status for r in rows] == ["ok", "failed", "ok", "ok"]
     assert rows[1].error_kind == "MeshReadError" and rows[1].offset is None
     ok = [r for r in rows if r.status == "ok"]
@@ -238,8 +297,10 @@ def test_memory_url(tmp_path: Path) -> None:
         local = str(tmp_path)
         write_shard(local, "train-000000", [0, 1])
         assert raw == Path(shard_paths(local, "train-000000")["tar"]).read_bytes()
-        assert [s["__key__"] for s in shards.iter_samples(out, "train-000000")] == [
-            "synth_S0000_seq000", "synth_S0001_seq001"]
+        assert [s["__key__"] for s in shard_reader.iter_samples(out, "train-000000")] == [
+            "synth_S0000_seq000",
+            "synth_S0001_seq001",
+        ]
     finally:
         fsspec.filesystem("memory").rm("/mvdata-test-shards", recursive=True)
 
@@ -269,7 +330,7 @@ def test_killed_writer_has_only_temp_names(tmp_path: Path) -> None:
     assert not is_committed(str(tmp_path), "train-000000")
     assert len(list((tmp_path / "data").iterdir())) == 1  # the tar temp; the rest comes at commit
     # What a resumed build does before rewriting the shard: drop the dead writer's leftovers.
-    assert len(shards.clean_temp_files(str(tmp_path))) == 1
+    assert len(shard_writer.clean_temp_files(str(tmp_path))) == 1
     assert list((tmp_path / "data").iterdir()) == []
     w.abort()  # harmless afterwards
 
@@ -277,16 +338,18 @@ def test_killed_writer_has_only_temp_names(tmp_path: Path) -> None:
 def test_commit_refuses_and_overwrites(tmp_path: Path) -> None:
     out = str(tmp_path)
     write_shard(out, "train-000000", [0])
-    assert _visible(tmp_path) == {f"train-000000.{e}" for e in ("tar", "idx", "parquet",
-                                                                "stats.json")}
+    assert _visible(tmp_path) == {
+        f"train-000000.{e}" for e in ("tar", "idx", "parquet", "stats.json")
+    }
     with pytest.raises(FileExistsError):
         ShardWriter(out, "train-000000")
     w = ShardWriter(out, "train-000000", overwrite=True)
     assert not is_committed(out, "train-000000")  # un-committed before anything else
     w.add_sample(*make_sample(1))
     w.commit({})
-    assert [s["__key__"] for s in shards.iter_samples(out, "train-000000")] == [
-        "synth_S0001_seq001"]
+    assert [s["__key__"] for s in shard_reader.iter_samples(out, "train-000000")] == [
+        "synth_S0001_seq001"
+    ]
     # A stats file that does not parse is not a commit.
     Path(shard_paths(out, "train-000000")["stats"]).write_text("{")
     assert not is_committed(out, "train-000000")
@@ -468,13 +531,17 @@ def test_card_front_matter(tmp_path: Path) -> None:
     text = (tmp_path / "README.md").read_text()
     assert text.startswith("---\n")
     fm = yaml.safe_load(text.split("---\n")[1])
-    assert fm["configs"] == [{"config_name": "default",
-                              "data_files": [{"split": "train", "path": "data/train-*.tar"}]}]
-    assert fm["license"] == "cc-by-4.0" and "zero-shot-image-classification" in fm[
-        "task_categories"]
+    assert fm["configs"] == [
+        {"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.tar"}]}
+    ]
+    assert (
+        fm["license"] == "cc-by-4.0" and "zero-shot-image-classification" in fm["task_categories"]
+    )
     meta = DatasetMetadata.model_validate_json((tmp_path / "dataset.json").read_text())
     other = meta.model_copy(update={"licence": "BU-3DFE academic licence", "publishable": False})
-    card = dataset_card(other, shards.sizes_json(str(tmp_path)), licence_text="Terms: no resale.")
+    card = dataset_card(
+        other, shard_reader.sizes_json(str(tmp_path)), licence_text="Terms: no resale."
+    )
     fm = yaml.safe_load(card.split("---\n")[1])
     assert fm["license"] == "other" and fm["license_name"] == "bu-3dfe-academic-licence"
     assert "Terms: no resale." in card and "do not redistribute" in card
@@ -485,4 +552,4 @@ def test_parquet_schema(tmp_path: Path) -> None:
     build_dataset(str(tmp_path))
     frame = pl.read_parquet(shard_paths(str(tmp_path), "train-000001")["parquet"])
     assert frame["status"].to_list() == ["ok", "failed", "ok"]
-    assert sys.modules["mvdata.shards"] is shards
+    assert sys.modules["mvdata.shards.reader"] is shard_reader

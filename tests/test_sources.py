@@ -15,13 +15,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mvdata.facemodel import procedural_face
+from mvdata.core import Item, Mesh, MeshReadError
 from mvdata.formats.bnt import bnt_bytes, parse_bnt, read_bnt
 from mvdata.formats.obj import write_obj
 from mvdata.formats.ply import ply_bytes
 from mvdata.formats.vrml import write_vrml
-from mvdata.mesh import Item, Mesh, MeshReadError
-from mvdata.native import (
+from mvdata.sources import get_source, list_sources
+from mvdata.sources.inspect import inspect_dataset
+from mvdata.synth.facemodel import procedural_face
+from mvdata.synth.generate import SynthConfig, SynthMesh, iter_synth
+from mvdata.synth.native import (
     BU4_FOLDERS,
     BU_CODES,
     COMA_CATEGORY,
@@ -30,9 +33,6 @@ from mvdata.native import (
     depth_grid,
     write_native,
 )
-from mvdata.sources import get_source, list_sources
-from mvdata.sources.common import inspect_dataset
-from mvdata.synth import SynthConfig, SynthMesh, iter_synth
 
 
 def _eq(a: Any, b: Any) -> bool:
@@ -49,9 +49,14 @@ KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 @pytest.fixture(scope="module")
 def synth() -> list[SynthMesh]:
     cfg = SynthConfig(
-        num_identities=2, expressions=("neutral", "happiness", "anger"), intensities=(1, 2),
-        static=True, sequences=True, num_frames=10, texture_size=32,
-    )  # fmt: skip
+        num_identities=2,
+        expressions=("neutral", "happiness", "anger"),
+        intensities=(1, 2),
+        static=True,
+        sequences=True,
+        num_frames=10,
+        texture_size=32,
+    )
     return list(iter_synth(cfg, procedural_face(16, 12)))
 
 
@@ -92,7 +97,10 @@ def test_bu3dfe_round_trip(synth: list[SynthMesh], native: Path) -> None:
         subj = f"{s.sex}{s.identity_index + 1:04d}"
         it = items[f"bu3dfe_{subj}_{BU_CODES[s.expression]}{s.intensity:02d}"]
         assert (it.meta.subject, it.meta.expression, it.meta.intensity) == (
-            subj, s.expression, s.intensity)  # fmt: skip
+            subj,
+            s.expression,
+            s.intensity,
+        )
         assert it.meta.extra["ethnicity"] == s.ethnicity
         m = get_source("bu3dfe").load_frame(it, 0)
         _same_geometry(m, s.mesh)
@@ -127,8 +135,11 @@ def test_bosphorus_round_trip(synth: list[SynthMesh], native: Path) -> None:
     statics = [s for s in synth if s.kind == "static"]
     assert len(items) == len(statics)
     it = items["bosphorus_bs001_E_HAPPY_1"]  # the second happiness scan of subject 2
-    s = next(x for x in statics if x.identity_index == 1 and x.expression == "happiness"
-             and x.intensity == 2)  # fmt: skip
+    s = next(
+        x
+        for x in statics
+        if x.identity_index == 1 and x.expression == "happiness" and x.intensity == 2
+    )
     assert it.meta.expression == "happiness" and it.meta.extra["category"] == "E"
     assert items["bosphorus_bs000_N_N_0"].meta.expression == "neutral"
     m = get_source("bosphorus").load_frame(it, 0)
@@ -180,7 +191,10 @@ def test_meshdir_round_trip_and_labels(synth: list[SynthMesh], native: Path) -> 
     s = synth[3]
     it = items[f"meshdir_{s.subject}_{s.sequence}"]
     assert (it.meta.subject, it.meta.expression, it.meta.intensity) == (
-        s.subject, s.expression, s.intensity)  # fmt: skip
+        s.subject,
+        s.expression,
+        s.intensity,
+    )
     m = get_source("meshdir").load_frame(it, 0)
     _same_geometry(m, s.mesh, atol=0.0)
     assert m.texture is not None and _eq(m.texture, s.mesh.texture)
@@ -198,7 +212,9 @@ def test_meshdir_parquet_labels_and_bad_rows(tmp_path: Path) -> None:
     ).write_parquet(tmp_path / "labels.parquet")
     res = get_source("meshdir").scan(tmp_path)
     assert sorted((e.path, e.kind) for e in res.errors) == [
-        ("gone.ply", "labels"), ("gone.ply", "labels")]  # fmt: skip
+        ("gone.ply", "labels"),
+        ("gone.ply", "labels"),
+    ]
     by = {it.key: it for it in res.items}
     assert by["meshdir_a_x"].meta.subject == "s9" and by["meshdir_a_x"].meta.intensity == 3
     assert by["meshdir_y"].meta.subject == "root"
@@ -404,12 +420,36 @@ def test_cli_sources_and_inspect(native: Path, tmp_path: Path) -> None:
 # What `mvdata inspect` must report on the synthetic native sets of the `synth` fixture
 # (2 identities; neutral + happiness + anger at intensities 1, 2; 10-frame sequences).
 EXPECTED_COUNTS = {
-    "bu3dfe": (10, {"static": 10}, {"anger": 4, "happiness": 4, "neutral": 2}, {"0": 2, "1": 4, "2": 4}, set()),
+    "bu3dfe": (
+        10,
+        {"static": 10},
+        {"anger": 4, "happiness": 4, "neutral": 2},
+        {"0": 2, "1": 4, "2": 4},
+        set(),
+    ),
     "bu4dfe": (4, {"sequence": 4}, {"anger": 2, "happiness": 2}, {"(none)": 4}, {10}),
-    "bosphorus": (10, {"static": 10}, {"anger": 4, "happiness": 4, "neutral": 2}, {"(none)": 10}, set()),
+    "bosphorus": (
+        10,
+        {"static": 10},
+        {"anger": 4, "happiness": 4, "neutral": 2},
+        {"(none)": 10},
+        set(),
+    ),
     "coma": (4, {"sequence": 4}, {"(none)": 2, "happiness": 2}, {"(none)": 4}, {10}),
-    "facescape": (6, {"static": 6}, {"anger": 2, "happiness": 2, "neutral": 2}, {"(none)": 6}, set()),
-    "meshdir": (50, {"static": 50}, {"anger": 24, "happiness": 24, "neutral": 2}, {"0": 2, "1": 4, "2": 4, "4": 40}, set()),
+    "facescape": (
+        6,
+        {"static": 6},
+        {"anger": 2, "happiness": 2, "neutral": 2},
+        {"(none)": 6},
+        set(),
+    ),
+    "meshdir": (
+        50,
+        {"static": 50},
+        {"anger": 24, "happiness": 24, "neutral": 2},
+        {"0": 2, "1": 4, "2": 4, "4": 40},
+        set(),
+    ),
 }
 
 

@@ -15,8 +15,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mvdata.facemodel import FaceModelError, download_sfm, load_sfm, resolve_face_model
-from mvdata.synth import SynthConfig, iter_synth, read_synth_metadata, sequence_weights, write_synth
+from mvdata.sources.synthetic import read_synth_metadata
+from mvdata.synth.facemodel import FaceModelError, download_sfm, load_sfm, resolve_face_model
+from mvdata.synth.generate import SynthConfig, iter_synth, sequence_weights
+from mvdata.synth.writer import write_synth
 
 from .conftest import sfm_dir
 
@@ -50,8 +52,14 @@ def _tree_digest(root: Path) -> dict[str, str]:
 
 
 def test_same_seed_same_bytes(tmp_path, any_model):
-    cfg = SynthConfig(num_identities=2, expressions=("neutral", "happiness"), intensities=(2, 4),
-                      sequences=True, num_frames=12, seed=7)  # fmt: skip
+    cfg = SynthConfig(
+        num_identities=2,
+        expressions=("neutral", "happiness"),
+        intensities=(2, 4),
+        sequences=True,
+        num_frames=12,
+        seed=7,
+    )
     a = write_synth(cfg, any_model, tmp_path / "a")
     b = write_synth(cfg, any_model, tmp_path / "b")
     da, db = _tree_digest(a.out_dir), _tree_digest(b.out_dir)
@@ -88,14 +96,25 @@ def test_expression_sanity_on_landmarks(any_model):
 
 def test_expressions_vary_per_identity(any_model):
     meshes = _by_label(iter_synth(SynthConfig(num_identities=2, seed=5), any_model))
-    d1 = meshes[("S0001", "happiness", 4)].mesh.vertices - meshes[("S0001", "neutral", 0)].mesh.vertices
-    d2 = meshes[("S0002", "happiness", 4)].mesh.vertices - meshes[("S0002", "neutral", 0)].mesh.vertices
+    d1 = (
+        meshes[("S0001", "happiness", 4)].mesh.vertices
+        - meshes[("S0001", "neutral", 0)].mesh.vertices
+    )
+    d2 = (
+        meshes[("S0002", "happiness", 4)].mesh.vertices
+        - meshes[("S0002", "neutral", 0)].mesh.vertices
+    )
     assert np.abs(d1 - d2).max() > 0.05 * np.abs(d1).max()  # not one shared displacement field
 
 
 def test_sequence_timing_and_neutral_moves_nothing(any_model):
-    cfg = SynthConfig(num_identities=1, expressions=("neutral", "happiness"), sequences=True,
-                      num_frames=40, seed=2)  # fmt: skip
+    cfg = SynthConfig(
+        num_identities=1,
+        expressions=("neutral", "happiness"),
+        sequences=True,
+        num_frames=40,
+        seed=2,
+    )
     meshes = list(iter_synth(cfg, any_model))
     neutral = next(m for m in meshes if m.expression == "neutral")
     seq = [m for m in meshes if m.kind == "sequence"]
@@ -125,8 +144,15 @@ def test_sequence_timing_is_jittered():
 
 
 def test_scan_like_frames_have_no_correspondence(sfm_model):
-    cfg = SynthConfig(num_identities=1, expressions=("happiness",), static=False, sequences=True,
-                      registered=False, num_frames=10, seed=1)  # fmt: skip
+    cfg = SynthConfig(
+        num_identities=1,
+        expressions=("happiness",),
+        static=False,
+        sequences=True,
+        registered=False,
+        num_frames=10,
+        seed=1,
+    )
     seq = list(iter_synth(cfg, sfm_model))
     a, b = seq[0].mesh, seq[-1].mesh  # both neutral frames
     assert a.num_vertices == b.num_vertices
@@ -142,7 +168,9 @@ def test_scan_like_frames_have_no_correspondence(sfm_model):
 def test_pose_jitter_and_noise(procedural_model):
     base = _by_label(iter_synth(SynthConfig(num_identities=1, seed=4), procedural_model))
     jit = _by_label(
-        iter_synth(SynthConfig(num_identities=1, seed=4, pose_jitter_deg=5, noise_mm=0.3), procedural_model)
+        iter_synth(
+            SynthConfig(num_identities=1, seed=4, pose_jitter_deg=5, noise_mm=0.3), procedural_model
+        )
     )
     k = ("S0001", "neutral", 0)
     diff = np.abs(base[k].mesh.vertices - jit[k].mesh.vertices)
@@ -150,8 +178,13 @@ def test_pose_jitter_and_noise(procedural_model):
 
 
 def test_metadata_table_and_files(tmp_path, any_model):
-    cfg = SynthConfig(num_identities=2, expressions=("neutral", "anger", "surprise"), intensities=(1, 3),
-                      sequences=True, num_frames=12)  # fmt: skip
+    cfg = SynthConfig(
+        num_identities=2,
+        expressions=("neutral", "anger", "surprise"),
+        intensities=(1, 3),
+        sequences=True,
+        num_frames=12,
+    )
     s = write_synth(cfg, any_model, tmp_path / "set")
     df = read_synth_metadata(s.out_dir)
     assert len(df) == s.num_meshes == 2 * (1 + 2 * 2 + 2 * 12)
@@ -169,19 +202,29 @@ def test_metadata_table_and_files(tmp_path, any_model):
 
 
 def test_obj_output(tmp_path, procedural_model):
-    s = write_synth(SynthConfig(num_identities=1, expressions=("neutral",)), procedural_model,
-                    tmp_path / "o", mesh_format="obj")  # fmt: skip
+    s = write_synth(
+        SynthConfig(num_identities=1, expressions=("neutral",)),
+        procedural_model,
+        tmp_path / "o",
+        mesh_format="obj",
+    )
     obj = next((s.out_dir / "static").rglob("*.obj"))
     text = obj.read_text()
-    assert "mtllib S0001_NE00.mtl" in text and "map_Kd ../../textures/S0001.png" in obj.with_suffix(".mtl").read_text()
+    assert (
+        "mtllib S0001_NE00.mtl" in text
+        and "map_Kd ../../textures/S0001.png" in obj.with_suffix(".mtl").read_text()
+    )
 
 
 # --------------------------------------------------------------------------- bad input
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli.mvdata_app", *args], capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-m", "cli.mvdata_app", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
 
 
 def test_cli_bad_inputs(tmp_path):
@@ -189,7 +232,9 @@ def test_cli_bad_inputs(tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     r = _cli("synth", str(out), "-n", "1", "--face-model", "procedural")
-    assert r.returncode == 2 and "not empty" in r.stderr and (out / "keep.txt").read_text() == "mine"
+    assert (
+        r.returncode == 2 and "not empty" in r.stderr and (out / "keep.txt").read_text() == "mine"
+    )
     r = _cli("synth", str(tmp_path / "y"), "--expressions", "joy", "--face-model", "procedural")
     assert r.returncode == 2 and "unknown expressions" in r.stderr and not (tmp_path / "y").exists()
     r = _cli("synth", str(tmp_path / "z"), "--intensities", "5", "--face-model", "procedural")
@@ -204,7 +249,10 @@ def test_cli_bad_inputs(tmp_path):
 
 
 def test_missing_model_falls_back_and_says_so(tmp_path):
-    env = {"MVDATA_FACE_MODEL_DIR": str(tmp_path / "none"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env = {
+        "MVDATA_FACE_MODEL_DIR": str(tmp_path / "none"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    }
     r = _cli("synth", str(tmp_path / "s"), "-n", "1", "--expressions", "neutral", env=env)
     assert r.returncode == 0, r.stderr
     assert "mvdata face-model download" in r.stderr and "procedural" in r.stderr
@@ -236,7 +284,9 @@ def test_download_from_local_server(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         lines: list[str] = []
-        where = download_sfm(tmp_path / "dl", base_url=f"http://127.0.0.1:{server.server_port}", echo=lines.append)
+        where = download_sfm(
+            tmp_path / "dl", base_url=f"http://127.0.0.1:{server.server_port}", echo=lines.append
+        )
     finally:
         server.shutdown()
     assert "NON-COMMERCIAL" in lines[0]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -24,8 +23,11 @@ from typing import Any
 
 import torch
 
+from mvdata.io import atomic_write_json
 from mvdata.loaders import make_loader
-from tests.test_loaders import CORRUPT, _rows, _unnormalise, build_shard_dir
+from mvdata.loaders.batch import unnormalise as _unnormalise
+from mvdata.testing import CORRUPT, build_shard_dir
+from mvdata.testing import rows as _rows
 
 MODALITIES = ("rgb", "depth", "normal")
 
@@ -103,10 +105,7 @@ def main() -> None:
                 results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
                 traceback.print_exc()
     results["all_ok"] = all(v["ok"] for v in results.values() if isinstance(v, dict))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(results, indent=2))
-    os.replace(tmp_out, args.out)
+    atomic_write_json(args.out, results)
     print(json.dumps(results, indent=2))
 
 

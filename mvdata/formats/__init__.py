@@ -1,36 +1,20 @@
 """Parsers and writers of the raw mesh / landmark file formats (no dataset logic here).
 
-Every parser raises :class:`mvdata.mesh.MeshReadError` naming the file and the problem, with a
+Every parser raises :class:`mvdata.core.MeshReadError` naming the file and the problem, with a
 short ``kind`` (``"empty"``, ``"truncated"``, ``"bad-magic"``, ``"wrong-size"``, ``"nan"``,
-``"encoding"``, ``"parse"``). Every writer writes atomically (temp file + ``os.replace``).
+``"encoding"``, ``"parse"``). Every writer writes atomically (:func:`mvdata.io.atomic_write`).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from mvdata.mesh import MeshReadError
+from mvdata.core import MeshReadError
 
-__all__ = ["atomic_write_bytes", "fan_triangulate", "read_bytes"]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["fan_triangulate", "fan_triangulate_lists", "read_bytes"]
 
 
 def read_bytes(path: Path) -> bytes:

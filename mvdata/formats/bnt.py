@@ -9,7 +9,7 @@ Layout (little-endian, verified against real files, see docs/raw-formats.md)::
 The file size must be exactly ``18 + L + 8 N``. Point (row, col) is at ``row * ncols + col``;
 row 0 is the bottom of the face. Background points have ``z == zmin`` (x and y are not always
 set there, so only z is tested). u, v lie in [0, 1]; v is taken to grow upwards like the rows,
-i.e. the OpenGL convention of :class:`mvdata.mesh.Mesh` (*unverified* against real textures).
+i.e. the OpenGL convention of :class:`mvdata.core.Mesh` (*unverified* against real textures).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from mvdata.formats import atomic_write_bytes, read_bytes
-from mvdata.mesh import Mesh, MeshReadError
+from mvdata.core import Mesh, MeshReadError
+from mvdata.formats import read_bytes
+from mvdata.io import atomic_write
 
 __all__ = ["BntGrid", "bnt_bytes", "bnt_to_mesh", "parse_bnt", "read_bnt", "write_bnt"]
 
@@ -144,4 +145,4 @@ def bnt_bytes(grid: BntGrid) -> bytes:
 
 def write_bnt(path: Path | str, grid: BntGrid) -> None:
     """Write ``grid`` as a ``.bnt`` file atomically."""
-    atomic_write_bytes(Path(path), bnt_bytes(grid))
+    atomic_write(Path(path), bnt_bytes(grid))

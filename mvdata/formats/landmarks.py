@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from mvdata.formats import atomic_write_bytes, read_bytes
-from mvdata.mesh import MeshReadError
+from mvdata.core import MeshReadError
+from mvdata.formats import read_bytes
+from mvdata.io import atomic_write
 
 __all__ = [
     "Landmarks",
@@ -98,7 +99,7 @@ def write_bnd(
         for i, (x, y, z) in zip(indices, np.asarray(points, np.float64), strict=True)
     ]
     text = "\n".join(lines) + "\n" + ("\n" if trailing_empty_line else "")
-    atomic_write_bytes(Path(path), text.encode("ascii"))
+    atomic_write(Path(path), text.encode("ascii"))
 
 
 def _lines(text: str) -> list[str]:
@@ -161,7 +162,7 @@ def write_lm3(path: Path | str, points: NDArray[np.floating], labels: tuple[str,
     out = ["# 3D Landmark File", "", f"{len(labels)} landmarks:"]
     for lab, (x, y, z) in zip(labels, np.asarray(points, np.float64), strict=True):
         out += [lab, f"{x:g} {y:g} {z:g}"]
-    atomic_write_bytes(Path(path), ("\r\n".join(out) + "\r\n").encode("ascii"))
+    atomic_write(Path(path), ("\r\n".join(out) + "\r\n").encode("ascii"))
 
 
 def write_lm2(path: Path | str, points: NDArray[np.floating], labels: tuple[str, ...]) -> None:
@@ -169,4 +170,4 @@ def write_lm2(path: Path | str, points: NDArray[np.floating], labels: tuple[str,
     out = ["# 2D Landmark File", "", f"{len(labels)} landmarks", "", "Labels:", *labels, ""]
     out.append("2D Image coordinates:")
     out += [f"{x:g} {y:g}" for x, y in np.asarray(points, np.float64)]
-    atomic_write_bytes(Path(path), ("\r\n".join(out) + "\r\n").encode("ascii"))
+    atomic_write(Path(path), ("\r\n".join(out) + "\r\n").encode("ascii"))

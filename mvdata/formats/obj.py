@@ -1,7 +1,7 @@
 """Wavefront OBJ (+ MTL) reader and writer (FaceScape, BP4D-style frames, mesh folders).
 
 Hand-written rather than trimesh because the datasets' OBJ files index texture coordinates
-separately from positions (``f v/vt``), and :class:`mvdata.mesh.Mesh` keeps them that way
+separately from positions (``f v/vt``), and :class:`mvdata.core.Mesh` keeps them that way
 (``uv_faces``). trimesh either splits vertices at UV seams (reordering / adding vertices) or,
 with ``process=False, maintain_order=True``, keeps the vertices but stores one UV per vertex and
 silently drops the second UV of a seam vertex (checked with trimesh 5.2). Registered datasets
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from mvdata.formats import atomic_write_bytes, fan_triangulate, read_bytes
-from mvdata.mesh import Mesh, MeshReadError
+from mvdata.core import Mesh, MeshReadError
+from mvdata.formats import fan_triangulate, read_bytes
+from mvdata.io import atomic_write
 
 __all__ = ["ObjMesh", "obj_text", "parse_mtl", "parse_obj", "read_obj", "write_obj"]
 
@@ -330,5 +331,5 @@ def write_obj(
     if texture_file is not None:
         mtl = p.with_suffix(".mtl").name
         mtl_text = f"newmtl material0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {texture_file}\n"
-        atomic_write_bytes(p.with_suffix(".mtl"), mtl_text.encode("utf-8"))
-    atomic_write_bytes(p, obj_text(mesh, mtl, float_fmt).encode("utf-8"))
+        atomic_write(p.with_suffix(".mtl"), mtl_text.encode("utf-8"))
+    atomic_write(p, obj_text(mesh, mtl, float_fmt).encode("utf-8"))

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from plyfile import PlyData, PlyElement, PlyParseError
 
-from mvdata.formats import atomic_write_bytes, fan_triangulate_lists, read_bytes
-from mvdata.mesh import Mesh, MeshReadError
+from mvdata.core import Mesh, MeshReadError
+from mvdata.formats import fan_triangulate_lists, read_bytes
+from mvdata.io import atomic_write
 
 __all__ = ["PlyMesh", "parse_ply", "ply_bytes", "read_ply", "write_ply"]
 
@@ -255,4 +256,4 @@ def write_ply(
     path: Path | str, mesh: Mesh, binary: bool = True, texture_file: str | None = None
 ) -> None:
     """Write ``mesh`` as PLY atomically (see :func:`ply_bytes`)."""
-    atomic_write_bytes(Path(path), ply_bytes(mesh, binary, texture_file))
+    atomic_write(Path(path), ply_bytes(mesh, binary, texture_file))

@@ -9,7 +9,7 @@ they are, so header length, field order, ``", "`` vs ``" "`` separators and line
 matter. Number blocks go through ``np.fromstring`` (C speed) after commas are turned into spaces.
 
 Texture coordinates: VRML puts (0, 0) at the lower-left of the image, which is already the
-OpenGL convention of :class:`mvdata.mesh.Mesh`, so they are kept as they are.
+OpenGL convention of :class:`mvdata.core.Mesh`, so they are kept as they are.
 Only the first ``IndexedFaceSet`` of a file is read (the datasets have one per file).
 """
 
@@ -24,8 +24,9 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from mvdata.formats import atomic_write_bytes, fan_triangulate, read_bytes
-from mvdata.mesh import Mesh, MeshReadError
+from mvdata.core import Mesh, MeshReadError
+from mvdata.formats import fan_triangulate, read_bytes
+from mvdata.io import atomic_write
 
 __all__ = ["VrmlMesh", "parse_vrml", "read_vrml", "vrml_text", "write_vrml"]
 
@@ -296,4 +297,4 @@ def write_vrml(
 ) -> None:
     """Write ``mesh`` as a VRML 2.0 file atomically (see :func:`vrml_text`)."""
     text = vrml_text(mesh, texture_url, style, float_fmt, comments)
-    atomic_write_bytes(Path(path), text.encode("utf-8"))
+    atomic_write(Path(path), text.encode("utf-8"))

@@ -2,31 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from mvdata.loaders import DatasetInfo
-
-
-@dataclass(frozen=True)
-class LoaderOptions:
-    """The settings every backend takes (:func:`mvdata.loaders.make_loader` documents them)."""
-
-    batch_size: int
-    rank: int = 0
-    world_size: int = 1
-    train: bool = True
-    seed: int = 0
-    epoch: int = 0
-    image_size: int | None = None
-    with_depth: bool = True
-    with_normals: bool = True
-    #: DALI's thread count, or the DataLoader's worker count.
-    num_workers: int = 2
-    #: None: shuffle when training.
-    shuffle: bool | None = None
-    max_zoom: float = 0.1
-    jitter: float = 0.2
+from mvdata.loaders.dataset import DatasetInfo
+from mvdata.loaders.options import LoaderOptions
 
 
 class LoaderBase:

@@ -9,7 +9,7 @@ from typing import Any, overload
 import numpy as np
 import torch
 
-from mvdata.shards import decode_json
+from mvdata.shards.codecs import decode_json
 
 #: ImageNet statistics used to normalise RGB (values in 0..1 before normalising).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -128,3 +128,11 @@ def normals_from_uint8(normals: torch.Tensor) -> torch.Tensor:
     float32 unit vectors, the zero vector on background (where all three channels are 0)."""
     n = torch.nn.functional.normalize(normals.float() * (2.0 / 255.0) - 1.0, dim=-3)
     return n * (normals.amax(dim=-3, keepdim=True) > 0)
+
+
+def unnormalise(images: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalised RGB ``[..., 3, H, W]`` back to the 0..255 range (float), for looking
+    at batches and comparing them with decoded JPEGs."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(3, 1, 1)
+    return (images * std + mean) * 255.0

@@ -1,10 +1,12 @@
 """webdataset + torch DataLoader loader (no DALI needed), returning :class:`MultiviewBatch`.
 
-Public webdataset APIs only: a ``DataPipeline`` of ``SimpleShardList`` over this rank's shards,
-``split_by_worker``, the tar expander and key grouper, ``shuffle`` of the raw bytes before
-decoding, ``map`` with a ``handler`` (what ``WebDataset`` assembles, with one stage swapped: tars
-are opened through fsspec, so a remote shard directory — ``s3://``, ``gs://``, ``hf://``, ... —
-streams like a local one). Decoding is PIL: JPEG to uint8 RGB, 16-bit PNG to uint16 (exact).
+webdataset's own stages, composed: a ``DataPipeline`` of ``SimpleShardList`` over this rank's
+shards, ``split_by_worker``, ``tarfile_to_samples`` (open, expand, group by key), ``shuffle`` of
+the raw bytes before decoding, and ``map`` with a ``handler`` — what ``WebDataset`` assembles. A
+remote shard directory (``s3://``, ``gs://``, ``hf://``, ...) streams like a local one: its
+scheme is registered in webdataset's ``gopen_schemes`` table with an fsspec opener
+(:func:`register_fsspec_scheme`). Decoding is PIL: JPEG to uint8 RGB, 16-bit PNG to uint16
+(exact).
 
 Design decisions:
 
@@ -32,45 +34,50 @@ import io
 import logging
 import math
 import multiprocessing as mp
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from functools import partial
+from typing import IO, Any
+from urllib.parse import urlparse
 
 import fsspec
 import numpy as np
 import torch
 import webdataset as wds
 from PIL import Image
-from webdataset.tariterators import group_by_keys, tar_file_expander
+from webdataset.gopen import gopen_schemes
 
-from mvdata.loaders import DatasetInfo, shard_order
+from mvdata.core import SampleError
 from mvdata.loaders.base import LoaderBase, LoaderOptions
 from mvdata.loaders.batch import LazyMeta, MultiviewBatch, normalise_uint8, normals_from_uint8
+from mvdata.loaders.dataset import DatasetInfo, shard_order
 
 log = logging.getLogger(__name__)
 
 
-def _open_with_fsspec(
-    data: Iterator[dict[str, Any]], handler: Callable[[Exception], bool]
-) -> Iterator[dict[str, Any]]:
-    """webdataset stage: ``{"url"}`` → ``{"url", "stream"}``, opened through fsspec (local paths
-    too); each stream is closed once the expander asks for the next shard."""
-    for sample in data:
-        url = sample["url"]
-        try:
-            stream = fsspec.open(url, "rb").open()
-        except Exception as exc:  # noqa: BLE001 - the handler decides (it logs and counts)
-            exc.args = (*exc.args, url)
-            if handler(exc):
-                continue
-            break
-        try:
-            yield {**sample, "stream": stream}
-        finally:
-            stream.close()
+def _gopen_fsspec(url: str, mode: str = "rb", bufsize: int = 8192, **kw: Any) -> IO[bytes]:
+    """A webdataset ``gopen`` handler that opens ``url`` through fsspec (``s3://``, ``gs://``,
+    ``hf://``, ``memory://``, ... with the store's backend installed)."""
+    opened: IO[bytes] = fsspec.open(url, mode).open()
+    return opened
 
 
-class SampleError(ValueError):
-    """A sample whose members are missing or cannot be decoded (shard and key in the message)."""
+def _init_worker(root: str, worker_id: int) -> None:
+    register_fsspec_scheme(root)
+
+
+def register_fsspec_scheme(root: str) -> None:
+    """Make webdataset's URL opener read ``root``'s scheme through fsspec.
+
+    ``gopen_schemes`` is webdataset's documented table of URL handlers; registering there lets
+    the loader compose webdataset's own ``tarfile_to_samples`` stage (open -> expand -> group)
+    instead of re-assembling its internals. The shard URLs are fsspec URLs (made from the root
+    :func:`~mvdata.loaders.dataset.open_dataset` opened with fsspec), so fsspec must open them,
+    also for schemes webdataset has a command-line handler of its own for (``gs``, ``hf``). Called
+    in the main process and in each DataLoader worker (a ``spawn`` worker starts without it).
+    """
+    scheme = urlparse(root).scheme
+    if scheme and scheme != "file" and len(scheme) > 1:  # "C:" is a Windows drive, not a scheme
+        gopen_schemes[scheme] = _gopen_fsspec
 
 
 class CountingHandler:
@@ -189,7 +196,9 @@ class _Decoder:
                 for i, e in enumerate(self.normal)
             ]
         except (KeyError, OSError, ValueError, SyntaxError) as exc:
-            raise SampleError(f"shard {url} key {key}: {type(exc).__name__}: {exc}") from exc
+            raise SampleError(
+                "decode", f"shard {url} key {key}: {type(exc).__name__}: {exc}"
+            ) from exc
         s = self.size
         images = (
             torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).reshape(self.t, self.v, 3, s, s)
@@ -237,9 +246,7 @@ class WdsLoader(LoaderBase):
             # the shard order is already this epoch's permutation, and this rank's share
             wds.SimpleShardList([self.info.tar_path(s) for s in mine]),
             wds.split_by_worker,
-            wds.pipelinefilter(_open_with_fsspec)(handler),
-            wds.pipelinefilter(tar_file_expander)(handler=handler),
-            wds.pipelinefilter(group_by_keys)(handler=handler),
+            wds.tarfile_to_samples(handler=handler),
         ]
         if self.shuffle:
             seed = self.seed * 7919 + self.epoch
@@ -258,7 +265,13 @@ class WdsLoader(LoaderBase):
         stages.append(wds.map(decoder, handler=handler))
         ds = wds.DataPipeline(*stages)
         workers = min(self.num_workers, len(mine))
-        yield from torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
+        register_fsspec_scheme(self.info.root)
+        yield from torch.utils.data.DataLoader(
+            ds,
+            batch_size=None,
+            num_workers=workers,
+            worker_init_fn=partial(_init_worker, self.info.root) if workers else None,
+        )
 
     def _batch(self, rows: list[Row]) -> MultiviewBatch:
         n, b, s = len(rows), self.batch_size, self.size

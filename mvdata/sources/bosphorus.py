@@ -11,30 +11,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mvdata.core import Item, ItemMeta, Mesh, ReadError
 from mvdata.formats.bnt import bnt_to_mesh, read_bnt
-from mvdata.mesh import Item, ItemMeta, Mesh, ReadError
-from mvdata.sources import ScanResult, register
-from mvdata.sources.common import (
-    dedupe,
-    finish_frame,
-    first_existing,
-    resolve,
-    walk_files,
-)
+from mvdata.sources.common import dedupe, finish_frame, first_existing, resolve, walk_files
+from mvdata.sources.conventions.bosphorus import CATEGORIES, EMOTIONS, LICENCE
+from mvdata.sources.registry import ScanResult, register
 
-CATEGORIES = ("N", "LFAU", "UFAU", "CAU", "E", "YR", "PR", "CR", "O", "IGN")
-EMOTIONS = {
-    "ANGER": "anger", "DISGUST": "disgust", "FEAR": "fear",
-    "HAPPY": "happiness", "SADNESS": "sadness", "SURPRISE": "surprise",
-}  # fmt: skip
 _RE_NAME = re.compile(
     r"^(?P<subject>bs\d{3})_(?P<cat>"
     + "|".join(CATEGORIES)
     + r")_(?P<code>[A-Za-z0-9]+)_(?P<k>\d+)\.bnt$"
-)
-LICENCE = (
-    "Bosphorus 3D Face Database (Bogazici University): research use under the database's "
-    "licence agreement (EULA); not redistributable."
 )
 
 
@@ -65,10 +51,13 @@ class Bosphorus:
             cat, code, subject = m["cat"], m["code"], m["subject"]
             expr = "neutral" if cat == "N" else EMOTIONS.get(code) if cat == "E" else None
             meta = ItemMeta(
-                dataset=self.name, subject=subject,
-                sequence=f"{subject}_{cat}_{code}_{m['k']}", expression=expr, intensity=None,
+                dataset=self.name,
+                subject=subject,
+                sequence=f"{subject}_{cat}_{code}_{m['k']}",
+                expression=expr,
+                intensity=None,
                 extra={"category": cat, "code": code, "take": m["k"]},
-            )  # fmt: skip
+            )
             key = f"bosphorus_{subject}_{cat}_{code}_{m['k']}"
             paths = (rel, *(p for p in others if p is not None))
             items.append(Item(self.name, str(root), key, "static", meta, (paths,)))

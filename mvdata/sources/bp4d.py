@@ -18,25 +18,22 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mvdata.core import Item, ItemMeta, Mesh, ReadError
 from mvdata.formats.vrml import read_vrml
-from mvdata.mesh import Item, ItemMeta, Mesh, ReadError
-from mvdata.sources import ScanResult, register
-from mvdata.sources.bu4dfe import frame_files
-from mvdata.sources.common import dedupe, finish_frame, resolve, walk_files
-from mvdata.sources.facescape import load_obj_frame
+from mvdata.sources.common import (
+    dedupe,
+    finish_frame,
+    frame_files,
+    load_obj_frame,
+    resolve,
+    walk_files,
+)
+from mvdata.sources.conventions.bp4d import FPS, LICENCE, TASK_EMOTIONS
+from mvdata.sources.registry import ScanResult, register
 
-TASK_EMOTIONS = {
-    "T1": "happiness", "T2": "sadness", "T3": "surprise", "T5": "fear",
-    "T7": "anger", "T8": "disgust",
-}  # fmt: skip
-FPS = 25.0
 _RE_SUBJECT = re.compile(r"^[FM]\d{3}$")
 _RE_TASK = re.compile(r"^T(?:[1-9]|10)$")
 _RE_FRAME = re.compile(r"^(\d+)\.(obj|wrl)$", re.I)
-LICENCE = (
-    "BP4D-Spontaneous / BP4D+ (Binghamton-Pittsburgh): research use under the database's "
-    "licence agreement (EULA) with Binghamton University; not redistributable."
-)
 
 
 class BP4D:
@@ -54,9 +51,11 @@ class BP4D:
             parts = Path(rel).parts
             fm = _RE_FRAME.match(parts[-1])
             ok = (
-                len(parts) == 3 and _RE_SUBJECT.match(parts[0]) is not None
-                and _RE_TASK.match(parts[1]) is not None and fm is not None
-            )  # fmt: skip
+                len(parts) == 3
+                and _RE_SUBJECT.match(parts[0]) is not None
+                and _RE_TASK.match(parts[1]) is not None
+                and fm is not None
+            )
             if not ok or fm is None:
                 res.errors.append(ReadError(rel, "name", "path is not like F001/T1/0001.obj"))
                 continue
@@ -65,14 +64,19 @@ class BP4D:
         for (subject, task), frames in sorted(groups.items()):
             frames.sort()
             meta = ItemMeta(
-                dataset=self.name, subject=subject, sequence=f"{subject}_{task}",
-                expression=TASK_EMOTIONS.get(task), intensity=None, extra={"task": task},
-            )  # fmt: skip
+                dataset=self.name,
+                subject=subject,
+                sequence=f"{subject}_{task}",
+                expression=TASK_EMOTIONS.get(task),
+                intensity=None,
+                extra={"task": task},
+            )
             paths = tuple(frame_files(root, rel, (".jpg", ".png", ".bmp")) for _, rel in frames)
             items.append(
-                Item(self.name, str(root), f"bp4d_{subject}_{task}", "sequence", meta, paths,
-                     fps=FPS)
-            )  # fmt: skip
+                Item(
+                    self.name, str(root), f"bp4d_{subject}_{task}", "sequence", meta, paths, fps=FPS
+                )
+            )
         res.items = dedupe(items, res.errors)
         return res
 

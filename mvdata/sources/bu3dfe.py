@@ -10,30 +10,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mvdata.core import Item, ItemMeta, Mesh, ReadError
 from mvdata.formats.vrml import read_vrml
-from mvdata.mesh import Item, ItemMeta, Mesh, ReadError
-from mvdata.sources import ScanResult, register
-from mvdata.sources.common import (
-    dedupe,
-    finish_frame,
-    first_existing,
-    resolve,
-    walk_files,
-)
+from mvdata.sources.common import dedupe, finish_frame, first_existing, resolve, walk_files
+from mvdata.sources.conventions.bu3dfe import BU_EXPRESSIONS, LICENCE
+from mvdata.sources.registry import ScanResult, register
 
-BU_EXPRESSIONS = {
-    "NE": "neutral", "AN": "anger", "DI": "disgust", "FE": "fear",
-    "HA": "happiness", "SA": "sadness", "SU": "surprise",
-}  # fmt: skip
-ETHNICITIES = ("WH", "AE", "BL", "AM", "IN", "LA")
 _RE_NAME = re.compile(
     r"^(?P<sex>[FM])(?P<num>\d{4})_(?P<code>AN|DI|FE|HA|SA|SU|NE)(?P<level>\d{2})"
     r"(?P<eth>WH|AE|BL|AM|IN|LA)_(?P<scan>F3D|RAW)\.wrl$"
-)
-LICENCE = (
-    "BU-3DFE (Binghamton University 3D Facial Expression Database): research use under the "
-    "database's licence agreement (EULA) with Binghamton University; not redistributable. "
-    "Derived data may not be published without the licensor's permission."
 )
 
 
@@ -69,13 +54,24 @@ class BU3DFE:
                 sequence=f"{subject}_{code}{level:02d}",
                 expression=BU_EXPRESSIONS[code],
                 intensity=level,
-                extra={"code": code, "level": f"{level:02d}", "ethnicity": m["eth"],
-                       "sex": m["sex"], "scan": m["scan"]},
-            )  # fmt: skip
+                extra={
+                    "code": code,
+                    "level": f"{level:02d}",
+                    "ethnicity": m["eth"],
+                    "sex": m["sex"],
+                    "scan": m["scan"],
+                },
+            )
             items.append(
-                Item(self.name, str(root), f"bu3dfe_{subject}_{code}{level:02d}", "static", meta,
-                     ((rel, *extra_paths),))
-            )  # fmt: skip
+                Item(
+                    self.name,
+                    str(root),
+                    f"bu3dfe_{subject}_{code}{level:02d}",
+                    "static",
+                    meta,
+                    ((rel, *extra_paths),),
+                )
+            )
         res.items = dedupe(items, res.errors)
         return res
 

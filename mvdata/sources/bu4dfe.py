@@ -10,36 +10,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mvdata.core import Item, ItemMeta, Mesh, ReadError
 from mvdata.formats.vrml import read_vrml
-from mvdata.mesh import Item, ItemMeta, Mesh, ReadError
-from mvdata.sources import ScanResult, register
-from mvdata.sources.common import (
-    dedupe,
-    finish_frame,
-    first_existing,
-    resolve,
-    walk_files,
-)
+from mvdata.sources.common import dedupe, finish_frame, frame_files, resolve, walk_files
+from mvdata.sources.conventions.bu4dfe import FOLDERS, FPS, LICENCE
+from mvdata.sources.registry import ScanResult, register
 
-FOLDERS = {
-    "Angry": "anger", "Disgust": "disgust", "Fear": "fear",
-    "Happy": "happiness", "Sad": "sadness", "Surprise": "surprise",
-}  # fmt: skip
-FPS = 25.0
 _RE_SUBJECT = re.compile(r"^[FM]\d{3}$")
 _RE_FRAME = re.compile(r"^(\d{3,})\.wrl$")
-LICENCE = (
-    "BU-4DFE (Binghamton University 4D Facial Expression Database): research use under the "
-    "database's licence agreement (EULA) with Binghamton University; not redistributable."
-)
-
-
-def frame_files(root: Path, rel: str, image_exts: tuple[str, ...]) -> tuple[str, ...]:
-    """``rel`` plus its same-stem texture image and ``.bnd``, where they exist."""
-    stem = rel.rsplit(".", 1)[0]
-    img = first_existing(root, [stem + e for e in image_exts])
-    bnd = first_existing(root, [stem + ".bnd"])
-    return tuple(p for p in (rel, img, bnd) if p is not None)
 
 
 class BU4DFE:
@@ -69,15 +47,25 @@ class BU4DFE:
         for (subject, folder), frames in sorted(groups.items()):
             frames.sort()
             meta = ItemMeta(
-                dataset=self.name, subject=subject, sequence=f"{subject}_{folder}",
-                expression=FOLDERS[folder], intensity=None,
+                dataset=self.name,
+                subject=subject,
+                sequence=f"{subject}_{folder}",
+                expression=FOLDERS[folder],
+                intensity=None,
                 extra={"code": folder, "first_frame": str(frames[0][0])},
-            )  # fmt: skip
+            )
             paths = tuple(frame_files(root, rel, (".jpg", ".bmp", ".png")) for _, rel in frames)
             items.append(
-                Item(self.name, str(root), f"bu4dfe_{subject}_{folder}", "sequence", meta,
-                     paths, fps=FPS)
-            )  # fmt: skip
+                Item(
+                    self.name,
+                    str(root),
+                    f"bu4dfe_{subject}_{folder}",
+                    "sequence",
+                    meta,
+                    paths,
+                    fps=FPS,
+                )
+            )
         res.items = dedupe(items, res.errors)
         return res
 

@@ -10,23 +10,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mvdata.core import Item, ItemMeta, Mesh, ReadError
 from mvdata.formats.ply import read_ply
-from mvdata.mesh import Item, ItemMeta, Mesh, ReadError
-from mvdata.sources import ScanResult, register
 from mvdata.sources.common import dedupe, finish_frame, resolve, walk_files
+from mvdata.sources.conventions.coma import CATEGORIES, EXPRESSIONS, FPS, LICENCE
+from mvdata.sources.registry import ScanResult, register
 
-CATEGORIES = (
-    "bareteeth", "cheeks_in", "eyebrow", "high_smile", "lips_back", "lips_up", "mouth_down",
-    "mouth_extreme", "mouth_middle", "mouth_open", "mouth_side", "mouth_up",
-)  # fmt: skip
-EXPRESSIONS = {"high_smile": "happiness"}
-FPS = 60.0
 _RE_SUBJECT = re.compile(r"^FaceTalk_\d+_\d+_TA$")
 _RE_FRAME = re.compile(r"^(?P<cat>[a-z_]+)\.(?P<n>\d{6})\.ply$")
-LICENCE = (
-    "CoMA (Convolutional Mesh Autoencoder) dataset, Max Planck Institute for Intelligent "
-    "Systems: non-commercial scientific research only under its licence; not redistributable."
-)
 
 
 class CoMA:
@@ -44,9 +35,12 @@ class CoMA:
             parts = Path(rel).parts
             fm = _RE_FRAME.match(parts[-1])
             ok = (
-                len(parts) == 3 and _RE_SUBJECT.match(parts[0]) is not None
-                and parts[1] in CATEGORIES and fm is not None and fm["cat"] == parts[1]
-            )  # fmt: skip
+                len(parts) == 3
+                and _RE_SUBJECT.match(parts[0]) is not None
+                and parts[1] in CATEGORIES
+                and fm is not None
+                and fm["cat"] == parts[1]
+            )
             if not ok or fm is None:
                 msg = "path is not like FaceTalk_170725_00137_TA/bareteeth/bareteeth.000001.ply"
                 res.errors.append(ReadError(rel, "name", msg))
@@ -56,13 +50,24 @@ class CoMA:
         for (subject, cat), frames in sorted(groups.items()):
             frames.sort()
             meta = ItemMeta(
-                dataset=self.name, subject=subject, sequence=f"{subject}_{cat}",
-                expression=EXPRESSIONS.get(cat), intensity=None, extra={"code": cat},
-            )  # fmt: skip
+                dataset=self.name,
+                subject=subject,
+                sequence=f"{subject}_{cat}",
+                expression=EXPRESSIONS.get(cat),
+                intensity=None,
+                extra={"code": cat},
+            )
             items.append(
-                Item(self.name, str(root), f"coma_{subject}_{cat}", "sequence", meta,
-                     tuple((rel,) for _, rel in frames), fps=FPS)
-            )  # fmt: skip
+                Item(
+                    self.name,
+                    str(root),
+                    f"coma_{subject}_{cat}",
+                    "sequence",
+                    meta,
+                    tuple((rel,) for _, rel in frames),
+                    fps=FPS,
+                )
+            )
         res.items = dedupe(items, res.errors)
         return res
 

@@ -1,5 +1,5 @@
-"""Helpers shared by the dataset readers: safe walking of a root, texture loading, label maps,
-keys, and :func:`inspect_dataset` (what ``mvdata inspect`` shows).
+"""Helpers shared by the dataset readers: safe walking of a root, texture loading, keys, and
+the frame loaders more than one layout uses (a frame's sibling files, an OBJ frame).
 
 Everything here is dataset-agnostic; the dataset modules hold the naming rules.
 """
@@ -8,30 +8,29 @@ from __future__ import annotations
 
 import os
 import re
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
-from mvdata.mesh import Item, Mesh, MeshReadError, ReadError
-from mvdata.sources import get_source, safe_join
+from mvdata.core import InvalidMesh, Item, Mesh, MeshReadError, ReadError
+from mvdata.formats import read_bytes
+from mvdata.formats.landmarks import read_bnd, read_lm3
+from mvdata.formats.obj import parse_mtl, read_obj
+from mvdata.sources.registry import safe_join
 
 __all__ = [
-    "COMMON_EXPRESSIONS",
-    "InspectReport",
     "checked",
-    "inspect_dataset",
+    "frame_files",
+    "load_obj_frame",
     "load_image",
     "make_key",
     "resolve",
     "walk_files",
 ]
 
-COMMON_EXPRESSIONS = ("neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise")
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -115,9 +114,8 @@ def checked(mesh: Mesh, path: str) -> Mesh:
     """``mesh`` after :meth:`Mesh.validate`, its ``ValueError`` turned into ``MeshReadError``."""
     try:
         mesh.validate()
-    except ValueError as exc:
-        kind = "nan" if "NaN" in str(exc) else "parse"
-        raise MeshReadError(path, kind, str(exc)) from None
+    except InvalidMesh as exc:
+        raise MeshReadError(path, exc.kind, str(exc)) from None
     return mesh
 
 
@@ -146,65 +144,6 @@ def dedupe(items: list[Item], errors: list[ReadError]) -> list[Item]:
     return [seen[k] for k in sorted(seen)]
 
 
-@dataclass
-class InspectReport:
-    """What a reader sees in a dataset root."""
-
-    source: str
-    root: str
-    num_items: int = 0
-    num_frames: int = 0
-    kinds: Counter[str] = field(default_factory=Counter)
-    subjects: Counter[str] = field(default_factory=Counter)
-    expressions: Counter[str] = field(default_factory=Counter)
-    intensities: Counter[str] = field(default_factory=Counter)
-    frames_per_sequence: dict[str, int] = field(default_factory=dict)
-    errors: list[ReadError] = field(default_factory=list)
-    frames_checked: int = 0
-
-    @property
-    def error_kinds(self) -> Counter[str]:
-        return Counter(e.kind for e in self.errors)
-
-
-def inspect_dataset(
-    root: Path,
-    source_name: str,
-    check: bool = True,
-    progress: Callable[[int, int], None] | None = None,
-) -> InspectReport:
-    """Scan ``root`` with the named source and summarise it; with ``check``, load every frame
-    too (slow on a full dataset) so unreadable files are listed with their reason."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such dataset folder")
-    src = get_source(source_name)
-    res = src.scan(root)
-    rep = InspectReport(source=src.name, root=str(root), errors=list(res.errors))
-    rep.num_items = len(res.items)
-    total = sum(it.num_frames for it in res.items)
-    done = 0
-    for it in res.items:
-        rep.kinds[it.kind] += 1
-        rep.subjects[it.meta.subject] += 1
-        rep.expressions[it.meta.expression or "(none)"] += 1
-        rep.intensities["(none)" if it.meta.intensity is None else str(it.meta.intensity)] += 1
-        rep.num_frames += it.num_frames
-        if it.kind == "sequence":
-            rep.frames_per_sequence[it.key] = it.num_frames
-        if check:
-            for t in range(it.num_frames):
-                try:
-                    src.load_frame(it, t)
-                    rep.frames_checked += 1
-                except MeshReadError as exc:
-                    rep.errors.append(exc.as_read_error())
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-    return rep
-
-
 _IMAGE_SUFFIXES = (".bmp", ".jpg", ".jpeg", ".png")
 
 
@@ -217,8 +156,6 @@ def finish_frame(
     folder) when it exists inside the root, else the first image among ``others``. Landmarks come
     from a ``.bnd`` or ``.lm3`` file among ``others``.
     """
-    from mvdata.formats.landmarks import read_bnd, read_lm3  # local: keep import light
-
     others = list(others)
     cands: list[str] = []
     if texture_name:
@@ -246,3 +183,26 @@ def finish_frame(
         mesh.landmark_names = lm.labels
         break
     return checked(mesh, str(Path(root) / geometry))
+
+
+def frame_files(root: Path, rel: str, image_exts: tuple[str, ...]) -> tuple[str, ...]:
+    """``rel`` plus its same-stem texture image and ``.bnd``, where they exist."""
+    stem = rel.rsplit(".", 1)[0]
+    img = first_existing(root, [stem + e for e in image_exts])
+    bnd = first_existing(root, [stem + ".bnd"])
+    return tuple(p for p in (rel, img, bnd) if p is not None)
+
+
+def load_obj_frame(root: str, paths: tuple[str, ...]) -> Mesh:
+    """An OBJ frame with the texture its MTL names (or a same-stem image) and landmarks."""
+    om = read_obj(resolve(root, paths[0]))
+    tex = None
+    if om.mtllib:
+        mtl_rel = (Path(paths[0]).parent / om.mtllib).as_posix()
+        try:
+            mtl = resolve(root, mtl_rel)
+        except MeshReadError:
+            mtl = None  # an MTL outside the root is ignored, never read
+        if mtl is not None and mtl.is_file():
+            tex = parse_mtl(read_bytes(mtl), str(mtl))
+    return finish_frame(root, paths[0], om.mesh, tex, paths[1:])

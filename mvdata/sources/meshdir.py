@@ -14,24 +14,20 @@ from pathlib import Path
 
 import polars as pl
 
+from mvdata.core import Item, ItemMeta, Mesh, ReadError
 from mvdata.formats.ply import read_ply
 from mvdata.formats.vrml import read_vrml
-from mvdata.mesh import Item, ItemMeta, Mesh, ReadError
-from mvdata.sources import ScanResult, register
 from mvdata.sources.common import (
     dedupe,
     finish_frame,
     first_existing,
+    load_obj_frame,
     make_key,
     resolve,
     walk_files,
 )
-from mvdata.sources.facescape import load_obj_frame
-
-LICENCE = (
-    "Unknown: a user-supplied mesh folder; the user is responsible for the data's terms "
-    "(state them with the data before publishing anything derived)."
-)
+from mvdata.sources.conventions.meshdir import LICENCE
+from mvdata.sources.registry import ScanResult, register
 
 
 def _labels(root: Path, errors: list[ReadError]) -> dict[str, dict[str, str | int | None]]:
@@ -100,11 +96,13 @@ class MeshDir:
             stem = rel.rsplit(".", 1)[0]
             others = [first_existing(root, [stem + e]) for e in (".png", ".jpg", ".bmp", ".bnd")]
             meta = ItemMeta(
-                dataset=self.name, subject=subject, sequence=stem.replace("/", "_"),
+                dataset=self.name,
+                subject=subject,
+                sequence=stem.replace("/", "_"),
                 expression=None if expr is None else str(expr),
                 intensity=None if inten is None else int(inten),
                 extra={"format": rel.rsplit(".", 1)[-1].lower()},
-            )  # fmt: skip
+            )
             paths = (rel, *(p for p in others if p is not None))
             items.append(Item(self.name, str(root), _key(rel), "static", meta, (paths,)))
         known = set(files)

@@ -13,12 +13,25 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from mvdata.core import Item, ItemMeta, Mesh, MeshReadError, ReadError
 from mvdata.formats.obj import read_obj
 from mvdata.formats.ply import read_ply
-from mvdata.mesh import Item, ItemMeta, Mesh, MeshReadError, ReadError
-from mvdata.sources import ScanResult, register
 from mvdata.sources.common import checked, load_image, make_key, resolve
-from mvdata.synth import SYNTH_LICENCE, read_synth_metadata
+from mvdata.sources.conventions.synthetic import LICENCE as SYNTH_LICENCE
+from mvdata.sources.registry import ScanResult, register
+from schemas import check_version
+from schemas.models import SynthRow
+from schemas.tables import check_frame
+
+
+def read_synth_metadata(root: Path) -> pl.DataFrame:
+    """The metadata table of a default-layout synthetic set, schema-checked."""
+    path = Path(root) / "metadata.parquet"
+    frame = pl.read_parquet(path)
+    check_frame(SynthRow, frame, where=str(path))
+    if len(frame):
+        check_version(frame["schema_version"][0], where=str(path))
+    return frame
 
 
 class Synthetic:
@@ -43,23 +56,36 @@ class Synthetic:
             first = rows.row(0, named=True)
             missing = [p for p in rows["mesh_path"].to_list() if not (root / p).is_file()]
             if missing:
-                res.errors.extend(ReadError(p, "missing", "mesh file listed in metadata.parquet is missing") for p in missing)
+                res.errors.extend(
+                    ReadError(p, "missing", "mesh file listed in metadata.parquet is missing")
+                    for p in missing
+                )
                 continue
             meta = ItemMeta(
-                dataset=self.name, subject=str(subject), sequence=str(sequence),
-                expression=first["expression"], intensity=first["intensity"],
+                dataset=self.name,
+                subject=str(subject),
+                sequence=str(sequence),
+                expression=first["expression"],
+                intensity=first["intensity"],
                 extra={"face_model": first["face_model"]},
-            )  # fmt: skip
+            )
             frames = tuple(
                 (mesh, tex) if tex else (mesh,)
-                for mesh, tex in zip(rows["mesh_path"].to_list(), rows["texture_path"].to_list(), strict=True)
+                for mesh, tex in zip(
+                    rows["mesh_path"].to_list(), rows["texture_path"].to_list(), strict=True
+                )
             )
             res.items.append(
                 Item(
-                    source=self.name, root=str(root), key=make_key("synthetic", str(sequence)),
-                    kind=first["kind"], meta=meta, frame_paths=frames, fps=first["fps"],
+                    source=self.name,
+                    root=str(root),
+                    key=make_key("synthetic", str(sequence)),
+                    kind=first["kind"],
+                    meta=meta,
+                    frame_paths=frames,
+                    fps=first["fps"],
                 )
-            )  # fmt: skip
+            )
         res.items.sort(key=lambda it: it.key)
         return res
 

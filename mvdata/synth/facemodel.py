@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-EXPRESSIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
+from mvdata.io import atomic_write
+from schemas.models import EXPRESSIONS
 
 SFM_TERMS = (
     "The Surrey Face Model (sfm_shape_3448.bin) is free for use for NON-COMMERCIAL purposes only "
@@ -144,7 +145,9 @@ def load_sfm(directory: Path) -> FaceModel:
     faces = np.asarray(sm.get_triangle_list(), dtype=np.int32)
     uv = np.asarray(model.get_texture_coordinates(), dtype=np.float32)
     uv_gl = np.stack([uv[:, 0], 1.0 - uv[:, 1]], axis=1)  # SFM origin is top-left
-    by_name = {b.name: np.asarray(b.deformation, dtype=np.float32).reshape(-1, 3) for b in blendshapes}
+    by_name = {
+        b.name: np.asarray(b.deformation, dtype=np.float32).reshape(-1, 3) for b in blendshapes
+    }
     missing = [e for e in EXPRESSIONS if e not in by_name]
     if missing:
         raise FaceModelError(f"{bs_path}: blendshapes missing: {missing}")
@@ -187,9 +190,7 @@ def download_sfm(
             data = resp.read()
         if sha is not None and hashlib.sha256(data).hexdigest() != sha:
             raise FaceModelError(f"{url}/{name}: downloaded file fails its checksum")
-        tmp = dest.with_name(dest.name + ".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, dest)
+        atomic_write(dest, data)
         echo(f"downloaded {name} ({len(data)} bytes) -> {dest}")
     return target
 
@@ -220,7 +221,9 @@ def _procedural_landmark_xy() -> dict[int, tuple[float, float]]:
     return pts
 
 
-def _bump(x: NDArray[np.float64], y: NDArray[np.float64], cx: float, cy: float, r: float) -> NDArray[np.float64]:
+def _bump(
+    x: NDArray[np.float64], y: NDArray[np.float64], cx: float, cy: float, r: float
+) -> NDArray[np.float64]:
     return np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))
 
 
@@ -262,14 +265,16 @@ def procedural_face(rows: int = 64, cols: int = 52) -> FaceModel:
     lm_xy = _procedural_landmark_xy()
     landmarks = {k: int(np.argmin((x - px) ** 2 + (y - py) ** 2)) for k, (px, py) in lm_xy.items()}
 
-    def field(dx: NDArray[np.float64], dy: NDArray[np.float64], dz: NDArray[np.float64]) -> NDArray[np.float32]:
+    def field(
+        dx: NDArray[np.float64], dy: NDArray[np.float64], dz: NDArray[np.float64]
+    ) -> NDArray[np.float32]:
         return np.stack([dx, dy, dz], 1).astype(np.float32)
 
     zero = np.zeros_like(x)
     mouth_l, mouth_r = _bump(x, y, -26.0, -46.0, 9.0), _bump(x, y, 26.0, -46.0, 9.0)
     brows = _bump(x, y, -32.0, 40.0, 12.0) + _bump(x, y, 32.0, 40.0, 12.0)
     inner_brows = _bump(x, y, -14.0, 38.0, 8.0) + _bump(x, y, 14.0, 38.0, 8.0)
-    jaw = np.clip((-47.0 - y) / 10.0, 0.0, 1.0) * np.exp(-(x / 45.0) ** 2)
+    jaw = np.clip((-47.0 - y) / 10.0, 0.0, 1.0) * np.exp(-((x / 45.0) ** 2))
     upper_lip = _bump(x, y, 0.0, -40.0, 9.0)
     blend = {
         "anger": field(-np.sign(x) * 2.5 * inner_brows, -4.0 * brows, zero),
@@ -292,7 +297,9 @@ def procedural_face(rows: int = 64, cols: int = 52) -> FaceModel:
     )
 
 
-def resolve_face_model(choice: str, directory: Path | None, *, echo: Callable[[str], None]) -> FaceModel:
+def resolve_face_model(
+    choice: str, directory: Path | None, *, echo: Callable[[str], None]
+) -> FaceModel:
     """The face model for ``choice`` in ``auto|sfm|procedural``.
 
     ``auto`` uses the SFM when its files are found and falls back, with one message saying how to

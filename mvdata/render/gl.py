@@ -1,20 +1,8 @@
-"""Headless multiview rendering of face meshes: normalisation, camera rig, renderer.
-
-Pipeline for one mesh (one scan, or one frame of a sequence):
-
-1. :func:`normalise` finds the similarity transform that brings the face into the *canonical
-   frame*: ``x' = scale * R @ (x - centre)``. The canonical frame is right-handed, +y up, the face
-   looking along +z (towards a frontal camera), +x towards the subject's left. One canonical unit
-   is about one millimetre of an average adult face: the outer eye-corner distance maps to
-   :data:`CANONICAL_EYE_DISTANCE` units, so views are comparable across datasets whatever the
-   scan's size or pose.
-2. :class:`CameraRig` places cameras on a sphere of radius ``distance`` around the canonical
-   origin, looking at it, from (yaw, pitch) pairs in degrees. Positive yaw moves the camera
-   towards +x (it sees more of the subject's left cheek); positive pitch moves it up.
-3. :class:`Renderer` uploads the normalised mesh ONCE and draws every view of the rig from it,
-   changing only uniforms; all views go into one tall framebuffer that is read back once.
+"""The headless multiview renderer (moderngl over EGL): uploads a normalised mesh once and
+draws every view of a :class:`~mvdata.render.cameras.CameraRig` into one framebuffer.
 
 Outputs (``V`` views, ``H = W = image_size``, row 0 at the top of each image):
+
 
 * ``"rgb"``: uint8 ``[V, H, W, 3]``; the texture where the mesh has one and UVs, else vertex
   colours, else a neutral grey; Lambert + ambient lighting from a light fixed at the camera
@@ -39,252 +27,34 @@ byte-identical images on the same machine and driver.
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
 import moderngl
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
-from mvdata.mesh import Mesh
-from schemas.models import Modality, Normalisation, ViewCamera
+from mvdata.core import Mesh, vertex_normals
+from mvdata.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOV_Y, DEFAULT_VIEWS, CameraRig
+from mvdata.render.normalise import apply_normalisation, normalise
+from schemas.models import MODALITIES, Modality, Normalisation, ViewCamera
 
-#: Frontal, then left and right at 20 degrees yaw, as in the paper.
-DEFAULT_VIEWS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (-20.0, 0.0), (20.0, 0.0))
-#: Every modality the renderer can produce, in the order of its outputs.
-ALL_MODALITIES: tuple[Modality, ...] = ("rgb", "depth", "normal")
-#: Outer eye-corner (ibug 37 to 46) distance in canonical units (~mm of an average adult face).
-CANONICAL_EYE_DISTANCE = 90.0
-#: Inner eye-corner (ibug 40 to 43) distance in canonical units, used when outer corners are missing.
-CANONICAL_INNER_EYE_DISTANCE = 32.0
-#: RMS distance of landmarks to their mean in canonical units; a rough fallback scale when no
-#: pair of eye corners is present (a full ibug-68 set on an average face is about this spread).
-CANONICAL_LANDMARK_SPREAD = 45.0
-#: Largest bounding-box extent of a mesh without landmarks, in canonical units (a face crop).
-CANONICAL_BBOX_EXTENT = 220.0
-#: Default vertical field of view (degrees) and camera distance (canonical units): a frontal
-#: camera sees about +-117 units around the centre: a cropped face (eye corners ~90 apart,
-#: chin ~105 below the centre) with a small margin.
-DEFAULT_FOV_Y = 22.0
-DEFAULT_DISTANCE = 600.0
 #: Default depth quantisation: 0.05 mm per uint16 step (0 .. ~3.3 m).
 DEFAULT_DEPTH_SCALE_MM = 0.05
+
 #: Albedo of meshes with neither texture nor vertex colours.
 NEUTRAL_GREY = (180, 180, 180)
+
 #: Lighting: ambient + diffuse * max(n . l, 0), light along the camera axis; sums to 1 so a
 #: surface facing the camera shows its albedo unchanged.
 AMBIENT = 0.3
+
 DIFFUSE = 0.7
 
 # pid of the process that opened a GL context in this interpreter; a forked child inherits it.
 _GL_OPENED_IN_PID: int | None = None
-
-
-# --------------------------------------------------------------------------- normalisation
-def _landmark_lookup(mesh: Mesh) -> dict[int, NDArray[np.float64]]:
-    """ibug index (1-based) -> position, for the mesh's landmarks named ``ibugNN``."""
-    out: dict[int, NDArray[np.float64]] = {}
-    if mesh.landmarks is None or not mesh.landmark_names:
-        return out
-    for name, pos in zip(mesh.landmark_names, mesh.landmarks, strict=True):
-        if name.startswith("ibug") and name[4:].isdigit() and np.isfinite(pos).all():
-            out[int(name[4:])] = pos.astype(np.float64)
-    return out
-
-
-def _mean_of(lm: dict[int, NDArray[np.float64]], ids: Iterable[int]) -> NDArray[np.float64] | None:
-    pts = [lm[i] for i in ids if i in lm]
-    return np.mean(pts, axis=0) if pts else None
-
-
-#: Backward tilt (degrees) of the line from the nose reference up to the eye midpoint, in a
-#: frontal face, per nose landmark: subnasale 34 is preferred (rigid, little protrusion), the nose
-#: tip 31 is the fallback. Measured on the Surrey Face Model's synthetic identities (mean over 8
-#: identities x 7 expressions; per-identity spread ~3.5 degrees): adding it back makes a frontal
-#: face look along +z instead of up into the camera.
-NOSE_TILT_DEG = {34: 21.7, 31: 47.3}
-
-
-def _upright_rotation(lm: dict[int, NDArray[np.float64]]) -> NDArray[np.float64] | None:
-    """Rotation whose rows are the face's right, up and forward axes, or None if undetermined.
-
-    x: from the subject's right eye (ibug 37/40) to the left eye (43/46); y: from the nose
-    (subnasale 34, else tip 31) to the eye midpoint, made orthogonal to x and tilted forward by
-    :data:`NOSE_TILT_DEG`; z = x cross y (out of the face). Needs both eyes and a nose point.
-    The mouth is NOT used, although it would fix "up" more directly: it moves with the
-    expression (eye-to-mouth "up" varied 12.7 vs 5.2 degrees between a neutral and a happy
-    scan of one identity), and the head pose must not depend on the expression.
-    """
-    right_eye = _mean_of(lm, (37, 40))
-    left_eye = _mean_of(lm, (43, 46))
-    nose_id = next((i for i in (34, 31) if i in lm), None)
-    if right_eye is None or left_eye is None or nose_id is None:
-        return None
-    x = left_eye - right_eye
-    y = (right_eye + left_eye) / 2 - lm[nose_id]
-    nx = np.linalg.norm(x)
-    if nx < 1e-9:
-        return None
-    x = x / nx
-    y = y - x * float(x @ y)
-    ny = np.linalg.norm(y)
-    if ny < 1e-9:
-        return None
-    y = y / ny
-    z = np.cross(x, y)
-    tilt = math.radians(NOSE_TILT_DEG[nose_id])
-    y, z = math.cos(tilt) * y + math.sin(tilt) * z, math.cos(tilt) * z - math.sin(tilt) * y
-    rot: NDArray[np.float64] = np.stack([x, y, z])
-    return rot
-
-
-def normalise(mesh: Mesh) -> Normalisation:
-    """The similarity transform ``x' = scale * R @ (x - centre)`` into the canonical frame.
-
-    With ibug landmarks (names ``"ibugNN"``, any subset): the centre is the mean of the eye
-    corners (37, 40, 43, 46) and the nose tip (31) that are present (all landmarks if none of
-    those are); the scale maps the outer eye-corner distance to
-    :data:`CANONICAL_EYE_DISTANCE` (inner corners or the landmark spread as fallbacks); the
-    rotation levels the eye line and turns the face to +z (see :func:`_upright_rotation`),
-    identity when the eyes or the nose are missing. Without usable landmarks the mesh's
-    bounding box gives centre and scale (largest extent -> :data:`CANONICAL_BBOX_EXTENT`) and the
-    rotation is the identity (``method="bbox"``).
-    """
-    lm = _landmark_lookup(mesh)
-    scale: float | None = None
-    centre: NDArray[np.float64] | None = None
-    if lm:
-        centre = _mean_of(lm, (37, 40, 43, 46, 31))
-        if centre is None:
-            centre = np.mean(list(lm.values()), axis=0)
-        if 37 in lm and 46 in lm and np.linalg.norm(lm[46] - lm[37]) > 1e-9:
-            scale = CANONICAL_EYE_DISTANCE / float(np.linalg.norm(lm[46] - lm[37]))
-        elif 40 in lm and 43 in lm and np.linalg.norm(lm[43] - lm[40]) > 1e-9:
-            scale = CANONICAL_INNER_EYE_DISTANCE / float(np.linalg.norm(lm[43] - lm[40]))
-        elif len(lm) >= 3:
-            pts = np.stack(list(lm.values()))
-            spread = float(np.sqrt(((pts - pts.mean(axis=0)) ** 2).sum(axis=1).mean()))
-            if spread > 1e-9:
-                scale = CANONICAL_LANDMARK_SPREAD / spread
-    if scale is not None and centre is not None:
-        rot = _upright_rotation(lm)
-        return Normalisation(
-            method="landmarks",
-            centre=[float(c) for c in centre],
-            scale=scale,
-            rotation=(np.eye(3) if rot is None else rot).tolist(),
-        )
-    verts = mesh.vertices.astype(np.float64)
-    if len(verts) == 0:
-        raise ValueError("cannot normalise an empty mesh")
-    lo, hi = verts.min(axis=0), verts.max(axis=0)
-    extent = float((hi - lo).max())
-    return Normalisation(
-        method="bbox",
-        centre=[float(c) for c in (lo + hi) / 2],
-        scale=CANONICAL_BBOX_EXTENT / extent if extent > 1e-9 else 1.0,
-        rotation=np.eye(3).tolist(),
-    )
-
-
-def apply_normalisation(points: NDArray[Any], norm: Normalisation) -> NDArray[np.float64]:
-    """Map ``(N, 3)`` points (mesh frame, mm) into the canonical frame of ``norm``."""
-    rot = np.asarray(norm.rotation, dtype=np.float64)
-    centre = np.asarray(norm.centre, dtype=np.float64)
-    out: NDArray[np.float64] = norm.scale * (np.asarray(points, np.float64) - centre) @ rot.T
-    return out
-
-
-# --------------------------------------------------------------------------- cameras
-def look_at(eye: ArrayLike, target: ArrayLike = (0.0, 0.0, 0.0)) -> NDArray[np.float64]:
-    """World-to-camera 4x4 (OpenGL: camera looks along -z, +y up) for a camera at ``eye``."""
-    e = np.asarray(eye, dtype=np.float64)
-    f = np.asarray(target, dtype=np.float64) - e
-    f /= np.linalg.norm(f)
-    right = np.cross(f, (0.0, 1.0, 0.0))
-    right /= np.linalg.norm(right)
-    up = np.cross(right, f)
-    m = np.eye(4)
-    m[0, :3], m[1, :3], m[2, :3] = right, up, -f
-    m[:3, 3] = -m[:3, :3] @ e
-    return m
-
-
-def perspective(fov_y: float, aspect: float, near: float, far: float) -> NDArray[np.float64]:
-    """OpenGL perspective projection 4x4 (row-major, clip space z in [-w, w])."""
-    f = 1.0 / math.tan(math.radians(fov_y) / 2)
-    m = np.zeros((4, 4))
-    m[0, 0] = f / aspect
-    m[1, 1] = f
-    m[2, 2] = (far + near) / (near - far)
-    m[2, 3] = 2 * far * near / (near - far)
-    m[3, 2] = -1.0
-    return m
-
-
-@dataclass(frozen=True)
-class CameraRig:
-    """Cameras on a sphere of radius ``distance`` around the canonical origin, looking at it.
-
-    ``views`` are (yaw, pitch) in degrees: the camera of (yaw, pitch) sits at
-    ``distance * (sin(yaw) cos(pitch), sin(pitch), cos(yaw) cos(pitch))``, +y up on screen.
-    ``near``/``far`` clip planes are derived from ``distance`` (a face is far smaller).
-    """
-
-    views: tuple[tuple[float, float], ...] = DEFAULT_VIEWS
-    fov_y: float = DEFAULT_FOV_Y
-    distance: float = DEFAULT_DISTANCE
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "views", tuple((float(y), float(p)) for y, p in self.views))
-        if not self.views:
-            raise ValueError("a camera rig needs at least one view")
-        if any(abs(p) >= 89.0 for _, p in self.views):
-            raise ValueError("pitch must lie within (-89, 89) degrees")
-        if not 0 < self.fov_y < 180 or self.distance <= 0:
-            raise ValueError("fov_y must be in (0, 180) and distance positive")
-
-    @property
-    def near(self) -> float:
-        return self.distance * 0.25
-
-    @property
-    def far(self) -> float:
-        return self.distance * 4.0
-
-    def eye(self, index: int) -> NDArray[np.float64]:
-        """Camera position of view ``index`` in canonical units."""
-        yaw, pitch = (math.radians(a) for a in self.views[index])
-        return self.distance * np.array(
-            [math.sin(yaw) * math.cos(pitch), math.sin(pitch), math.cos(yaw) * math.cos(pitch)]
-        )
-
-    def world_to_camera(self, index: int) -> NDArray[np.float64]:
-        return look_at(self.eye(index))
-
-    def projection(self) -> NDArray[np.float64]:
-        return perspective(self.fov_y, 1.0, self.near, self.far)
-
-    def cameras(self) -> list[ViewCamera]:
-        """One :class:`ViewCamera` per view, matrices row-major 4x4 lists."""
-        proj = self.projection().tolist()
-        return [
-            ViewCamera(
-                index=i,
-                yaw=yaw,
-                pitch=pitch,
-                fov_y=self.fov_y,
-                distance=self.distance,
-                world_to_camera=self.world_to_camera(i).tolist(),
-                projection=proj,
-            )
-            for i, (yaw, pitch) in enumerate(self.views)
-        ]
-
 
 # --------------------------------------------------------------------------- renderer
 _VERTEX_SHADER = """
@@ -336,6 +106,7 @@ _OUTPUT_DECL = {
     "depth": "layout(location=%d) out float out_depth;",
     "normal": "layout(location=%d) out vec4 out_normal;",
 }
+
 _OUTPUT_BODY = {
     "rgb": (
         "vec3 albedo = u_use_tex ? texture(u_tex, v_uv).rgb : v_color;\n"
@@ -346,28 +117,6 @@ _OUTPUT_BODY = {
     "depth": "out_depth = -v_pos_cam.z * u_inv_scale;",
     "normal": "out_normal = vec4(n * 0.5 + 0.5, 1.0);",
 }
-
-
-def _vertex_normals(vertices: NDArray[np.float32], faces: NDArray[np.int32]) -> NDArray[np.float32]:
-    """Per-vertex normals: the area-weighted sum of the adjacent faces' normals, unit length.
-
-    Hand-written (a few numpy lines) rather than trimesh's ``vertex_normals``: trimesh's
-    angle-weighted version took 22 ms for 10k and 74 ms for 35k vertices here, more than drawing
-    all views; this takes ~1 ms. Vertices of degenerate faces only keep a zero normal (the shader
-    then faces them to the camera).
-    """
-    v = vertices.astype(np.float64)
-    tri = v[faces]
-    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 * area
-    n = len(vertices)
-    flat = faces.ravel()
-    acc = np.stack(
-        [np.bincount(flat, weights=np.repeat(face_n[:, k], 3), minlength=n) for k in range(3)],
-        axis=1,
-    )
-    length = np.linalg.norm(acc, axis=1, keepdims=True)
-    out = np.divide(acc, length, out=np.zeros_like(acc), where=length > 1e-20)
-    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 class MeshBuffers:
@@ -445,8 +194,8 @@ class Renderer:
     ) -> None:
         if image_size < 8:
             raise ValueError("image_size must be at least 8")
-        if not modalities or any(m not in ALL_MODALITIES for m in modalities):
-            raise ValueError(f"modalities must be a non-empty subset of {ALL_MODALITIES}")
+        if not modalities or any(m not in MODALITIES for m in modalities):
+            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}")
         if len(set(modalities)) != len(modalities):
             raise ValueError("modalities repeat")
         if depth_scale_mm <= 0:
@@ -465,7 +214,7 @@ class Renderer:
                     f"{n_views} views of {image_size} px exceed the GL framebuffer limit {max_size}"
                 )
             # depth is always drawn (background mask); other outputs only when asked for
-            outputs: list[str] = [m for m in ALL_MODALITIES if m in self.modalities or m == "depth"]
+            outputs: list[str] = [m for m in MODALITIES if m in self.modalities or m == "depth"]
             self._attachment = {m: i for i, m in enumerate(outputs)}
             decl = "\n".join(_OUTPUT_DECL[m] % i for i, m in enumerate(outputs))
             body = "\n    ".join(_OUTPUT_BODY[m] for m in outputs)
@@ -573,7 +322,7 @@ class Renderer:
             norm = normalise(mesh)
         ctx = self.ctx
         verts = apply_normalisation(mesh.vertices, norm).astype(np.float32)
-        normals = _vertex_normals(verts, mesh.faces)
+        normals = vertex_normals(verts, mesh.faces)
         textured = mesh.texture is not None and mesh.uvs is not None
         if textured:
             assert mesh.texture is not None

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 
 from PIL import Image, UnidentifiedImageError
 
-from mvdata.loaders import DatasetInfo
-from mvdata.shards import INDEX_VERSION, read_index
+from mvdata.io import atomic_write
+from mvdata.loaders.dataset import DatasetInfo
+from mvdata.shards.index import IndexEntry, format_index, read_index
 
 
 def member_decodes(data: bytes) -> str | None:
@@ -134,18 +135,13 @@ class Quarantine:
             self._dir = tempfile.mkdtemp(prefix="mvdata-quarantine-")
             # The patched indexes live as long as this object; nothing is written to the dataset.
             weakref.finalize(self, shutil.rmtree, self._dir, True)
-        samples = self._samples(shard)
-        lines = [f"{INDEX_VERSION} {len(samples)}"]
-        for i, comps in enumerate(samples):
+        patched: list[list[IndexEntry]] = []
+        for i, comps in enumerate(self._samples(shard)):
             bad = self.members[shard].get(i, {})
-            fields = []
+            entries: list[IndexEntry] = []
             for ext, off, size, name in comps:
                 if ext in bad:
                     off, size = self._donor(shard, kind_of(ext))
-                fields.append(f"{ext} {off} {size} {name}")
-            lines.append(" ".join(fields))
-        path = os.path.join(self._dir, f"{shard}.idx")
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
+                entries.append((ext, off, size, name))
+            patched.append(entries)
+        atomic_write(os.path.join(self._dir, f"{shard}.idx"), format_index(patched))

@@ -12,10 +12,19 @@ from PIL import Image, ImageDraw, ImageFilter
 
 # Base skin tones (sRGB) from light to dark; an identity picks one and jitters it.
 _SKIN_TONES = np.array(
-    [[236, 200, 178], [224, 180, 150], [198, 150, 118], [170, 120, 90], [130, 88, 62], [95, 64, 46]],
+    [
+        [236, 200, 178],
+        [224, 180, 150],
+        [198, 150, 118],
+        [170, 120, 90],
+        [130, 88, 62],
+        [95, 64, 46],
+    ],
     dtype=np.float64,
 )
-_HAIR = np.array([[40, 30, 24], [70, 50, 35], [110, 80, 50], [150, 120, 80], [25, 22, 20]], dtype=np.float64)
+_HAIR = np.array(
+    [[40, 30, 24], [70, 50, 35], [110, 80, 50], [150, 120, 80], [25, 22, 20]], dtype=np.float64
+)
 
 
 def skin_albedo(
@@ -35,10 +44,16 @@ def skin_albedo(
 
     # Low-frequency blotches: coarse noise upsampled smoothly. Mostly brightness (scaled with
     # the tone, so dark skin is not tinted by a fixed-size chroma noise), a little redness.
-    coarse = rng.normal(0, 1, (8, 8, 2)) * np.array([rng.uniform(0.03, 0.07), rng.uniform(0.01, 0.03)])
+    coarse = rng.normal(0, 1, (8, 8, 2)) * np.array(
+        [rng.uniform(0.03, 0.07), rng.uniform(0.01, 0.03)]
+    )
     up = np.stack(
         [
-            np.asarray(Image.fromarray(c.astype(np.float32), "F").resize((size, size), Image.Resampling.BICUBIC))
+            np.asarray(
+                Image.fromarray(c.astype(np.float32), "F").resize(
+                    (size, size), Image.Resampling.BICUBIC
+                )
+            )
             for c in np.moveaxis(coarse, 2, 0)
         ],
         axis=2,
@@ -50,7 +65,9 @@ def skin_albedo(
 
     def px(ids: range | list[int]) -> list[tuple[float, float]]:
         return [
-            (uv_by_ibug[i][0] * size, (1.0 - uv_by_ibug[i][1]) * size) for i in ids if i in uv_by_ibug
+            (uv_by_ibug[i][0] * size, (1.0 - uv_by_ibug[i][1]) * size)
+            for i in ids
+            if i in uv_by_ibug
         ]
 
     # Lips: the outer lip polygon (ibug 49-60), tinted and softened.
@@ -71,7 +88,9 @@ def skin_albedo(
         if len(pts) >= 2:
             bdraw.line(pts, fill=210, width=max(1, int(brow_width)), joint="curve")
     bmask = bmask.filter(ImageFilter.GaussianBlur(size / 200))
-    img = Image.composite(Image.new("RGB", (size, size), tuple(int(c) for c in hair.clip(0, 255))), img, bmask)
+    img = Image.composite(
+        Image.new("RGB", (size, size), tuple(int(c) for c in hair.clip(0, 255))), img, bmask
+    )
 
     # Eyes: a darker almond over each eye ring (ibug 37-42, 43-48).
     emask = Image.new("L", (size, size), 0)

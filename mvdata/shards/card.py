@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from mvdata.shards import DATA_DIR, MODALITY_EXT
+from mvdata.shards.names import DATA_DIR, MODALITY_EXT
 from schemas.models import DatasetMetadata, SizesJson
 
 #: Licence ids the Hub knows, lower-case; any other licence becomes ``other`` + name + text.

@@ -10,17 +10,10 @@ Layout of one shard under ``OUT/data/`` (``OUT`` is a local path or an fsspec UR
 Everything is first written under hidden temp names (``.{name}.{token}.tmp``), so a killed writer
 never leaves a file with a final name; :meth:`ShardWriter.commit` moves the tar, index and parquet
 into place and writes ``stats.json`` last by temp file + rename. A shard is done exactly when
-:func:`is_committed` says so.
+:func:`mvdata.shards.reader.is_committed` says so.
 
-The DALI index (format of NVIDIA DALI ``tools/wds2idx.py``, ``IndexCreator.create_index``)::
-
-    v1.2 <num_samples>
-    <ext> <data_offset> <size> <member_name> <ext> <data_offset> <size> <member_name> ...
-
-one line per sample, components in tar order, ``ext`` = the member name after the key's first
-dot, ``data_offset`` = offset of the member's DATA (its header offset + 512). Writing the lines
-from the writer's own offsets avoids a second pass over the tar; the tests check the result is
-byte-identical to ``wds2idx`` run on the same tar.
+The DALI index (:mod:`mvdata.shards.index`) is built from the writer's own offsets while the
+tar is written, which avoids a second pass over the tar.
 """
 
 from __future__ import annotations
@@ -28,8 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
-import re
 import tarfile
 import time
 import uuid
@@ -37,113 +28,19 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any
+from typing import IO
 
-import fsspec
-import numpy as np
-from fsspec.core import url_to_fs
-from PIL import Image
-
-from schemas.models import SampleJson, ShardRow, ShardStats, SizesJson
+from mvdata.shards.index import IndexEntry, format_index
+from mvdata.shards.names import DATA_DIR, check_key, parse_shard_name, shard_paths
+from mvdata.shards.reader import filesystem
+from schemas.models import SampleJson, ShardRow, ShardStats
 from schemas.tables import check_frame, frame_from_rows
 
-#: Sub-folder of a dataset that holds the shards.
-DATA_DIR = "data"
-#: File name suffix of each modality's image member.
-MODALITY_EXT: dict[str, str] = {"rgb": "rgb.jpg", "depth": "depth.png", "normal": "normal.png"}
-#: DALI index format version written on the first line (as ``wds2idx.py`` writes it).
-INDEX_VERSION = "v1.2"
-
-_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-_SHARD_RE = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{6})$")
 _BLOCK = tarfile.BLOCKSIZE
+
 # A USTAR ``name`` field holds 100 bytes; longer names would go into the ``prefix`` field,
 # which some readers mishandle, so member names are kept within the plain field.
 _MAX_MEMBER_NAME = 100
-
-
-# --------------------------------------------------------------------------- names
-def shard_name(split: str, index: int) -> str:
-    """``shard_name("train", 3) == "train-000003"``."""
-    if not re.fullmatch(r"[A-Za-z0-9_]+", split):
-        raise ValueError(f"split {split!r} must match [A-Za-z0-9_]+")
-    if not 0 <= index <= 999_999:
-        raise ValueError(f"shard index {index} out of range 0..999999")
-    return f"{split}-{index:06d}"
-
-
-def parse_shard_name(name: str) -> tuple[str, int]:
-    """Inverse of :func:`shard_name`: ``"train-000003" -> ("train", 3)``."""
-    m = _SHARD_RE.match(name)
-    if m is None:
-        raise ValueError(f"not a shard name: {name!r}")
-    return m["split"], int(m["index"])
-
-
-def member_names(num_frames: int, num_views: int, modalities: Sequence[str]) -> list[str]:
-    """Member extensions of every sample (``json`` included), sorted as they appear in the tar."""
-    if not 1 <= num_frames <= 100 or not 1 <= num_views <= 100:
-        raise ValueError("num_frames and num_views must be in 1..100 (two-digit member names)")
-    unknown = [m for m in modalities if m not in MODALITY_EXT]
-    if unknown or not modalities:
-        raise ValueError(f"modalities must be a non-empty subset of {list(MODALITY_EXT)}")
-    exts = ["json"]
-    for t in range(num_frames):
-        for v in range(num_views):
-            exts.extend(f"t{t:02d}.v{v:02d}.{MODALITY_EXT[m]}" for m in modalities)
-    return sorted(exts)
-
-
-def check_key(key: str) -> None:
-    """Raise ``ValueError`` unless ``key`` is a valid sample key (ASCII ``[A-Za-z0-9_-]``)."""
-    if not _KEY_RE.fullmatch(key):
-        raise ValueError(f"sample key {key!r} must match [A-Za-z0-9_-]+ (no dots)")
-
-
-def shard_paths(out_dir: str, name: str) -> dict[str, str]:
-    """Final paths (inside ``out_dir``) of a shard's four files, by kind."""
-    base = f"{out_dir.rstrip('/')}/{DATA_DIR}/{name}"
-    return {
-        "tar": f"{base}.tar",
-        "idx": f"{base}.idx",
-        "parquet": f"{base}.parquet",
-        "stats": f"{base}.stats.json",
-    }
-
-
-# --------------------------------------------------------------------------- encoders
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    """Encode an ``[H, W, 3]`` uint8 image as baseline JPEG (deterministic: no optimise pass)."""
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected [H, W, 3] uint8, got {rgb.shape} {rgb.dtype}")
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(
-        buf, format="JPEG", quality=int(quality), optimize=False, progressive=False, subsampling=0
-    )
-    return buf.getvalue()
-
-
-def encode_png16(depth: np.ndarray) -> bytes:
-    """Encode an ``[H, W]`` uint16 image as a 16-bit greyscale PNG (no timestamp chunks)."""
-    if depth.dtype != np.uint16 or depth.ndim != 2:
-        raise ValueError(f"expected [H, W] uint16, got {depth.shape} {depth.dtype}")
-    buf = io.BytesIO()
-    # Little-endian "I;16" is what PIL's PNG encoder turns into a 16-bit grey PNG.
-    Image.fromarray(np.ascontiguousarray(depth, dtype="<u2")).save(
-        buf, format="PNG", optimize=False, compress_level=6
-    )
-    return buf.getvalue()
-
-
-def encode_png8(img: np.ndarray) -> bytes:
-    """Encode an ``[H, W]`` or ``[H, W, 3]`` uint8 image as an 8-bit PNG (deterministic)."""
-    if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
-        raise ValueError(f"expected [H, W] or [H, W, 3] uint8, got {img.shape} {img.dtype}")
-    buf = io.BytesIO()
-    Image.fromarray(img).save(
-        buf, format="PNG", optimize=False, compress_level=6
-    )
-    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- writer
@@ -187,12 +84,6 @@ class _HashingWriter:
 
     def tell(self) -> int:
         return self.pos
-
-
-def filesystem(out_dir: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec filesystem of ``out_dir`` and its root path (no trailing slash)."""
-    fs, root = url_to_fs(out_dir)
-    return fs, root.rstrip("/")
 
 
 class ShardWriter:
@@ -244,7 +135,7 @@ class ShardWriter:
         )
         self._rows: list[ShardRow] = []
         self._keys: set[str] = set()
-        self._index_lines: list[str] = []
+        self._index: list[list[IndexEntry]] = []
         self._write_seconds = 0.0
         self._done = False
 
@@ -298,7 +189,7 @@ class ShardWriter:
                 raise ValueError(f"member name {key}.{ext} longer than {_MAX_MEMBER_NAME} bytes")
         t0 = time.perf_counter()
         start = self._tar.offset
-        parts: list[str] = []
+        parts: list[IndexEntry] = []
         for ext in exts:
             data = members[ext]
             info = tarfile.TarInfo(f"{key}.{ext}")
@@ -311,8 +202,8 @@ class ShardWriter:
             header_offset = self._tar.offset
             self._tar.addfile(info, io.BytesIO(data))
             # One 512-byte header (names fit the USTAR name field), then the data.
-            parts.append(f"{ext} {header_offset + _BLOCK} {len(data)} {key}.{ext}")
-        self._index_lines.append(" ".join(parts))
+            parts.append((ext, header_offset + _BLOCK, len(data), f"{key}.{ext}"))
+        self._index.append(parts)
         self._keys.add(key)
         m = meta or SampleMeta.from_sample_json(sample)
         self._rows.append(
@@ -381,10 +272,7 @@ class ShardWriter:
         tar_bytes = self._hw.pos
         tar_sha = self._hw.sha256.hexdigest()
 
-        index = f"{INDEX_VERSION} {len(self._index_lines)}\n" + "".join(
-            line + "\n" for line in self._index_lines
-        )
-        index_bytes = index.encode("ascii")
+        index_bytes = format_index(self._index)
         self._write_bytes(self._tmp["idx"], index_bytes)
 
         frame = frame_from_rows(ShardRow, self._rows)
@@ -439,39 +327,6 @@ class ShardWriter:
                 self._fs.rm(path)
 
 
-# --------------------------------------------------------------------------- readers
-def is_committed(out_dir: str, shard_name: str) -> bool:
-    """True when the shard's ``stats.json`` exists and parses as :class:`ShardStats`."""
-    try:
-        read_stats(out_dir, shard_name)
-    except (FileNotFoundError, ValueError):
-        return False
-    return True
-
-
-def read_stats(out_dir: str, shard_name: str) -> ShardStats:
-    """The shard's stats (``FileNotFoundError`` when absent, ``ValueError`` when invalid)."""
-    fs, root = filesystem(out_dir)
-    with fs.open(shard_paths(root, shard_name)["stats"], "rb") as f:
-        return ShardStats.model_validate_json(f.read())
-
-
-def list_shards(out_dir: str, *, committed_only: bool = True) -> list[str]:
-    """Sorted shard names under ``out_dir/data``: committed ones, or any with a tar or stats."""
-    fs, root = filesystem(out_dir)
-    data = f"{root}/{DATA_DIR}"
-    if not fs.exists(data):
-        return []
-    names: set[str] = set()
-    for path in fs.ls(data, detail=False):
-        base = str(path).rsplit("/", 1)[-1]
-        for suffix in (".stats.json", ".tar") if not committed_only else (".stats.json",):
-            stem = base.removesuffix(suffix)
-            if stem != base and _SHARD_RE.match(stem):
-                names.add(stem)
-    return sorted(names)
-
-
 def clean_temp_files(out_dir: str, shard_names: Sequence[str] | None = None) -> list[str]:
     """Remove temp files left by killed writers: of ``shard_names`` only when given (other
     workers of a multi-machine build may be writing theirs), else all (call only when no writer
@@ -484,84 +339,11 @@ def clean_temp_files(out_dir: str, shard_names: Sequence[str] | None = None) -> 
     removed = []
     for path in fs.ls(data, detail=False):
         base = str(path).rsplit("/", 1)[-1]
-        if base.startswith(".") and base.endswith(".tmp") and (
-            prefixes is None or base.startswith(prefixes)
+        if (
+            base.startswith(".")
+            and base.endswith(".tmp")
+            and (prefixes is None or base.startswith(prefixes))
         ):
             fs.rm(path)
             removed.append(str(path))
     return removed
-
-
-def sizes_json(out_dir: str) -> SizesJson:
-    """``sizes.json`` content: written samples per committed shard, keyed ``data/{shard}.tar``."""
-    return SizesJson(
-        shards={
-            f"{DATA_DIR}/{name}.tar": read_stats(out_dir, name).num_written
-            for name in list_shards(out_dir)
-        }
-    )
-
-
-def read_index(data: bytes | str) -> list[list[tuple[str, int, int, str]]]:
-    """Parse a DALI v1.2 index: per sample, ``(ext, data_offset, size, name)`` per component."""
-    text = data.decode("ascii") if isinstance(data, bytes) else data
-    lines = text.split("\n")
-    head = lines[0].split()
-    if len(head) != 2 or head[0] != INDEX_VERSION:
-        raise ValueError(f"index header {lines[0]!r} is not '{INDEX_VERSION} <num_samples>'")
-    n = int(head[1])
-    if lines[-1] != "":
-        raise ValueError("index does not end with a newline")
-    body = lines[1:-1]
-    if len(body) != n:
-        raise ValueError(f"index header says {n} samples, body has {len(body)} lines")
-    samples = []
-    for line in body:
-        fields = line.split(" ")
-        if len(fields) % 4 or not fields:
-            raise ValueError(f"index line has {len(fields)} fields, not a multiple of 4")
-        samples.append(
-            [
-                (fields[i], int(fields[i + 1]), int(fields[i + 2]), fields[i + 3])
-                for i in range(0, len(fields), 4)
-            ]
-        )
-    return samples
-
-
-def read_shard_rows(out_dir: str, shard_name: str) -> list[ShardRow]:
-    """The shard's parquet rows, checked against :class:`ShardRow`."""
-    import polars as pl
-
-    fs, root = filesystem(out_dir)
-    with fs.open(shard_paths(root, shard_name)["parquet"], "rb") as f:
-        frame = pl.read_parquet(f)
-    check_frame(ShardRow, frame, where=f"{shard_name}.parquet")
-    return [ShardRow.model_validate(r) for r in frame.to_dicts()]
-
-
-def iter_samples(out_dir: str, shard_name: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """Read up to ``limit`` samples of a shard: ``{"__key__": key, ext: bytes, ...}``."""
-    fs, root = filesystem(out_dir)
-    out: list[dict[str, Any]] = []
-    with fs.open(shard_paths(root, shard_name)["tar"], "rb") as f, tarfile.open(
-        fileobj=f, mode="r|"
-    ) as tar:
-        for info in tar:
-            key, _, ext = info.name.partition(".")
-            if not out or out[-1]["__key__"] != key:
-                if limit is not None and len(out) >= limit:
-                    break
-                out.append({"__key__": key})
-            fobj = tar.extractfile(info)
-            assert fobj is not None
-            out[-1][ext] = fobj.read()
-    return out
-
-
-def decode_json(data: bytes) -> dict[str, Any]:
-    """Parse a ``json`` member."""
-    obj = json.loads(data)
-    if not isinstance(obj, dict):
-        raise ValueError("json member is not an object")
-    return obj

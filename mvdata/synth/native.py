@@ -1,7 +1,7 @@
 """Write a synthetic set in the native layout of a real dataset, so that every reader in
 :mod:`mvdata.sources` is tested on files shaped like the real ones.
 
-``write_native(fmt, meshes, out_dir)`` takes the meshes of :func:`mvdata.synth.iter_synth`
+``write_native(fmt, meshes, out_dir)`` takes the meshes of :func:`mvdata.synth.generate.iter_synth`
 (static scans and sequence frames) and writes those the layout can hold:
 
 * ``bu3dfe`` (static scans): ``F0001/F0001_HA03WH_F3D.wrl`` + ``.bmp`` + ``.bnd``. The 83
@@ -34,43 +34,47 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from mvdata.formats import atomic_write_bytes
+from mvdata.core import Mesh
 from mvdata.formats.bnt import BntGrid, write_bnt
 from mvdata.formats.landmarks import write_bnd, write_lm2, write_lm3
 from mvdata.formats.obj import write_obj
 from mvdata.formats.ply import write_ply
 from mvdata.formats.vrml import write_vrml
-from mvdata.mesh import Mesh
-from mvdata.sources.bosphorus import EMOTIONS as BOSPHORUS_EMOTIONS
-from mvdata.sources.bu3dfe import BU_EXPRESSIONS
-from mvdata.sources.bu4dfe import FOLDERS as BU4_FOLDER_EXPRESSIONS
-
-if TYPE_CHECKING:  # mvdata.synth imports this module lazily; no import cycle at run time
-    from mvdata.synth import SynthMesh
+from mvdata.io import atomic_write
+from mvdata.sources.conventions.bosphorus import EMOTION_CODES as BOSPHORUS_CODES
+from mvdata.sources.conventions.bu3dfe import BU_CODES
+from mvdata.sources.conventions.bu4dfe import FOLDER_OF as BU4_FOLDERS
+from mvdata.synth.generate import SynthMesh
 
 __all__ = ["NATIVE_FORMATS", "DepthGrid", "depth_grid", "write_native"]
 
 NATIVE_FORMATS = ("bu3dfe", "bu4dfe", "bosphorus", "coma", "facescape", "meshdir")
 
-# The writers' name maps are the readers' maps inverted: one spelling of each dataset's codes.
-BU_CODES = {name: code for code, name in BU_EXPRESSIONS.items()}
-BU4_FOLDERS = {name: folder for folder, name in BU4_FOLDER_EXPRESSIONS.items()}
-BOSPHORUS_CODES = {name: code for code, name in BOSPHORUS_EMOTIONS.items()}
+# The writers' name maps are the readers' code tables inverted (mvdata.sources.conventions);
+# CoMA's and FaceScape's have no emotion for most codes, so a stand-in code is chosen here.
 COMA_CATEGORY = {
-    "neutral": "eyebrow", "anger": "bareteeth", "disgust": "lips_up", "fear": "mouth_side",
-    "happiness": "high_smile", "sadness": "mouth_down", "surprise": "mouth_extreme",
-}  # fmt: skip
+    "neutral": "eyebrow",
+    "anger": "bareteeth",
+    "disgust": "lips_up",
+    "fear": "mouth_side",
+    "happiness": "high_smile",
+    "sadness": "mouth_down",
+    "surprise": "mouth_extreme",
+}
 FACESCAPE_NAME = {
-    "neutral": "1_neutral", "happiness": "2_smile", "anger": "4_anger",
-    "sadness": "14_sadness", "surprise": "3_mouth_stretch", "fear": "19_brow_raiser",
+    "neutral": "1_neutral",
+    "happiness": "2_smile",
+    "anger": "4_anger",
+    "sadness": "14_sadness",
+    "surprise": "3_mouth_stretch",
+    "fear": "19_brow_raiser",
     "disgust": "20_brow_lower",
-}  # fmt: skip
+}
 BNT_SPACING_MM = 0.77
 BNT_ZMIN = -1e9
 BND_ROWS = 83
@@ -86,7 +90,7 @@ def _image_bytes(img: NDArray[np.uint8], fmt: str) -> bytes:
 def _write_image(path: Path, img: NDArray[np.uint8] | None, fmt: str) -> int:
     if img is None:
         return 0
-    atomic_write_bytes(path, _image_bytes(img, fmt))
+    atomic_write(path, _image_bytes(img, fmt))
     return 1
 
 
@@ -297,9 +301,13 @@ def _write_meshdir(sm: SynthMesh, out: Path, rows: list[dict[str, str]], texture
             textures.add(sm.subject)
     write_ply(out / rel, sm.mesh, binary=True, texture_file=tex)
     rows.append(
-        {"path": rel, "subject": sm.subject, "expression": sm.expression,
-         "intensity": str(sm.intensity)}
-    )  # fmt: skip
+        {
+            "path": rel,
+            "subject": sm.subject,
+            "expression": sm.expression,
+            "intensity": str(sm.intensity),
+        }
+    )
     return n + 1
 
 
@@ -348,6 +356,6 @@ def write_native(fmt: str, meshes: Iterable[SynthMesh], out_dir: Path) -> int:
         )
         wr.writeheader()
         wr.writerows(rows)
-        atomic_write_bytes(out / "labels.csv", buf.getvalue().encode("utf-8"))
+        atomic_write(out / "labels.csv", buf.getvalue().encode("utf-8"))
         count += 1
     return count

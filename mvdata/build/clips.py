@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from mvdata.mesh import Mesh
+from mvdata.core import Mesh
 
 NDArrayF = NDArray[np.float64]
 

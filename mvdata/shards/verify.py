@@ -23,16 +23,9 @@ import polars as pl
 from PIL import Image
 from pydantic import ValidationError
 
-from mvdata.shards import (
-    DATA_DIR,
-    INDEX_VERSION,
-    filesystem,
-    list_shards,
-    member_names,
-    parse_shard_name,
-    read_index,
-    shard_paths,
-)
+from mvdata.shards.index import INDEX_VERSION, read_index
+from mvdata.shards.names import DATA_DIR, member_names, parse_shard_name, shard_paths
+from mvdata.shards.reader import filesystem, list_shards
 from schemas.models import (
     SCHEMA_VERSION,
     DatasetMetadata,
@@ -140,8 +133,11 @@ def verify_shard(out_dir: str, name: str, expected_members: list[str] | None = N
     missing = [k for k in ("tar", "idx", "parquet") if not fs.exists(paths[k])]
     for kind in missing:
         bad(f"{kind} file missing")
-    for kind, want in (("tar", stats.tar_sha256), ("idx", stats.index_sha256),
-                       ("parquet", stats.parquet_sha256)):
+    for kind, want in (
+        ("tar", stats.tar_sha256),
+        ("idx", stats.index_sha256),
+        ("parquet", stats.parquet_sha256),
+    ):
         if kind in missing:
             continue
         with fs.open(paths[kind], "rb") as f:
@@ -167,9 +163,11 @@ def verify_shard(out_dir: str, name: str, expected_members: list[str] | None = N
     for r in failed:
         errors[str(r.error_kind)] = errors.get(str(r.error_kind), 0) + 1
     if rows:
-        for field_name, got_n, want_n in (("num_planned", len(rows), stats.num_planned),
-                                          ("num_written", len(ok_rows), stats.num_written),
-                                          ("num_failed", len(failed), stats.num_failed)):
+        for field_name, got_n, want_n in (
+            ("num_planned", len(rows), stats.num_planned),
+            ("num_written", len(ok_rows), stats.num_written),
+            ("num_failed", len(failed), stats.num_failed),
+        ):
             if got_n != want_n:
                 bad(f"stats.json {field_name}={want_n} but parquet has {got_n}")
         if errors != stats.errors:
@@ -228,8 +226,10 @@ def verify_shard(out_dir: str, name: str, expected_members: list[str] | None = N
                     try:
                         sample_json = SampleJson.model_validate_json(data)
                     except ValidationError as exc:
-                        bad(f"sample {key}: json fails SampleJson: {exc.errors()[0]['msg']}"
-                            f" at {exc.errors()[0]['loc']}")
+                        bad(
+                            f"sample {key}: json fails SampleJson: {exc.errors()[0]['msg']}"
+                            f" at {exc.errors()[0]['loc']}"
+                        )
                         continue
                     if sample_json.key != key:
                         bad(f"sample {key}: json names key {sample_json.key!r}")
@@ -298,9 +298,11 @@ def _check_root(out_dir: str, report: VerifyReport, checks: dict[str, ShardCheck
     if meta is not None:
         n_written = sum(c.stats.num_written for c in committed.values() if c.stats)
         n_failed = sum(c.stats.num_failed for c in committed.values() if c.stats)
-        for what, got, want in (("num_shards", len(checks), meta.num_shards),
-                                ("num_samples", n_written, meta.num_samples),
-                                ("num_failed", n_failed, meta.num_failed)):
+        for what, got, want in (
+            ("num_shards", len(checks), meta.num_shards),
+            ("num_samples", n_written, meta.num_samples),
+            ("num_failed", n_failed, meta.num_failed),
+        ):
             if got != want:
                 bad(f"dataset.json {what}={want} but the shards give {got}")
         try:
@@ -316,8 +318,9 @@ def _check_root(out_dir: str, report: VerifyReport, checks: dict[str, ShardCheck
     try:
         with fs.open(f"{root}/sizes.json", "rb") as f:
             sizes = SizesJson.model_validate_json(f.read())
-        want_sizes = {f"{DATA_DIR}/{n}.tar": c.stats.num_written
-                      for n, c in committed.items() if c.stats}
+        want_sizes = {
+            f"{DATA_DIR}/{n}.tar": c.stats.num_written for n, c in committed.items() if c.stats
+        }
         got_sizes = {k if "/" in k else f"{DATA_DIR}/{k}": v for k, v in sizes.shards.items()}
         if got_sizes != want_sizes:
             bad("sizes.json does not match the shards' stats")
@@ -331,14 +334,17 @@ def _check_root(out_dir: str, report: VerifyReport, checks: dict[str, ShardCheck
         check_frame(ManifestRow, manifest, where="manifest.parquet")
         planned = set(manifest["shard_name"].unique().to_list())
         if planned != set(checks):
-            bad(f"manifest plans shards {sorted(planned - set(checks))} that are absent"
-                if planned - set(checks) else
-                f"shards {sorted(set(checks) - planned)} are not in the manifest")
+            bad(
+                f"manifest plans shards {sorted(planned - set(checks))} that are absent"
+                if planned - set(checks)
+                else f"shards {sorted(set(checks) - planned)} are not in the manifest"
+            )
         for name, c in committed.items():
             keys = manifest.filter(pl.col("shard_name") == name).sort("index_in_shard")["key"]
             if c.stats and len(keys) != c.stats.num_planned:
                 report.bad_shards.setdefault(name, []).append(
-                    f"manifest plans {len(keys)} samples, stats.json {c.stats.num_planned}")
+                    f"manifest plans {len(keys)} samples, stats.json {c.stats.num_planned}"
+                )
             elif not set(c.keys) <= set(keys.to_list()):
                 report.bad_shards.setdefault(name, []).append("tar keys not in the manifest")
     except FileNotFoundError:

@@ -13,15 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from mvdata.contact_sheet import contact_sheet
-from mvdata.shards import (
-    MODALITY_EXT,
-    filesystem,
-    iter_samples,
-    list_shards,
-    read_shard_rows,
-    read_stats,
-)
+from mvdata.shards.contact_sheet import contact_sheet
+from mvdata.shards.names import MODALITY_EXT
+from mvdata.shards.reader import filesystem, iter_samples, list_shards, read_shard_rows, read_stats
 from schemas.models import DatasetMetadata
 
 
@@ -136,11 +130,15 @@ def write_contact_sheet(out_dir: str, png_path: str, n: int = 4) -> None:
             for t in frames:
                 row: dict[str, np.ndarray] = {}
                 for modality, suffix in MODALITY_EXT.items():
-                    exts = sorted(e for e in sample if e.startswith(f"t{t:02d}.") and e.endswith(suffix))
+                    exts = sorted(
+                        e for e in sample if e.startswith(f"t{t:02d}.") and e.endswith(suffix)
+                    )
                     if exts:
                         row[modality] = np.stack([_decode(e, sample[e]) for e in exts])
                 rows.append(row)
-                labels.append(str(sample["__key__"]) + (f"  frame t{t:02d}" if num_frames > 1 else ""))
+                labels.append(
+                    str(sample["__key__"]) + (f"  frame t{t:02d}" if num_frames > 1 else "")
+                )
         if shown >= n:
             break
     if not rows:

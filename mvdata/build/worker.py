@@ -1,0 +1,211 @@
+"""The worker side of ``mvdata build``: load an item's clip, render every view of every clip
+frame, encode the images and write one shard (in a worker process).
+
+GL contexts cannot survive a fork, so the driver's pool uses the ``spawn`` start method and every
+worker opens its own renderer (see :mod:`mvdata.render`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mvdata.build.clips import MotionReference, motion_clip, uniform_clip
+from mvdata.build.config import BuildConfig
+from mvdata.core import Item, Mesh, MeshReadError, SampleError
+from mvdata.render.gl import Renderer
+from mvdata.render.normalise import apply_normalisation, normalise
+from mvdata.shards.codecs import encode_jpeg, encode_png8, encode_png16
+from mvdata.shards.names import member_names
+from mvdata.shards.writer import SampleMeta, ShardWriter
+from mvdata.sources.registry import load_frame
+from schemas.models import Labels, Normalisation, SampleJson, ShardStats
+
+# --------------------------------------------------------------------------- worker side
+_RENDERER: Any = None  # one per worker process (GL contexts are per process)
+
+
+def _renderer(cfg: BuildConfig) -> Any:
+    global _RENDERER
+    key = (cfg.image_size, cfg.views, cfg.modalities)
+    if _RENDERER is None or _RENDERER[0] != key:
+        if _RENDERER is not None:
+            _RENDERER[1].close()
+        _RENDERER = (key, Renderer(cfg.image_size, cfg.views, cfg.modalities))
+    return _RENDERER[1]
+
+
+def _load_clip(item: Item, cfg: BuildConfig) -> tuple[list[int], list[Mesh]]:
+    def load(t: int) -> Mesh:
+        try:
+            return load_frame(item, t)
+        except MeshReadError as exc:
+            raise SampleError(exc.kind, str(exc)) from None
+
+    if item.kind == "static" or cfg.kind == "static":
+        return [0], [load(0)]
+    if cfg.clip_sampling == "uniform":
+        frames = uniform_clip(item.num_frames, cfg.clip_frames)
+        cache = {t: load(t) for t in sorted(set(frames))}
+        return frames, [cache[t] for t in frames]
+    # Stream the sequence for its motion energy (two frames in memory, not ~100 with their
+    # textures), then load the chosen frames again.
+    first = load(0)
+    ref = MotionReference(first)
+    energy = np.array([0.0] + [ref.motion(load(t), t) for t in range(1, item.num_frames)])
+    frames = motion_clip(energy, cfg.clip_frames)
+    chosen = {t: first if t == 0 else load(t) for t in sorted(set(frames))}
+    return frames, [chosen[t] for t in frames]
+
+
+@dataclass
+class RenderedSample:
+    """One sample rendered but not yet encoded: images per clip frame, and its json member."""
+
+    key: str
+    frames: list[dict[str, NDArray[Any]]]
+    json: bytes
+
+
+def render_sample(
+    item: Item, row: dict[str, Any], cfg: BuildConfig, times: defaultdict[str, float]
+) -> RenderedSample:
+    """Load and render one sample (every clip frame from every view) and build its json."""
+    t0 = time.perf_counter()
+    frames, meshes = _load_clip(item, cfg)
+    times["read"] += time.perf_counter() - t0
+    renderer = _renderer(cfg)
+    rendered: list[dict[str, NDArray[Any]]] = []
+    norms: list[Normalisation] = []
+    landmarks: list[list[list[float]]] = []
+    names: tuple[str, ...] = ()
+    clip_norm: Normalisation | None = None
+    for t, mesh in enumerate(meshes):
+        t_render = time.perf_counter()
+        try:
+            # One normalisation per clip (from its first frame): per-frame landmark noise would
+            # otherwise shake the head between frames.
+            norm = clip_norm = clip_norm or normalise(mesh)
+            rendered.append(renderer.render(mesh, norm))
+        except (ValueError, RuntimeError) as exc:
+            raise SampleError("render", f"{item.frame_paths[frames[t]][0]}: {exc}") from None
+        times["render"] += time.perf_counter() - t_render
+        norms.append(norm)
+        if mesh.landmarks is not None:
+            landmarks.append(np.round(apply_normalisation(mesh.landmarks, norm), 3).tolist())
+            names = mesh.landmark_names
+    all_lm = len(landmarks) == len(meshes)
+    sample = SampleJson(
+        key=item.key,
+        dataset=item.meta.dataset,
+        source=item.source,
+        subject=item.meta.subject,
+        sequence=item.meta.sequence,
+        kind=item.kind,
+        fold=int(row["fold"]),
+        frames=frames,
+        num_views=len(cfg.views),
+        modalities=list(cfg.modalities),
+        image_size=cfg.image_size,
+        views=renderer.cameras(),
+        normalisation=norms,
+        landmarks=landmarks if all_lm else None,
+        landmark_names=list(names) if all_lm else [],
+        depth_scale_mm=renderer.depth_scale_mm,
+        labels=Labels(
+            expression=item.meta.expression,
+            intensity=item.meta.intensity,
+            extra=dict(item.meta.extra),
+        ),
+        source_paths=list(item.source_paths),
+    )
+    return RenderedSample(item.key, rendered, sample.model_dump_json().encode())
+
+
+def encode_sample(sample: RenderedSample, cfg: BuildConfig) -> tuple[dict[str, bytes], float]:
+    """The members of a rendered sample (extension -> bytes) and the seconds spent encoding."""
+    t0 = time.perf_counter()
+    members: dict[str, bytes] = {"json": sample.json}
+    for t, images in enumerate(sample.frames):
+        for v in range(len(cfg.views)):
+            stem = f"t{t:02d}.v{v:02d}"
+            if "rgb" in images:
+                members[f"{stem}.rgb.jpg"] = encode_jpeg(images["rgb"][v], cfg.jpeg_quality)
+            if "depth" in images:
+                members[f"{stem}.depth.png"] = encode_png16(images["depth"][v])
+            if "normal" in images:
+                members[f"{stem}.normal.png"] = encode_png8(images["normal"][v])
+    return members, time.perf_counter() - t0
+
+
+_SPARE_CORES: dict[str, bool] = {}  # set in pool workers: is there a core beyond one per worker?
+
+
+def _init_worker(spare: bool) -> None:
+    _SPARE_CORES["spare"] = spare
+
+
+def build_shard(
+    out: str, cfg: BuildConfig, name: str, rows: list[dict[str, Any]], items: dict[str, Item]
+) -> ShardStats:
+    """Build one shard (in a worker process); returns its committed stats.
+
+    Encoding runs on a helper thread while the next sample renders: PIL's encoders release the
+    GIL, so the two overlap. Samples still reach the tar in plan order.
+    """
+    times: defaultdict[str, float] = defaultdict(float)
+    expected = member_names(cfg.frames_per_sample, len(cfg.views), cfg.modalities)
+    # In plan order: (key, meta, encoding future) for rendered samples, (key, meta, error) else.
+    queue: deque[tuple[str, SampleMeta, Future[tuple[dict[str, bytes], float]] | SampleError]] = (
+        deque()
+    )
+    # A helper thread only pays where a core is free for it: with one worker process per core
+    # it would fight the renderer for the CPU (and the GIL) and slow both (measured).
+    threads = 1 if _SPARE_CORES.get("spare", True) else 0
+    with (
+        ShardWriter(out, name, member_names=expected, overwrite=True) as writer,
+        ThreadPoolExecutor(max_workers=max(threads, 1), thread_name_prefix="encode") as pool,
+    ):
+
+        def encode(rendered: RenderedSample) -> Future[tuple[dict[str, bytes], float]]:
+            if threads:
+                return pool.submit(encode_sample, rendered, cfg)
+            done: Future[tuple[dict[str, bytes], float]] = Future()
+            done.set_result(encode_sample(rendered, cfg))
+            return done
+
+        def flush(keep: int) -> None:
+            while len(queue) > keep:
+                key, meta, job = queue.popleft()
+                if isinstance(job, SampleError):
+                    writer.add_failed(key, job.kind, str(job), meta)
+                    continue
+                members, seconds = job.result()
+                times["encode"] += seconds
+                writer.add_sample(key, members, meta)
+
+        for row in rows:
+            item = items[row["key"]]
+            meta = SampleMeta(
+                subject=row["subject"],
+                sequence=row["sequence"],
+                fold=row["fold"],
+                expression=row["expression"],
+                intensity=row["intensity"],
+                num_frames=cfg.frames_per_sample,
+            )
+            try:
+                rendered = render_sample(item, row, cfg, times)
+            except SampleError as exc:
+                queue.append((item.key, meta, exc))
+            else:
+                queue.append((item.key, meta, encode(rendered)))
+            flush(keep=1)
+        flush(keep=0)
+        return writer.commit(seconds={k: round(v, 4) for k, v in sorted(times.items())})

@@ -1,0 +1,8 @@
+"""Each dataset's code tables, one module a dataset: how its file or folder names spell
+expressions, intensities, tasks and categories, its frame rate and its licence.
+
+The readers (:mod:`mvdata.sources`) map these codes to the common expression vocabulary
+(:data:`schemas.models.ALL_EXPRESSIONS`); the synthetic source's native writers
+(:mod:`mvdata.synth.native`) invert the same tables, so each code is spelled once and neither side
+imports the other.
+"""

@@ -1,0 +1,37 @@
+"""FaceScape's codes: the 20 expression names of ``models_reg`` (four name an emotion), licence.
+
+Read by the reader (:mod:`mvdata.sources.facescape`) and inverted by the synthetic source's native
+writer, so each code is spelled once.
+"""
+
+from __future__ import annotations
+
+NAMES = (
+    "neutral",
+    "smile",
+    "mouth_stretch",
+    "anger",
+    "jaw_left",
+    "jaw_right",
+    "jaw_forward",
+    "mouth_left",
+    "mouth_right",
+    "dimpler",
+    "chin_raiser",
+    "lip_puckerer",
+    "lip_funneler",
+    "sadness",
+    "lip_roll",
+    "grin",
+    "cheek_blowing",
+    "eye_closed",
+    "brow_raiser",
+    "brow_lower",
+)
+
+EXPRESSIONS = {"neutral": "neutral", "smile": "happiness", "anger": "anger", "sadness": "sadness"}
+
+LICENCE = (
+    "FaceScape: research use only under the FaceScape licence agreement (application "
+    "required); not redistributable; publishing images of identities needs consent as listed."
+)

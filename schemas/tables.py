@@ -58,7 +58,9 @@ def polars_schema(model: type[BaseModel]) -> pl.Schema:
     return pl.Schema({name: _dtype(hints[name]) for name in model.model_fields})
 
 
-def frame_from_rows(model: type[BaseModel], rows: Iterable[Mapping[str, Any] | BaseModel]) -> pl.DataFrame:
+def frame_from_rows(
+    model: type[BaseModel], rows: Iterable[Mapping[str, Any] | BaseModel]
+) -> pl.DataFrame:
     """Validate each row with ``model`` and build a frame with exactly ``polars_schema(model)``."""
     import json
 
@@ -73,7 +75,11 @@ def frame_from_rows(model: type[BaseModel], rows: Iterable[Mapping[str, Any] | B
             if dtype == pl.String() and isinstance(rec[name], dict):
                 rec[name] = json.dumps(rec[name], sort_keys=True)
         records.append(rec)
-    return pl.DataFrame(records, schema=schema, orient="row") if records else pl.DataFrame(schema=schema)
+    return (
+        pl.DataFrame(records, schema=schema, orient="row")
+        if records
+        else pl.DataFrame(schema=schema)
+    )
 
 
 def check_frame(model: type[BaseModel], frame: pl.DataFrame, *, where: str = "") -> None:

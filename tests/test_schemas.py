@@ -41,9 +41,21 @@ def test_parquet_columns_follow_models(model):
 
 
 def test_rows_are_validated():
-    row = dict(key="a", shard_name="train-000000", status="ok", error_kind=None, error_message=None,
-               subject="S1", sequence="q", fold=0, expression=None, intensity=None, num_frames=1,
-               offset=0, num_bytes=10)  # fmt: skip
+    row = dict(
+        key="a",
+        shard_name="train-000000",
+        status="ok",
+        error_kind=None,
+        error_message=None,
+        subject="S1",
+        sequence="q",
+        fold=0,
+        expression=None,
+        intensity=None,
+        num_frames=1,
+        offset=0,
+        num_bytes=10,
+    )
     df = frame_from_rows(ShardRow, [row])
     assert df.schema["offset"] == pl.Int64
     with pytest.raises(ValueError):

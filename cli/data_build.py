@@ -10,9 +10,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cli.common import fail, run_or_fail
+from cli.common import escape, fail, run_or_fail
 from mvdata.build.config import BuildConfig, parse_views
 from mvdata.build.driver import BuildError, build, finalize, worker_from_env
+
+#: BuildConfig fields -> the options that set them, where the names differ.
+OPTIONS = {"num_folds": "--folds", "source_root": "SOURCE_ROOT"}
 
 
 def build_cmd(
@@ -57,9 +60,19 @@ def build_cmd(
     ),
 ) -> None:
     """Render every item of a raw dataset from several views into sharded WebDataset tars."""
-    env_rank, env_count = worker_from_env()
+    if workers < 0:
+        fail(f"--workers must be 0 (all cores) or more, got {workers}")
+    if num_workers == 0 or num_workers < -1:
+        fail(f"--num-workers must be at least 1, got {num_workers}")
+    if worker_rank < -1:
+        fail(f"--worker-rank must be 0 or more, got {worker_rank}")
+    env_rank, env_count = 0, 1
+    if num_workers < 0 or worker_rank < 0:
+        env_rank, env_count = run_or_fail(worker_from_env)
     rank = env_rank if worker_rank < 0 else worker_rank
     count = env_count if num_workers < 0 else num_workers
+    if not 0 <= rank < count:
+        fail(f"--worker-rank {rank} is not within 0..{count - 1} (--num-workers {count})")
     rig = run_or_fail(lambda: parse_views(views))
     mods = tuple(m.strip() for m in modalities.split(",") if m.strip())
     # One validation of every setting, each bad value named (pydantic checks the literals too).
@@ -81,7 +94,8 @@ def build_cmd(
                 jpeg_quality=jpeg_quality,
                 name=name,
             )
-        )
+        ),
+        options=OPTIONS,
     )
     if not 0 <= max_failed_fraction <= 1:
         fail("--max-failed-fraction must be within 0..1")
@@ -114,7 +128,7 @@ def build_cmd(
         except BuildError as exc:
             fail(str(exc), code=1)
     console = Console(stderr=False)
-    table = Table(title=f"mvdata build -> {out}")
+    table = Table(title=f"mvdata build -> {escape(out)}")
     table.add_column("what")
     table.add_column("value", justify="right")
     rate = summary.num_written / summary.wall_seconds if summary.wall_seconds else 0.0
@@ -134,7 +148,7 @@ def build_cmd(
     ]:
         table.add_row(k, v)
     for kind_, n in sorted(summary.errors.items()):
-        table.add_row(f"errors: {kind_}", str(n))
+        table.add_row(f"errors: {escape(kind_)}", str(n))
     console.print(table)
     if summary.num_failed:
         typer.echo(

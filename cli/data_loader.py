@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.common import run_or_fail
+from cli.common import fail, run_or_fail
 
 
 def register(app: typer.Typer) -> None:
@@ -25,23 +25,26 @@ def register(app: typer.Typer) -> None:
         no_normals: bool = typer.Option(False, "--no-normals", help="Skip normal-map members"),
     ) -> None:
         """Print samples/s and images/s of a loader over DATA_DIR."""
-        from mvdata.loaders import benchmark
+        from mvdata.loaders import LoaderDataError, benchmark
 
         if backend not in ("auto", "dali", "wds"):
             raise typer.BadParameter("backend must be auto, dali or wds")
-        r = run_or_fail(
-            lambda: benchmark(
-                data_dir,
-                backend=backend,  # type: ignore[arg-type]
-                batch_size=batch_size,
-                steps=steps,
-                num_workers=workers,
-                device=device,
-                train=not eval_mode,
-                with_depth=not no_depth,
-                with_normals=not no_normals,
+        try:
+            r = run_or_fail(
+                lambda: benchmark(
+                    data_dir,
+                    backend=backend,  # type: ignore[arg-type]
+                    batch_size=batch_size,
+                    steps=steps,
+                    num_workers=workers,
+                    device=device,
+                    train=not eval_mode,
+                    with_depth=not no_depth,
+                    with_normals=not no_normals,
+                )
             )
-        )
+        except LoaderDataError as exc:  # bad data met while reading: named by the loader
+            fail(str(exc), code=1)
         typer.echo(
             f"{r['backend']}: {r['samples']} samples in {r['seconds']:.2f} s: "
             f"{r['samples_per_s']:.1f} samples/s, {r['images_per_s']:.1f} images/s"

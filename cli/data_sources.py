@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
@@ -24,7 +25,7 @@ def register(app: typer.Typer) -> None:
         for col in ("name", "description", "licence"):
             table.add_column(col, overflow="fold")
         for s in list_sources():
-            table.add_row(s.name, s.description, s.licence)
+            table.add_row(escape(s.name), escape(s.description), escape(s.licence))
         Console().print(table)
 
     @app.command("inspect")
@@ -39,7 +40,8 @@ def register(app: typer.Typer) -> None:
         max_errors: int = typer.Option(50, help="list at most this many unreadable files"),
     ) -> None:
         """Show what a reader sees: counts per subject, expression, intensity; frames per
-        sequence; the files it could not read and why."""
+        sequence; the conventions it assumes (verified, reported or a guess); the files it could
+        not read and why."""
         from mvdata.sources.inspect import inspect_dataset
 
         with Progress(
@@ -60,7 +62,7 @@ def register(app: typer.Typer) -> None:
             )
         con = Console()
         con.print(
-            f"[bold]{rep.source}[/bold] at {rep.root}: {rep.num_items} items "
+            f"[bold]{escape(rep.source)}[/bold] at {escape(str(rep.root))}: {rep.num_items} items "
             f"({dict(rep.kinds)}), {rep.num_frames} frames"
             + (f", {rep.frames_checked} loaded" if check else "")
             + f", {len(rep.errors)} errors"
@@ -74,7 +76,7 @@ def register(app: typer.Typer) -> None:
             t.add_column(title)
             t.add_column("items", justify="right")
             for k, v in sorted(counter.items()):
-                t.add_row(k, str(v))
+                t.add_row(escape(str(k)), str(v))
             con.print(t)
         if rep.frames_per_sequence:
             n = sorted(rep.frames_per_sequence.values())
@@ -82,10 +84,30 @@ def register(app: typer.Typer) -> None:
                 f"frames per sequence: {len(n)} sequences, min {n[0]}, "
                 f"median {n[len(n) // 2]}, max {n[-1]}"
             )
+        if rep.conventions:
+            from mvdata.sources.conventions.status import STATUS_TEXT
+
+            t = Table(
+                title=f"conventions: what the {rep.source} reader assumes about the files",
+                show_lines=True,
+            )
+            for col in ("convention", "status", "assumption", "basis"):
+                t.add_column(col, overflow="fold")
+            for c in rep.conventions:
+                status = STATUS_TEXT[c.status]
+                shown = f"[bold red]{status}[/bold red]" if c.status == "guess" else status
+                t.add_row(escape(c.topic), shown, escape(c.assumption), escape(c.basis))
+            con.print(t)
+            guesses = sum(c.status == "guess" for c in rep.conventions)
+            if guesses:
+                con.print(
+                    f"{guesses} of these are guesses: check them against your files "
+                    "(a wrong one shows as upside-down textures or bad landmarks in the views)."
+                )
         if rep.errors:
             t = Table(title=f"unreadable files ({dict(rep.error_kinds)})")
             for col in ("path", "kind", "reason"):
                 t.add_column(col, overflow="fold")
             for e in rep.errors[:max_errors]:
-                t.add_row(e.path, e.kind, e.message)
+                t.add_row(escape(e.path), escape(e.kind), escape(e.message))
             con.print(t)

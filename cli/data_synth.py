@@ -10,8 +10,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from cli.common import fail, run_or_fail
 from mvdata.synth.facemodel import FaceModelError, download_sfm, resolve_face_model
 from mvdata.synth.generate import SynthConfig, expected_mesh_count
-from mvdata.synth.writer import write_synth
+from mvdata.synth.writer import check_format, write_synth
 from schemas.models import ALL_EXPRESSIONS
+
+#: SynthConfig fields whose option has another name (the others are ``--field-name``), so
+#: that a bad value's message names the option the user typed.
+OPTION_OF_FIELD = {
+    "num_identities": "--identities",
+    "num_frames": "--frames",
+    "pose_jitter_deg": "--pose-jitter",
+    "noise_mm": "--noise",
+    "static": "--static/--no-static",
+    "sequences": "--sequences/--no-sequences",
+    "registered": "--registered/--scan-like",
+}
+
 
 face_model_app = typer.Typer(
     help="The Surrey Face Model behind the synthetic source.", no_args_is_help=True
@@ -84,10 +97,15 @@ def synth(
             noise_mm=noise,
             seed=seed,
             texture_size=texture_size,
-        )
+        ),
+        OPTION_OF_FIELD,
     )
     if mesh_format not in ("ply", "obj"):
         fail(f"--mesh-format must be ply or obj, got {mesh_format!r}")
+    try:
+        check_format(fmt, cfg)  # before the face model is looked for and anything generated
+    except ValueError as exc:
+        fail(f"--format {fmt}: {exc}")
     try:
         model = resolve_face_model(
             face_model, face_model_dir, echo=lambda m: typer.secho(m, fg="yellow", err=True)
@@ -119,6 +137,11 @@ def synth(
         f"wrote {summary.num_meshes} meshes of {summary.num_subjects} subjects "
         f"({summary.fmt} layout, face model: {summary.face_model}) to {summary.out_dir}"
     )
+    if summary.num_meshes < summary.num_generated:
+        typer.echo(
+            f"  {summary.num_generated - summary.num_meshes} of the {summary.num_generated} "
+            f"generated meshes do not fit the {summary.fmt} layout and were not written"
+        )
     if fmt == "default":
         typer.echo(
             f"  {summary.out_dir}/metadata.parquet  one row per mesh: subject, expression, intensity, "

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import run_or_fail
+from cli.common import escape, run_or_fail
 
 
 def register(app: typer.Typer) -> None:
@@ -44,11 +44,11 @@ def register(app: typer.Typer) -> None:
         from mvdata.shards.info import dataset_info, write_contact_sheet
 
         summary = run_or_fail(lambda: dataset_info(out_dir))
-        table = Table(title=f"mvdata info: {out_dir}", show_header=False)
+        table = Table(title=f"mvdata info: {escape(out_dir)}", show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value")
         for name, value in summary.rows():
-            table.add_row(name, value)
+            table.add_row(escape(name), escape(value))
         Console(width=120).print(table)
         if contact_sheet:
             run_or_fail(lambda: write_contact_sheet(out_dir, contact_sheet, n=num))

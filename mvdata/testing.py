@@ -250,3 +250,46 @@ def build_shard_dir(
 def rows(batches: Iterable[Any]) -> list[tuple[str, bool]]:
     """``(key, valid)`` of every row of ``batches`` (``MultiviewBatch`` objects), in order."""
     return [(k, bool(ok)) for b in batches for k, ok in zip(b.keys, b.valid.tolist(), strict=True)]
+
+
+def write_build_root_files(out: Path) -> None:
+    """The root files a build adds to what :func:`build_shard_dir` writes, so that ``mvdata
+    verify`` passes: ``manifest.parquet`` (one :class:`~schemas.models.ManifestRow` per sample
+    of the shards' parquets, in shard order) and the dataset card ``README.md``."""
+    import io
+
+    from mvdata.shards.card import dataset_card
+    from mvdata.shards.names import parse_shard_name
+    from mvdata.shards.reader import list_shards, read_shard_rows
+    from schemas.models import ManifestRow, SizesJson
+    from schemas.tables import frame_from_rows
+
+    meta = DatasetMetadata.model_validate_json((out / "dataset.json").read_bytes())
+    manifest: list[dict[str, Any]] = []
+    for name in list_shards(str(out)):
+        split, index = parse_shard_name(name)
+        for i, r in enumerate(read_shard_rows(str(out), name)):
+            manifest.append(
+                dict(
+                    key=r.key,
+                    source=meta.source,
+                    dataset=meta.dataset,
+                    subject=r.subject,
+                    sequence=r.sequence,
+                    kind="sequence" if r.num_frames > 1 else "static",
+                    num_source_frames=r.num_frames,
+                    expression=r.expression,
+                    intensity=r.intensity,
+                    fold=r.fold,
+                    split=split,
+                    shard=index,
+                    shard_name=name,
+                    index_in_shard=i,
+                    order=len(manifest),
+                )
+            )
+    buf = io.BytesIO()
+    frame_from_rows(ManifestRow, manifest).write_parquet(buf, statistics=False)
+    atomic_write(out / "manifest.parquet", buf.getvalue())
+    sizes = SizesJson.model_validate_json((out / "sizes.json").read_bytes())
+    atomic_write(out / "README.md", dataset_card(meta, sizes).encode())

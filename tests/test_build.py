@@ -278,11 +278,12 @@ def test_multi_worker_split_and_finalize(synth_root, tmp_path):
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    """A 2 MiB tmpfs (root only; skipped where mounting is not allowed)."""
+    """A 1 MiB tmpfs (root only; skipped where mounting is not allowed): about half of what the
+    full-disk build below writes."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
     r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
     )
     if r.returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
@@ -341,3 +342,290 @@ def test_motion_energy_without_landmarks_or_correspondence():
     clip = motion_clip(energy, 6)
     assert clip[0] <= peak <= clip[-1]
     assert energy[0] == 0.0 and energy[peak] > 2 * energy[1]  # frame 1 is still neutral
+
+
+# ----------------------------------------------------------------- bad input: errors never hide
+def test_config_digest_is_unchanged() -> None:
+    """The digest of a build's settings is what existing builds recorded (computed before the
+    settings gained per-field checks): identical settings keep resuming."""
+    assert BuildConfig(source="synthetic", source_root="/data/x").digest() == "c923d3373facd494"
+    cfg = BuildConfig(
+        source="bu3dfe",
+        source_root="/data/y",
+        kind="sequence",
+        modalities=("rgb", "depth", "normal"),
+        image_size=96,
+        seed=7,
+        split="val",
+        num_folds=3,
+    )
+    assert cfg.digest() == "f30fe9421d879cde"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--num-workers", "0"], {}, "--num-workers"),
+        (["--worker-rank", "2", "--num-workers", "2"], {}, "--worker-rank 2"),
+        (["--workers", "-2"], {}, "--workers"),
+        (["--seed", "-1"], {}, "--seed: must be at least 0"),
+        (["--folds", "1"], {}, "--folds: must be at least 2"),
+        (["--image-size", "5"], {}, "--image-size: must be within 16..2048"),
+        (["--jpeg-quality", "0"], {}, "--jpeg-quality"),
+        (["--split", "a" * 300], {}, "--split: 'aaaa"),
+        (["--split", "tränen"], {}, "--split"),
+        (["--modalities", "rgb,rgb"], {}, "--modalities: must be distinct"),
+        (
+            [],
+            {"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "2"},
+            "SLURM_ARRAY_TASK_ID='x'",
+        ),
+        ([], {"RANK": "5", "WORLD_SIZE": "2"}, "RANK = 5 is not within 0..1"),
+    ],
+)
+def test_option_errors_name_the_option(tmp_path, args, env, named):
+    """A bad option or environment variable: one line naming it (before: "worker rank 0 not in
+    [0, 0)", numpy's complaint about a negative seed, a traceback for SLURM_ARRAY_TASK_ID=x,
+    "rerun to resume" for a 300-character split), exit 2, and nothing written."""
+    from typer.testing import CliRunner
+
+    from cli.mvdata_app import app
+
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["build", str(tmp_path), str(out), *args], env=env)
+    assert r.exit_code == 2, r.output
+    assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output
+    assert named in r.output, r.output
+    assert not out.exists()
+
+
+def test_changed_sources_are_refused(synth_root, tmp_path):
+    """A source file changed between two workers, or before a resume: refused naming the file
+    (before: duplicates and missing samples, exit 0, "root files written: yes")."""
+    import shutil
+
+    from mvdata.build.state import SourcesChangedError
+
+    root = tmp_path / "set"
+    shutil.copytree(synth_root, root)
+    cfg = BuildConfig(source="synthetic", source_root=str(root), **SMALL)
+    out = tmp_path / "out"
+    build(cfg, str(out), worker_rank=0, num_workers=2, workers=1)
+    state = json.loads((out / ".mvdata" / "build.json").read_text())
+    victim = sorted(state["sources"])[3]
+    assert state["sources"][victim][0] == (root / victim).stat().st_size
+    st = (root / victim).stat()
+    os.utime(root / victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched
+    with pytest.raises(
+        SourcesChangedError,
+        match=rf"refusing to resume: 1 source file\(s\) changed: {victim} \(changed\)",
+    ):
+        build(cfg, str(out), worker_rank=1, num_workers=2, workers=1)
+    with pytest.raises(SourcesChangedError, match="refusing to finalize"):
+        finalize(str(out))
+    # The CLI says it in one line, exit 2.
+    r = _cli("finalize", str(out))
+    assert r.returncode == 2 and f"{victim} (changed)" in r.stderr and "Traceback" not in r.stderr
+    os.utime(root / victim, ns=(st.st_atime_ns, st.st_mtime_ns))  # as it was: resumes
+    s = build(cfg, str(out), worker_rank=1, num_workers=2, workers=1)
+    assert s.finalized and verify_dataset(str(out)).ok
+    # A removed file is named too; so is an added one (a new item).
+    (root / victim).unlink()
+    with pytest.raises(SourcesChangedError, match=rf"{victim} \(removed\)"):
+        build(cfg, str(out), workers=1)
+    # An output from before fingerprints resumes and records them.
+    del state["sources"]
+    (out / ".mvdata" / "build.json").write_text(json.dumps(state))
+    shutil.copy(synth_root / victim, root / victim)
+    build(cfg, str(out), workers=1)
+    assert "sources" in json.loads((out / ".mvdata" / "build.json").read_text())
+
+
+def test_corrupt_build_json_is_named(synth_root, tmp_path):
+    out = tmp_path / "out"
+    cfg = BuildConfig(source="synthetic", source_root=str(synth_root), **SMALL)
+    build(cfg, str(out), workers=1)
+    (out / ".mvdata" / "build.json").write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match=r"\.mvdata/build.json: not valid JSON"):
+        build(cfg, str(out), workers=1)
+    r = _cli("finalize", str(out))
+    assert r.returncode == 2 and "build.json: not valid JSON" in r.stderr
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (from /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper does not count)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill9_of_the_build_kills_its_workers_and_the_lock_refuses_a_second(synth_root, tmp_path):
+    """A real ``mvdata build`` with 2 worker processes: a second build into the same output is
+    refused by the lock while it runs; ``kill -9`` of the main process alone takes its workers
+    with it (before: they went on committing shards, ~250 MB each); the lock goes with the
+    process, and the resumed build finishes and verifies."""
+    from mvdata.build.lock import BuildLockedError
+
+    out = tmp_path / "out"
+    args = [
+        "build",
+        str(synth_root),
+        str(out),
+        "--kind",
+        "sequence",
+        "--clip-frames",
+        "12",
+        "--samples-per-shard",
+        "1",
+        "--folds",
+        "3",
+        "--workers",
+        "2",
+        "--views",
+        "0,0;-20,0;20,0;-40,0;40,0",
+        "--modalities",
+        "rgb,depth,normal",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.mvdata_app", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        workers: list[int] = []
+        while time.time() < deadline and proc.poll() is None:
+            workers = [
+                p
+                for p in _children(proc.pid)
+                if b"spawn_main" in (Path("/proc") / str(p) / "cmdline").read_bytes()
+                and b"resource_tracker" not in (Path("/proc") / str(p) / "cmdline").read_bytes()
+            ]
+            if len(workers) == 2:
+                break
+            time.sleep(0.05)
+        assert len(workers) == 2, "the build never started its 2 workers"
+        cfg = BuildConfig(
+            source="synthetic",
+            source_root=str(synth_root),
+            kind="sequence",
+            clip_frames=12,
+            samples_per_shard=1,
+            num_folds=3,
+            views=parse_views("0,0;-20,0;20,0;-40,0;40,0"),
+            modalities=("rgb", "depth", "normal"),
+        )
+        with pytest.raises(BuildLockedError, match=r"another mvdata build is writing into it"):
+            build(cfg, str(out), workers=1)
+        assert proc.poll() is None, "the first build ended before the kill: make it longer"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers), "a worker outlived the killed build"
+    assert not (out / "manifest.parquet").exists()
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert verify_dataset(str(out)).ok
+
+
+def _write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    lines = [f"v {x:.4f} {y:.4f} {z:.4f}" for x, y, z in vertices]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_blank_render_is_a_counted_failure(tmp_path):
+    """One far outlier vertex (no landmarks: the bounding box normalises) shrinks the face to a
+    dot in every view: a ``blank-render`` failure naming the file (before: written as ok)."""
+    from mvdata.build.worker import blank_views
+
+    face = procedural_face()
+    verts, faces = face.mean, face.faces
+    root = tmp_path / "meshes"
+    root.mkdir()
+    _write_obj(root / "face.obj", verts, faces)
+    far = np.vstack([verts, verts[:1] + [1e5, 0.0, 0.0]])
+    _write_obj(root / "outlier.obj", far, np.vstack([faces, [[0, 1, len(verts)]]]))
+    cfg = BuildConfig(source="meshdir", source_root=str(root), image_size=32, num_folds=2)
+    s = build(cfg, str(tmp_path / "out"), workers=1)
+    assert s.num_written == 1 and s.errors == {"blank-render": 1}
+    rows_ = pl.read_parquet(tmp_path / "out" / "data" / "train-000000.parquet")
+    failed = rows_.filter(pl.col("status") == "failed").row(0, named=True)
+    assert failed["error_kind"] == "blank-render" and "outlier.obj" in failed["error_message"]
+    # the rule itself: any view under 1 % foreground (depth, else normals, else rgb)
+    depth = np.zeros((3, 10, 10), np.uint16)
+    depth[0, :5] = 7
+    depth[2, 0, 0] = 7  # 1 % of 100 pixels is not blank
+    assert blank_views({"depth": depth}) == [1]
+    assert blank_views({"rgb": np.zeros((2, 10, 10, 3), np.uint8)}) == [0, 1]
+
+
+def test_read_only_output_and_odd_paths(synth_root, tmp_path):
+    """A read-only output is one line naming it (before: a traceback), and a path with square
+    brackets is printed as it is (before: rich's markup error)."""
+    odd = tmp_path / "o[" / "]x"
+    r = _cli("build", str(synth_root), str(odd), "--image-size", "16", "--samples-per-shard", "8")
+    assert r.returncode == 0, r.stderr
+    assert "o[/]x" in "".join(r.stdout.split())
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(ro)], capture_output=True
+    )
+    if mount.returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        r = _cli("build", str(synth_root), str(ro / "out"), "--image-size", "16")
+        assert r.returncode == 2 and "Read-only file system" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and str(ro / "out") in r.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
+
+
+def test_a_shard_whose_samples_all_failed(synth_root, tmp_path):
+    """Every sample of one shard fails: the build commits it empty (a resume skips it), verify
+    says so plainly and passes, and both loaders leave it out (before: DALI refused the empty
+    index, "Malformed index file")."""
+    import shutil
+
+    from mvdata.loaders import make_loader
+
+    root = tmp_path / "set"
+    shutil.copytree(synth_root, root)
+    cfg = BuildConfig(source="synthetic", source_root=str(root), **SMALL)
+    plan = make_plan(cfg)
+    for key in plan.manifest.filter(pl.col("shard") == 1)["key"]:
+        for rel in plan.items[key].source_paths:
+            if rel.endswith(".ply"):
+                (root / rel).write_bytes(b"")
+    out = tmp_path / "out"
+    s = build(cfg, str(out), workers=1)
+    assert s.num_failed == 4 and s.finalized
+    report = verify_dataset(str(out))
+    assert report.ok and any("train-000001 holds no sample" in n for n in report.notes)
+    assert json.loads((out / "sizes.json").read_text())["shards"]["data/train-000001.tar"] == 0
+    for backend in ("dali", "wds"):
+        loader = make_loader(out, batch_size=4, backend=backend, device="cpu", train=False)
+        got = [k for b in loader for k, ok in zip(b.keys, b.valid.tolist(), strict=True) if ok]
+        assert len(got) == 11 and len(set(got)) == 11, backend

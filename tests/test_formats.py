@@ -152,7 +152,9 @@ def _grid(nrows: int = 6, ncols: int = 5) -> BntGrid:
     r, c = np.mgrid[0:nrows, 0:ncols].astype(np.float64)
     z = 10.0 + r * 0.5 - c * 0.25
     z[0, 0] = z[3, 2] = -1e9  # holes: background by z only, x/y keep grid values
-    return BntGrid(c * 0.77, r * 0.77, z, c / ncols, r / nrows, -1e9, "bs000_N_N_0.png")
+    # real files: v grows down the image rows, i.e. falls as the row (and y) rises
+    v = (nrows - 1 - r) / (nrows - 1)
+    return BntGrid(c * 0.77, r * 0.77, z, c / ncols, v, -1e9, "bs000_N_N_0.png")
 
 
 def test_bnt_round_trip_bytes(tmp_path: Path) -> None:
@@ -189,6 +191,10 @@ def test_bnt_mesh_matches_reference_loop() -> None:
     normal_z = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])[:, 2]
     assert (normal_z > 0).all()
     assert m.uvs is not None and m.uvs.shape == (m.num_vertices, 2)
+    # the file's v grows down the image; the mesh's (OpenGL) v grows up, with y
+    np.testing.assert_allclose(m.uvs[:, 0], g.u[valid])
+    np.testing.assert_allclose(m.uvs[:, 1], 1.0 - g.v[valid], atol=1e-7)
+    np.testing.assert_allclose(m.uvs[:, 1], m.vertices[:, 1] / (5 * 0.77), atol=1e-6)
 
 
 def test_bnt_errors() -> None:
@@ -430,16 +436,154 @@ def test_obj_block_fast_path_agrees_with_the_line_by_line_path() -> None:
 def test_obj_face_fast_path_falls_back_exactly() -> None:
     """The one-pass face parser takes only all-triangle files; a quad next to a two-corner face
     (same number of numbers as two triangles), ``v//vn`` corners and a 0 index go the general
-    way and give what it gives (fan triangles, or the out-of-range error)."""
+    way and give what it gives (fan triangles, or an error: a face of two corners is a damaged
+    line, never dropped silently)."""
     from mvdata.formats.obj import _Block, _triangle_corners
 
     head = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\n"
     tri = _triangle_corners(_Block(b"f 1 2 3\nf 1 3 4", 2), 1)
     assert tri is not None and tri.ravel().tolist() == [1, 2, 3, 1, 3, 4]
     assert _triangle_corners(_Block(b"f 1 2 3 4\nf 1 2", 2), 1) is None
-    mixed = parse_obj((head + "f 1 2 3 4\nf 1 2\n").encode()).mesh
-    assert mixed.faces.tolist() == [[0, 1, 2], [0, 2, 3]]  # quad fanned, 2-gon dropped
+    quad = parse_obj((head + "f 1 2 3 4\nf 1 2 3\n").encode()).mesh
+    assert quad.faces.tolist() == [[0, 1, 2], [0, 2, 3], [0, 1, 2]]  # quad fanned
+    with pytest.raises(MeshReadError, match="2 corners"):
+        parse_obj((head + "f 1 2 3 4\nf 1 2\n").encode())
     normals = parse_obj((head + "vn 0 0 1\nf 1//1 2//1 3//1\nf 1//1 3//1 4//1\n").encode()).mesh
     assert normals.faces.tolist() == [[0, 1, 2], [0, 2, 3]] and normals.uvs is None
     with pytest.raises(MeshReadError, match="out of range"):
         parse_obj((head + "f 1 2 3\nf 0 2 3\n").encode())
+
+
+# --------------------------------------------------------------------------- issue 11: truncation,
+# declared sizes, indices beyond int32, wrong reasons
+
+
+def _tri_obj(n_faces: int = 40) -> bytes:
+    rng = np.random.default_rng(2)
+    m = Mesh(
+        rng.normal(size=(30, 3)).astype(np.float32),
+        rng.integers(0, 30, (n_faces, 3)).astype(np.int32),
+    )
+    return obj_text(m).encode()
+
+
+def test_obj_truncation_is_an_error() -> None:
+    """Half an OBJ loaded as a smaller mesh with no error (176 of 6,736 faces, written as ok):
+    a file cut mid-line, a dangling ``f`` line, MeshLab's declared counts and a face beyond the
+    defined vertices are errors now; a complete last line without a newline is refused as cut."""
+    good = _tri_obj()
+    assert parse_obj(good).mesh.num_faces == 40
+    half = good[: good.index(b"\nf ") + (len(good) - good.index(b"\nf ")) // 2]
+    assert not half.endswith(b"\n")
+    err = _raises("truncated", parse_obj, half, "s/half.obj")
+    assert str(err).startswith("s/half.obj: ") and "without a newline" in str(err)
+    last_cut = good[:-3]  # "f 12 7 30\n" -> "f 12 7 3": a different, valid-looking vertex
+    _raises("truncated", parse_obj, last_cut, "s/cut.obj")
+    dangling = good + b"f 1 2\n"
+    assert "2 corners" in str(_raises("parse", parse_obj, dangling, "s/d.obj"))
+    _raises("parse", parse_obj, good + b"f 1 2 31\n", "s/beyond.obj")  # 30 vertices defined
+    declared = b"# Vertices: 30\n# Faces: 41\n" + good
+    assert "Faces: 41" in str(_raises("truncated", parse_obj, declared, "s/m.obj"))
+    assert parse_obj(b"# Vertices: 30\n# Faces: 40\n" + good).mesh.num_faces == 40
+
+
+def test_ply_declared_sizes_are_checked_before_allocating(tmp_path: Path) -> None:
+    """A 10^12-vertex header was a 13.6 TiB allocation (MemoryError naming no file), a 3 x 10^8
+    face header 2.45 GB before failing; an ASCII count off by one failed or lost a face."""
+    import tracemalloc
+
+    m = _mesh(corner_uvs=False)
+    binary, ascii_ = ply_bytes(m, True), ply_bytes(m, False)
+    p = tmp_path / "big.ply"
+    cases = [
+        (binary.replace(b"element vertex 40", b"element vertex 1000000000000"), "truncated"),
+        (binary.replace(b"element face 60", b"element face 300000000"), "truncated"),
+        (ascii_.replace(b"element vertex 40", b"element vertex 1000000000000"), "truncated"),
+        (ascii_.replace(b"element face 60", b"element face 300000000"), "truncated"),
+        (ascii_.replace(b"element face 60", b"element face 61"), "truncated"),
+        (ascii_.replace(b"element face 60", b"element face 59"), "wrong-size"),  # a face lost
+        (ascii_.replace(b"element vertex 40", b"element vertex 39"), "wrong-size"),
+        (binary.replace(b"element face 60", b"element face 59"), "wrong-size"),
+        (ascii_[:-2], "truncated"),  # last index cut mid-number, no newline
+    ]
+    for data, kind in cases:
+        p.write_bytes(data)
+        tracemalloc.start()
+        try:
+            err = _raises(kind, read_ply, p)
+        finally:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert str(err).startswith(f"{p}: ") and peak < 16 * 2**20, (kind, peak, str(err))
+        _raises(kind, parse_ply, data, "x.ply")  # the same without the fast paths' file
+
+
+def test_face_index_beyond_int32_is_refused_as_written(tmp_path: Path) -> None:
+    """An index of 2**32 in VRML or ASCII PLY wrapped to 0 in the int32 cast and was accepted;
+    a coordIndex of 10**23 was reported as "refers to vertex 3447". Ranges are checked before
+    the cast and the index is quoted as written."""
+    m = Mesh(_mesh().vertices, _mesh().faces)  # no UVs: nothing else can catch the index
+    wrl = vrml_text(m).encode()
+    for big in (b"4294967296", b"100000000000000000000000"):
+        bad = wrl.replace(b"coordIndex [\n", b"coordIndex [\n" + big + b", 1, 2, -1,\n", 1)
+        err = _raises("parse", parse_vrml, bad, "a/b.wrl")
+        assert big.decode() in str(err) and "40 exist" in str(err), str(err)
+    ascii_ = ply_bytes(m, False)
+    lines = ascii_.split(b"\n")
+    first_face = lines.index(b"end_header") + 1 + m.num_vertices
+    lines[first_face] = b"3 4294967296 1 2"
+    p = tmp_path / "wrap.ply"
+    p.write_bytes(b"\n".join(lines))
+    for err in (_raises("parse", read_ply, p), _raises("parse", parse_ply, p.read_bytes(), "w")):
+        assert "4294967296" in str(err)
+    obj = obj_text(m).encode() + b"f 1 2 4294967297\n"
+    _raises("parse", parse_obj, obj, "o.obj")
+    quad = obj_text(m).encode() + b"f 1 2 3 100000000000000000000000\n"  # the polygon path
+    _raises("parse", parse_obj, quad, "o.obj")
+
+
+def test_vrml_unclosed_nodes_are_truncated() -> None:
+    """A VRML file cut after its last number list (its closing braces lost) read as whole."""
+    wrl = vrml_text(_mesh()).encode()
+    for cut in (2, 6, 12):
+        err = _raises("truncated", parse_vrml, wrl[:-cut], "t.wrl")
+        assert "never closed" in str(err)
+    assert parse_vrml(wrl[:-1], "t.wrl").mesh.num_faces == 60  # only the final newline lost
+    _raises("parse", parse_vrml, wrl + b"}\n", "t.wrl")
+    # brackets inside comments and strings do not count
+    commented = wrl.replace(b"#VRML V2.0 utf8\n", b"#VRML V2.0 utf8\n# a { b [\n", 1)
+    assert parse_vrml(commented, "t.wrl").mesh.num_faces == 60
+
+
+def test_wrong_reasons_are_named_right(tmp_path: Path) -> None:
+    """A zero-filled .wrl was called "UTF-16 encoded"; values beyond float32 (1e300) became inf
+    vertices in a mesh that read as valid."""
+    for name, read in (("z.wrl", read_vrml), ("z.obj", read_obj), ("z.ply", read_ply)):
+        p = tmp_path / name
+        p.write_bytes(b"\0" * 4096)
+        err = _raises("empty", read, p)
+        assert "zero" in str(err) and "UTF-16" not in str(err)
+    err = _raises("empty", parse_vrml, b"\0" * 100, "z.wrl")
+    utf16 = vrml_text(_mesh()).encode("utf-16-le")  # no byte-order mark
+    _raises("encoding", parse_vrml, utf16, "u.wrl")
+    _raises("nan", parse_obj, b"v 1e300 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", "f.obj")
+    big = vrml_text(_mesh()).replace("point [\n", "point [\n1e300, 0, 0,\n", 1)
+    _raises("nan", parse_vrml, big.encode(), "f.wrl")
+
+
+@pytest.mark.timeout(30)  # before the fix, reading the FIFO blocked forever
+def test_non_files_are_refused_with_their_reason(tmp_path: Path) -> None:
+    """A FIFO in place of a mesh blocked the reader forever; a symlink loop raised OSError."""
+    import os
+
+    fifo = tmp_path / "pipe.obj"
+    os.mkfifo(fifo)
+    assert "FIFO" in str(_raises("io", read_obj, fifo))
+    loop = tmp_path / "loop.ply"
+    loop.symlink_to(loop.name)
+    assert "loop" in str(_raises("io", read_ply, loop))
+    dangling = tmp_path / "gone.wrl"
+    dangling.symlink_to(tmp_path / "nowhere.wrl")
+    assert "dangling" in str(_raises("missing", read_vrml, dangling))
+    (tmp_path / "dir.obj").mkdir()
+    assert "directory" in str(_raises("io", read_obj, tmp_path / "dir.obj"))

@@ -22,6 +22,7 @@ from mvdata.render.gl import NEUTRAL_GREY, Renderer
 from mvdata.render.normalise import (
     CANONICAL_BBOX_EXTENT,
     CANONICAL_EYE_DISTANCE,
+    CANONICAL_LANDMARK_SPREAD,
     NOSE_TILT_DEG,
     apply_normalisation,
     normalise,
@@ -294,7 +295,7 @@ def test_forked_child_refuses_instead_of_hanging(renderer: Renderer) -> None:
 # --------------------------------------------------------------------------- normalisation
 def face_landmarks() -> dict[int, np.ndarray]:
     """A frontal face in the canonical frame: eyes level, looking along +z, IOD 90."""
-    tilt = math.tan(math.radians(NOSE_TILT_DEG[34]))
+    tilt = math.tan(math.radians(NOSE_TILT_DEG["subnasale"]))
     return {
         37: np.array([-45.0, 0, 0]),
         40: np.array([-15.0, 0, 5]),
@@ -366,6 +367,56 @@ def test_normalise_fallbacks() -> None:
     norm = normalise(bare)
     assert norm.method == "bbox" and np.allclose(norm.centre, [5, 6, 7])
     assert math.isclose(norm.scale, CANONICAL_BBOX_EXTENT / 110.0)
+
+
+#: ibug id -> the Bosphorus label of the same point (subject's right = Bosphorus "left").
+BOSPHORUS_OF_IBUG = {
+    37: "Outer left eye corner",
+    40: "Inner left eye corner",
+    43: "Inner right eye corner",
+    46: "Outer right eye corner",
+    31: "Nose tip",
+    49: "Left mouth corner",
+    52: "Upper lip outer middle",
+    55: "Right mouth corner",
+    58: "Lower lip outer middle",
+}
+
+
+def test_normalise_reads_bosphorus_labels() -> None:
+    """Real Bosphorus scans name their points in words: they normalise by landmarks (not by
+    bounding box), with the nose-tip tilt since Bosphorus marks no subnasale."""
+    lm = face_landmarks()
+    del lm[34]
+    tip = math.tan(math.radians(NOSE_TILT_DEG["nose_tip"]))
+    lm[31] = np.array([0.0, -35.0, 2.5 + 35.0 * tip])  # a frontal face at the nose-tip tilt
+    rot = rotation(-25.0, 10.0, -5.0)
+    ibug = posed_mesh(lm, rot, 0.8, np.array([-3.0, 20.0, 300.0]))
+    names = tuple(BOSPHORUS_OF_IBUG[int(n[4:])] for n in ibug.landmark_names)
+    bos = Mesh(ibug.vertices, ibug.faces, landmarks=ibug.landmarks, landmark_names=names)
+    norm = normalise(bos)
+    assert norm.method == "landmarks"
+    assert np.allclose(np.asarray(norm.rotation) @ rot, np.eye(3), atol=1e-4)
+    assert math.isclose(norm.scale, 1 / 0.8, rel_tol=1e-5)
+    assert norm == normalise(ibug)  # the same points by meaning give the same transform
+
+
+def test_normalise_uses_bnd_rows_only_as_a_set() -> None:
+    """BU .bnd rows (order unverified) give centre and spread, never eye corners by row: any
+    row order gives the same transform, with no rotation."""
+    lm = face_landmarks()
+    mesh = posed_mesh(lm, np.eye(3), 1.0, np.array([1.0, 2.0, 3.0]))
+    assert mesh.landmarks is not None
+    pts = mesh.landmarks.astype(np.float64)
+    names = tuple(f"bnd{i:02d}" for i in range(len(pts)))
+    a = normalise(Mesh(mesh.vertices, mesh.faces, landmarks=pts, landmark_names=names))
+    perm = np.random.default_rng(0).permutation(len(pts))
+    b = normalise(Mesh(mesh.vertices, mesh.faces, landmarks=pts[perm], landmark_names=names))
+    assert a.method == "landmarks" and np.array_equal(a.rotation, np.eye(3).tolist())
+    assert np.allclose(a.centre, pts.mean(axis=0))
+    spread = np.sqrt(((pts - pts.mean(axis=0)) ** 2).sum(axis=1).mean())
+    assert math.isclose(a.scale, CANONICAL_LANDMARK_SPREAD / spread, rel_tol=1e-9)
+    assert np.allclose(b.centre, a.centre) and math.isclose(b.scale, a.scale, rel_tol=1e-9)
 
 
 # --------------------------------------------------------------------------- contact sheet

@@ -553,3 +553,64 @@ def test_parquet_schema(tmp_path: Path) -> None:
     frame = pl.read_parquet(shard_paths(str(tmp_path), "train-000001")["parquet"])
     assert frame["status"].to_list() == ["ok", "failed", "ok"]
     assert sys.modules["mvdata.shards.reader"] is shard_reader
+
+
+# ------------------------------------------------------------------- bad input named by file
+def test_read_index_names_the_file_and_checks_bounds() -> None:
+    """Every index problem is a ``ValueError`` starting with the file it came from (before: a
+    UnicodeDecodeError, or a count mismatch naming no file), and entries are checked against the
+    tar's size before anything is read (a size of 10**12 reached ``read()``: MemoryError)."""
+    from mvdata.shards.index import format_index, outside_tar
+
+    where = "/d/data/train-000000.idx"
+    good = format_index([[("json", 512, 10, "k.json"), ("t00.v00.rgb.jpg", 1536, 900, "k.x")]])
+    assert read_index(good, where=where)[0][1] == ("t00.v00.rgb.jpg", 1536, 900, "k.x")
+    for data, why in [
+        (bytes(range(200, 256)), "not a DALI index (byte 0 is not ASCII"),
+        (b"v1.2 2\njson 512 10 k.json\n", "header says 2 samples, the body has 1 lines"),
+        (b"v1.3 1\njson 512 10 k.json\n", "is not 'v1.2 <num_samples>'"),
+        (b"v1.2 \xc2\xb2\n", "not a DALI index"),
+        (b"v1.2 1\njson 512 ten k.json\n", "are not non-negative integers"),
+        (b"v1.2 1\njson 512 10\n", "line 2 has 3 fields"),
+        (b"v1.2 1\njson 512 10 k.json", "does not end with a newline"),
+    ]:
+        with pytest.raises(ValueError, match="^" + where.replace(".", r"\.") + ": ") as err:
+            read_index(data, where=where)
+        assert why in str(err.value)
+    huge = read_index(b"v1.2 1\njson 512 1000000000000 k.json t00 2048 5 k.t00\n", where=where)
+    assert outside_tar(huge, tar_size=4096) == [(0, "json", "k.json")]
+    assert outside_tar([[("json", 100, 5, "k.json")]], tar_size=4096) == [(0, "json", "k.json")]
+
+
+def test_image_problem_checks_what_dali_checks() -> None:
+    """PNG chunk CRCs (PIL skips the IDAT one), the declared size before decoding, the mode."""
+    from mvdata.shards.codecs import image_problem, png_crc_problem
+
+    png = encode_png16(np.full((8, 8), 300, np.uint16))
+    assert png_crc_problem(png) is None and image_problem("depth.png", png, 8) is None
+    b = bytearray(png)
+    i = b.find(b"IDAT")
+    b[i + 4 + int.from_bytes(b[i - 4 : i], "big")] ^= 1
+    Image.open(io.BytesIO(bytes(b))).load()  # PIL alone takes it
+    assert "fails its CRC" in str(image_problem("depth.png", bytes(b), 8))
+    assert "truncated PNG" in str(image_problem("depth.png", png[:-5], 8))
+    assert "image is 8x8, expected 16x16" in str(image_problem("depth.png", png, 16))
+    rgb = encode_png8(np.zeros((8, 8, 3), np.uint8))
+    assert "mode RGB" in str(image_problem("depth.png", rgb, 8))
+    jpg = encode_jpeg(np.zeros((8, 8, 3), np.uint8), 90)
+    assert image_problem("rgb.jpg", jpg, 8) is None
+    assert "does not decode" in str(image_problem("rgb.jpg", jpg[:60], 8))
+
+
+def test_unreadable_stats_and_parquet_name_the_file(tmp_path: Path) -> None:
+    """A garbage stats.json or shard parquet: a ``ValueError`` naming the file (before: a
+    pydantic error naming no shard, a polars error), and the shard counts as not committed."""
+    build_dataset(str(tmp_path), num_shards=1)
+    stats = tmp_path / "data" / "train-000000.stats.json"
+    stats.write_text('{"shard_name": 3}')
+    with pytest.raises(ValueError, match=r"train-000000.stats.json: not a valid stats.json"):
+        read_stats(str(tmp_path), "train-000000")
+    assert not is_committed(str(tmp_path), "train-000000")
+    (tmp_path / "data" / "train-000000.parquet").write_bytes(b"PAR1garbage")
+    with pytest.raises(ValueError, match=r"train-000000.parquet: not a readable parquet file"):
+        shard_reader.read_shard_rows(str(tmp_path), "train-000000")

@@ -30,9 +30,11 @@ from mvdata.synth.native import (
     COMA_CATEGORY,
     FACESCAPE_NAME,
     NATIVE_FORMATS,
+    bosphorus_landmarks,
     depth_grid,
     write_native,
 )
+from schemas.landmarks import BOSPHORUS_LABELS
 
 
 def _eq(a: Any, b: Any) -> bool:
@@ -151,9 +153,14 @@ def test_bosphorus_round_trip(synth: list[SynthMesh], native: Path) -> None:
     r = np.rint((m.vertices[:, 1] - g.y0) / 0.77).astype(int)
     np.testing.assert_allclose(m.vertices[:, 2], g.z[r, c], atol=1e-4)
     assert np.abs(m.vertices[:, 2]).max() < 500 and m.num_vertices == int(g.covered.sum())
+    # UVs: the file holds v down the image rows; the reader gives back the surface's v-up UVs
+    assert m.uvs is not None
+    np.testing.assert_allclose(m.uvs, np.stack([g.u[r, c], g.v[r, c]], 1), atol=1e-6)
+    # landmarks: the 22 Bosphorus labels in words, in a real file's order, from the ibug points
     assert m.landmarks is not None and s.mesh.landmarks is not None
-    np.testing.assert_allclose(m.landmarks, s.mesh.landmarks, rtol=1e-5, atol=1e-3)  # %g
-    assert m.landmark_names == s.mesh.landmark_names
+    want_pts, want_names = bosphorus_landmarks(s.mesh)
+    assert m.landmark_names == want_names == BOSPHORUS_LABELS
+    np.testing.assert_allclose(m.landmarks, want_pts, rtol=1e-5, atol=1e-3)  # %g
     assert m.texture is not None and _eq(m.texture, s.mesh.texture)  # PNG: exact
 
 
@@ -463,3 +470,168 @@ def test_inspect_counts_on_each_synthetic_set(fmt: str, native: Path) -> None:
     assert dict(rep.expressions) == expressions and dict(rep.intensities) == intensities
     assert set(rep.frames_per_sequence.values()) == frames
     assert rep.frames_checked == rep.num_frames
+
+
+# --------------------------------------------------------------------------- issue 11: one bad
+# file never stops a scan, an inspect or a build, and each gets its own reason
+
+
+def _png_declaring(w: int, h: int) -> bytes:
+    """A tiny PNG whose header declares ``w x h`` pixels (a decompression bomb's header)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 150, 120)).save(buf, format="PNG")
+    png = buf.getvalue()
+    ihdr = png[12:16] + struct.pack(">II", w, h) + png[24:29]
+    return png[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + png[33:]
+
+
+def test_texture_decompression_bombs_are_read_errors(tmp_path: Path) -> None:
+    """A texture declaring 30,000^2 pixels raised PIL's DecompressionBombError through every
+    caller; between PIL's two limits it only warned and was decoded (GBs)."""
+    from mvdata.sources.common import load_image
+
+    for side in (30000, 10000, 9000):  # over PIL's error limit, its warning limit, ours (8192^2)
+        p = tmp_path / f"t{side}.png"
+        p.write_bytes(_png_declaring(side, side))
+        with pytest.raises(MeshReadError) as ei:
+            load_image(p)
+        assert ei.value.kind == "texture" and str(ei.value).startswith(f"{p}: ")
+    ok = tmp_path / "ok.png"
+    ok.write_bytes(_png_declaring(4, 4))
+    assert load_image(ok).shape == (4, 4, 3)
+
+
+def _bad_meshdir(root: Path) -> dict[str, str]:
+    """A meshdir folder of good meshes and one bad file of each kind the campaign found;
+    returns ``{relative path: expected error kind}``."""
+    m = _tri()
+    good_ply, ascii_ply = ply_bytes(m), ply_bytes(m, binary=False)
+    root.mkdir()
+    for name in ("a.ply", "b.ply", "c.ply"):
+        (root / name).write_bytes(good_ply)
+    write_obj(root / "d.obj", m)
+    write_vrml(root / "e.wrl", m)
+    bad = {
+        "huge.ply": good_ply.replace(b"element vertex 3", b"element vertex 1000000000000"),
+        "faces.ply": good_ply.replace(b"element face 1", b"element face 300000000")
+        + b"\0" * 100_000,
+        "offbyone.ply": ascii_ply.replace(b"element vertex 3", b"element vertex 2"),
+        "half.obj": (root / "d.obj").read_bytes()[:-4],
+        "zero.wrl": b"\0" * 2048,
+        "bomb.ply": good_ply,
+    }
+    for name, data in bad.items():
+        (root / name).write_bytes(data)
+    (root / "bomb.png").write_bytes(_png_declaring(30000, 30000))
+    (root / "dangling.ply").symlink_to(root / "gone.ply")
+    (root / "loop.obj").symlink_to("loop.obj")
+    os.mkfifo(root / "pipe.obj")  # would block a reader forever
+    (root / "labels.csv").write_text(
+        "path,subject,intensity\na.ply,s1,100000000000000000000\nb.ply,s2,-1\nc.ply,s3,2\n"
+    )
+    return {
+        "huge.ply": "truncated",
+        "faces.ply": "truncated",
+        "offbyone.ply": "wrong-size",
+        "half.obj": "truncated",
+        "zero.wrl": "empty",
+        "bomb.png": "texture",
+        "dangling.ply": "missing",
+        "loop.obj": "io",
+        "pipe.obj": "io",
+        "a.ply": "labels",
+        "b.ply": "labels",
+    }
+
+
+def test_inspect_lists_every_bad_file_and_reads_the_rest(tmp_path: Path) -> None:
+    """One bad file (a 10^12-vertex header, an ASCII count off by one, a texture bomb, an
+    out-of-range intensity, a dangling symlink called "empty", a zero-filled .wrl called
+    "UTF-16") aborted `mvdata inspect` with a traceback naming no file, or gave a wrong reason."""
+    from cli.mvdata_app import app
+
+    root = tmp_path / "meshes"
+    expected = _bad_meshdir(root)
+    rep = inspect_dataset(root, "meshdir", check=True)
+    got = {Path(e.path).name: e.kind for e in rep.errors}
+    assert got == expected, rep.errors
+    by_name = {Path(e.path).name: e.message for e in rep.errors}
+    assert "dangling symlink" in by_name["dangling.ply"] and "FIFO" in by_name["pipe.obj"]
+    assert "zero" in by_name["zero.wrl"] and "UTF-16" not in by_name["zero.wrl"]
+    assert "labels.csv" in by_name["a.ply"] and "100000000000000000000" in by_name["a.ply"]
+    assert rep.frames_checked == 5  # a b c d e; a and b without their bad intensity
+    r = CliRunner().invoke(
+        app, ["inspect", str(root), "--source", "meshdir"], env={"COLUMNS": "400"}
+    )
+    assert r.exit_code == 0, r.output
+    assert "5 loaded" in r.output and f"{len(expected)} errors" in r.output
+    for name, kind in expected.items():
+        line = next((ln for ln in r.output.splitlines() if name in ln), "")
+        assert kind in line, (name, kind, r.output)
+
+
+def test_build_records_each_bad_file_and_builds_the_rest(tmp_path: Path) -> None:
+    """The same folder through `mvdata build` (a real subprocess): each bad mesh is a failed
+    sample naming its file, the good ones are built, the exit is 0."""
+    import subprocess
+    import sys
+
+    import polars as pl
+
+    root = tmp_path / "meshes"
+    _bad_meshdir(root)
+    out = tmp_path / "out"
+    args = ["build", str(root), str(out), "--source", "meshdir", "--image-size", "32"]
+    args += ["--max-failed-fraction", "0.9"]
+    r = subprocess.run(
+        [sys.executable, "-m", "cli.mvdata_app", *args], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    rows = pl.concat([pl.read_parquet(p) for p in sorted((out / "data").glob("*.parquet"))])
+    failed = rows.filter(pl.col("status") == "failed")
+    messages = " ".join(failed["error_message"].to_list())
+    for name in ("huge.ply", "faces.ply", "offbyone.ply", "half.obj", "zero.wrl", "bomb.png"):
+        assert name in messages, (name, messages)
+    assert len(rows.filter(pl.col("status") == "ok")) == 5
+
+
+def test_landmarks_beyond_float32_are_a_read_error(tmp_path: Path) -> None:
+    """A landmark of 1e300 (finite as text) became inf once stored as float32 and threw the
+    normalisation, and the face, out of the frame; it is a "nan" error naming the .bnd."""
+    from mvdata.formats.landmarks import write_bnd
+
+    m = _tri()
+    (tmp_path / "a.ply").write_bytes(ply_bytes(m))
+    write_bnd(tmp_path / "a.bnd", np.array([[1e300, 0.0, 0.0], [0.0, 1.0, 0.0]]), np.arange(2))
+    item = get_source("meshdir").scan(tmp_path).items[0]
+    with pytest.raises(MeshReadError) as ei:
+        get_source("meshdir").load_frame(item, 0)
+    assert ei.value.kind == "nan" and str(ei.value).startswith(str(tmp_path / "a.bnd"))
+
+
+def test_synthetic_missing_texture_or_index_names_the_file(tmp_path: Path) -> None:
+    """The synthetic reader let a bare FileNotFoundError (no file named) escape for a missing
+    texture, and a polars error for an index deleted after the scan."""
+    from mvdata.synth.writer import write_synth
+
+    cfg = SynthConfig(num_identities=1, expressions=("neutral",), texture_size=16)
+    root = write_synth(cfg, procedural_face(16, 12), tmp_path / "s").out_dir
+    src = get_source("synthetic")
+    item = src.scan(root).items[0]
+    texture = root / item.frame_paths[0][1]
+    texture.unlink()
+    with pytest.raises(MeshReadError) as ei:
+        src.load_frame(item, 0)
+    assert ei.value.kind == "missing" and str(ei.value).startswith(str(texture.resolve()))
+    other = write_synth(cfg, procedural_face(16, 12), tmp_path / "t").out_dir
+    item = src.scan(other).items[0]
+    (other / "metadata.parquet").unlink()  # after the scan, before the load
+    with pytest.raises(MeshReadError) as ei:
+        src.load_frame(item, 0)
+    assert ei.value.kind == "index" and "metadata.parquet" in str(ei.value)

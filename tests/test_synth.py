@@ -177,6 +177,49 @@ def test_pose_jitter_and_noise(procedural_model):
     assert 0.05 < np.median(diff) < 15.0
 
 
+def _boundary_outline(model) -> np.ndarray:
+    """The mean shape's boundary vertices (edges of one triangle), xy, ordered by angle."""
+    f = model.faces.astype(np.int64)
+    e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+    edges, count = np.unique(e, axis=0, return_counts=True)
+    xy = model.mean[np.unique(edges[count == 1]), :2].astype(np.float64)
+    centred = xy - xy.mean(axis=0)
+    return xy[np.argsort(np.arctan2(centred[:, 1], centred[:, 0]))]
+
+
+def test_procedural_face_is_oval(procedural_model):
+    """The fallback face a new user sees first: an oval outline (no square corners sticking out
+    above the forehead like ears), and an empty frontal silhouette corner above the eyes."""
+    from scipy.spatial import ConvexHull
+
+    from mvdata.core import Mesh
+    from mvdata.render.gl import Renderer
+
+    xy = _boundary_outline(procedural_model)
+    nxt = np.roll(xy, -1, axis=0)
+    area = 0.5 * abs(np.sum(xy[:, 0] * nxt[:, 1] - nxt[:, 0] * xy[:, 1]))
+    assert area / ConvexHull(xy).volume > 0.99  # convex (2-D "volume" is the area)
+    # an ellipse fills pi/4 = 0.785 of its bounding box, a square all of it
+    assert 0.70 < area / np.prod(xy.max(axis=0) - xy.min(axis=0)) < 0.82
+    step = nxt - xy
+    angle = np.arctan2(step[:, 1], step[:, 0])
+    turn = np.degrees(np.abs((np.diff(np.r_[angle, angle[0]]) + np.pi) % (2 * np.pi) - np.pi))
+    assert turn.max() < 15.0  # smooth: no corner anywhere on the outline
+
+    m = procedural_model
+    lm = np.stack([m.mean[v] for v in m.landmarks.values()])
+    names = tuple(f"ibug{i}" for i in m.landmarks)
+    mesh = Mesh(m.mean, m.faces, landmarks=lm, landmark_names=names)
+    with Renderer(64, ((0.0, 0.0),), ("depth",)) as r:
+        sil = r.render(mesh)["depth"][0] > 0
+    rows, cols = np.nonzero(sil)
+    top, left, right = rows.min(), cols.min(), cols.max()
+    h, w = int(0.15 * (rows.max() - top + 1)), int(0.15 * (right - left + 1))
+    assert h >= 5 and w >= 4
+    assert not sil[top : top + h, left : left + w].any()  # above the subject's right eye
+    assert not sil[top : top + h, right - w + 1 : right + 1].any()  # above the left eye
+
+
 def test_metadata_table_and_files(tmp_path, any_model):
     cfg = SynthConfig(
         num_identities=2,
@@ -292,3 +335,98 @@ def test_download_from_local_server(tmp_path):
     assert "NON-COMMERCIAL" in lines[0]
     model = resolve_face_model("auto", where, echo=lambda m: None)
     assert model.name == "sfm_shape_3448" and not list(where.glob("*.part"))
+
+
+# --------------------------------------------------------------------------- issue 11: options
+# that cannot make a valid set are refused, naming the option; counts are what was written
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--noise", "inf"], "--noise"),
+        (["--noise", "1e300"], "--noise"),
+        (["--fps", "nan", "--sequences", "--frames", "10"], "--fps"),
+        (["--pose-jitter", "-inf"], "--pose-jitter"),
+        (["--seed", "-1"], "--seed"),
+        (["--identities", "0"], "--identities"),
+        (["--sequences", "--frames", "3"], "--frames"),
+        (["--texture-size", "8"], "--texture-size"),
+    ],
+)
+def test_cli_option_errors_name_the_option(tmp_path, args, option):
+    """`--noise inf` wrote NaN meshes with exit 0, `--fps nan` invalid JSON, `--seed -1` an
+    error without the option's name. Each is refused before anything is written."""
+    from typer.testing import CliRunner
+
+    from cli.mvdata_app import app
+
+    out = tmp_path / "s"
+    r = CliRunner().invoke(app, ["synth", str(out), "--face-model", "procedural", *args])
+    assert r.exit_code == 2, r.output
+    assert f"error: {option}: " in r.output, r.output
+    assert not out.exists() and not list(tmp_path.glob(".*"))
+
+
+def test_config_is_finite_and_names_fields():
+    from pydantic import ValidationError
+
+    for field, value in (("noise_mm", float("inf")), ("fps", float("nan")), ("seed", -1)):
+        with pytest.raises(ValidationError) as ei:
+            SynthConfig(**{field: value})
+        assert ei.value.errors()[0]["loc"] == (field,)
+    with pytest.raises(ValidationError, match="nothing to generate"):
+        SynthConfig(static=False, sequences=True, expressions=("neutral",))
+
+
+def test_native_format_that_holds_nothing_is_refused(tmp_path, procedural_model):
+    """`--format bu4dfe|coma` without `--sequences` reported 50 meshes and wrote none."""
+    from typer.testing import CliRunner
+
+    from cli.mvdata_app import app
+
+    static_only = SynthConfig(num_identities=1, expressions=("neutral", "anger"))
+    for fmt in ("bu4dfe", "coma"):
+        with pytest.raises(ValueError, match="sequences only"):
+            write_synth(static_only, procedural_model, tmp_path / fmt, fmt=fmt)
+        assert not (tmp_path / fmt).exists()
+    seq_only = SynthConfig(num_identities=1, static=False, sequences=True, num_frames=10)
+    for fmt in ("bu3dfe", "bosphorus", "facescape"):
+        with pytest.raises(ValueError, match="static scans only"):
+            write_synth(seq_only, procedural_model, tmp_path / fmt, fmt=fmt)
+    with pytest.raises(ValueError, match="at most 1000 subjects"):
+        write_synth(
+            SynthConfig(num_identities=1001), procedural_model, tmp_path / "b", fmt="bosphorus"
+        )
+    r = CliRunner().invoke(
+        app, ["synth", str(tmp_path / "c"), "--face-model", "procedural", "--format", "coma"]
+    )
+    assert r.exit_code == 2 and "--format coma" in r.output and "--sequences" in r.output
+    assert not list(tmp_path.glob(".*"))  # nothing half-written left behind
+
+
+def test_native_counts_are_the_meshes_written(tmp_path):
+    """`--format facescape` reported 50 meshes and wrote 14: the count is now what was written
+    (FaceScape keeps one scan per subject and expression), in the summary and in synth.json."""
+    import json
+
+    from mvdata.synth.facemodel import procedural_face
+
+    model = procedural_face(16, 12)
+    cfg = SynthConfig(
+        num_identities=1,
+        expressions=("neutral", "happiness"),
+        intensities=(1, 2),
+        sequences=True,
+        num_frames=10,
+        texture_size=16,
+    )
+    files = {"facescape": "*.obj", "bu3dfe": "*.wrl", "bu4dfe": "*.wrl", "coma": "*.ply"}
+    files |= {"bosphorus": "*.bnt", "meshdir": "*.ply"}
+    for fmt, pattern in files.items():
+        s = write_synth(cfg, model, tmp_path / fmt, fmt=fmt)
+        written = len(list((tmp_path / fmt).rglob(pattern)))
+        assert s.num_meshes == written > 0, fmt
+        assert json.loads((tmp_path / fmt / "synth.json").read_text())["num_meshes"] == written
+        assert s.num_generated == 3 + 10
+    assert len(list((tmp_path / "facescape").rglob("*.obj"))) == 2

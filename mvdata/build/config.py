@@ -5,16 +5,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import field_validator
 
 from mvdata.core import Settings
 from mvdata.render.cameras import DEFAULT_VIEWS, check_views
 from schemas.models import MODALITIES, Modality
 
-#: Folder of a build's own state inside its output (``build.json``: settings and their digest).
+#: Folder of a build's own state inside its output (``build.json``: settings and their digest,
+#: the source files' fingerprint; ``lock``: held while a build writes).
 STATE_DIR = ".mvdata"
+
+#: Longest split name: it is part of every shard file name.
+MAX_SPLIT_LEN = 64
+_SPLIT_RE = re.compile(rf"[A-Za-z_][A-Za-z0-9_]{{0,{MAX_SPLIT_LEN - 1}}}")
+
+
+def _within(value: int, lo: int, hi: int | None = None) -> int:
+    if value < lo or (hi is not None and value > hi):
+        limit = f"within {lo}..{hi}" if hi is not None else f"at least {lo}"
+        raise ValueError(f"must be {limit}, got {value}")
+    return value
 
 
 class BuildConfig(Settings):
@@ -40,27 +53,59 @@ class BuildConfig(Settings):
     def _views(cls, views: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
         return check_views(views)
 
-    @model_validator(mode="after")
-    def _check(self) -> BuildConfig:
-        """One clear message for a bad setting."""
-        if not self.modalities or len(set(self.modalities)) != len(self.modalities):
+    # One validator a field, so that a bad value's error names its field (the CLI turns the
+    # field into its option). Validators never change model_dump(), so the digest of existing
+    # builds stays what it was.
+    @field_validator("modalities")
+    @classmethod
+    def _modalities(cls, modalities: tuple[Modality, ...]) -> tuple[Modality, ...]:
+        if not modalities or len(set(modalities)) != len(modalities):
             raise ValueError(
-                f"modalities must be distinct among {', '.join(MODALITIES)}; "
-                f"got {list(self.modalities)}"
+                f"must be distinct among {', '.join(MODALITIES)}; got {list(modalities)}"
             )
-        if not 16 <= self.image_size <= 2048:
-            raise ValueError("image size must be within 16..2048")
-        if self.clip_frames < 1 or self.clip_frames > 64:
-            raise ValueError("clip frames must be within 1..64")
-        if self.samples_per_shard < 1:
-            raise ValueError("samples per shard must be at least 1")
-        if self.num_folds < 2:
-            raise ValueError("at least 2 folds are needed")
-        if not self.split.isidentifier() or "-" in self.split:
-            raise ValueError(f"split name {self.split!r} must be letters, digits and _")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError("JPEG quality must be within 1..100")
-        return self
+        return modalities
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size(cls, value: int) -> int:
+        return _within(value, 16, 2048)
+
+    @field_validator("clip_frames")
+    @classmethod
+    def _clip_frames(cls, value: int) -> int:
+        return _within(value, 1, 64)
+
+    @field_validator("samples_per_shard")
+    @classmethod
+    def _samples_per_shard(cls, value: int) -> int:
+        return _within(value, 1)
+
+    @field_validator("num_folds")
+    @classmethod
+    def _num_folds(cls, value: int) -> int:
+        return _within(value, 2)
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: int) -> int:
+        return _within(value, 0)  # numpy's SeedSequence takes no negative seed
+
+    @field_validator("jpeg_quality")
+    @classmethod
+    def _jpeg_quality(cls, value: int) -> int:
+        return _within(value, 1, 100)
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, value: str) -> str:
+        # The split names every shard file: ASCII letters, digits and _ (no '-', which parts
+        # the shard index off), short enough for file names on every filesystem.
+        if not _SPLIT_RE.fullmatch(value):
+            raise ValueError(
+                f"{value[:40]!r}{'...' if len(value) > 40 else ''} must be 1-{MAX_SPLIT_LEN} "
+                "ASCII letters, digits and _ (not starting with a digit)"
+            )
+        return value
 
     @property
     def frames_per_sample(self) -> int:

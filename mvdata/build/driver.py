@@ -20,7 +20,6 @@ shard; :mod:`mvdata.build.finalize` writes the root files.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import time
@@ -33,13 +32,13 @@ from typing import Any
 
 from mvdata.build.config import STATE_DIR, BuildConfig
 from mvdata.build.finalize import finalize
-from mvdata.build.plan import make_plan
+from mvdata.build.lock import build_lock, is_lock_file
+from mvdata.build.plan import Plan, make_plan
+from mvdata.build.state import check_sources, read_state, state_path, write_state
 from mvdata.build.worker import _init_worker, build_shard
 from mvdata.core import Item, ReadError
-from mvdata.io import atomic_write
 from mvdata.shards.reader import filesystem, is_committed, read_stats
 from mvdata.shards.writer import clean_temp_files
-from schemas import SCHEMA_VERSION
 from schemas.models import ShardStats
 
 
@@ -70,49 +69,85 @@ class BuildSummary:
         return (self.num_failed + len(self.scan_errors)) / total if total else 0.0
 
 
+def _env_int(env: dict[str, str] | os._Environ[str], name: str) -> int:
+    """An integer environment variable, or a ``ValueError`` naming it."""
+    value = env[name]
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+
+
 def worker_from_env() -> tuple[int, int]:
-    """(rank, count) of this build worker from torchrun or a Slurm array, else (0, 1)."""
+    """(rank, count) of this build worker from torchrun or a Slurm array, else (0, 1); a
+    ``ValueError`` naming the variable when one is not an integer or the rank is out of range."""
     env = os.environ
     if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-        base = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-        return int(env["SLURM_ARRAY_TASK_ID"]) - base, int(env["SLURM_ARRAY_TASK_COUNT"])
-    if "RANK" in env and "WORLD_SIZE" in env:
-        return int(env["RANK"]), int(env["WORLD_SIZE"])
-    return 0, 1
+        base = _env_int(env, "SLURM_ARRAY_TASK_MIN") if "SLURM_ARRAY_TASK_MIN" in env else 0
+        rank = _env_int(env, "SLURM_ARRAY_TASK_ID") - base
+        count = _env_int(env, "SLURM_ARRAY_TASK_COUNT")
+        names = "SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN"
+    elif "RANK" in env and "WORLD_SIZE" in env:
+        rank, count = _env_int(env, "RANK"), _env_int(env, "WORLD_SIZE")
+        names = "RANK"
+    else:
+        return 0, 1
+    if count < 1 or not 0 <= rank < count:
+        raise ValueError(f"{names} = {rank} is not within 0..{count - 1} (of {count} workers)")
+    return rank, count
 
 
-def _prepare_out(out: str, cfg: BuildConfig, mode: str) -> None:
-    fs, root = filesystem(out)
-    state = f"{root}/{STATE_DIR}/build.json"
+def _check_out(out: str, mode: str) -> None:
+    """Refuse an output that is a file or a folder that is not an mvdata build (nothing is
+    written into those), and an unknown ``mode``."""
     if mode not in ("resume", "overwrite"):
         raise ValueError(f"--mode must be resume or overwrite, got {mode!r}")
-    if fs.exists(root) and not fs.isdir(root):
-        raise FileExistsError(f"{out}: exists and is not a directory")
-    ours = fs.exists(state)
-    entries = fs.ls(root, detail=False) if fs.exists(root) else []
-    if entries and not ours:
-        raise FileExistsError(f"{out}: not empty and not an mvdata build; choose another output")
-    if ours and mode == "overwrite":
-        fs.rm(root, recursive=True)
-        ours = False
-    if ours:
-        prev = json.loads(fs.cat_file(state))
-        if prev.get("config_digest") != cfg.digest():
-            raise ValueError(
-                f"{out}: was built with other settings ({state}); rerun with the same settings, "
-                "or --mode overwrite to start again"
-            )
+    fs, root = filesystem(out)
+    if not fs.exists(root):
         return
-    fs.makedirs(f"{root}/{STATE_DIR}", exist_ok=True)
-    state_doc = {
-        "config": cfg.model_dump(),
-        "config_digest": cfg.digest(),
-        "schema_version": SCHEMA_VERSION,
-    }
-    atomic_write(
-        f"{out.rstrip('/')}/{STATE_DIR}/build.json",
-        json.dumps(state_doc, indent=2, sort_keys=True).encode(),
-    )
+    if not fs.isdir(root):
+        raise FileExistsError(f"{out}: exists and is not a directory")
+    if fs.exists(f"{root}/{STATE_DIR}/build.json"):
+        return
+    entries = [str(e).rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(root, detail=False)]
+    # A folder holding only .mvdata/ without build.json: a build stopped before it wrote any.
+    if any(e != STATE_DIR for e in entries):
+        raise FileExistsError(f"{out}: not empty and not an mvdata build; choose another output")
+
+
+def _clear_out(out: str) -> None:
+    """``--mode overwrite``: remove everything in ``out`` but the build locks (held right now)."""
+    fs, root = filesystem(out)
+    for path in fs.ls(root, detail=False):
+        name = str(path).rstrip("/").rsplit("/", 1)[-1]
+        if name != STATE_DIR:
+            fs.rm(path, recursive=True)
+    state = f"{root}/{STATE_DIR}"
+    if fs.exists(state):
+        for path in fs.ls(state, detail=False):
+            if not is_lock_file(str(path).rstrip("/").rsplit("/", 1)[-1]):
+                fs.rm(path, recursive=True)
+
+
+def _prepare_out(out: str, cfg: BuildConfig, mode: str, plan: Plan) -> None:
+    """Start or resume the build's state: a fresh ``build.json``, or the recorded one checked
+    against these settings and these source files."""
+    fs, root = filesystem(out)
+    if mode == "overwrite" and fs.exists(root):
+        _clear_out(out)
+    try:
+        state = read_state(out)
+    except FileNotFoundError:
+        write_state(out, cfg, plan)
+        return
+    if state.get("config_digest") != cfg.digest():
+        raise ValueError(
+            f"{out}: was built with other settings ({state_path(out)}); rerun with the same "
+            "settings, or --mode overwrite to start again"
+        )
+    check_sources(out, state, plan, doing="resume")
+    if "sources" not in state:  # an output from before fingerprints: record them from now on
+        write_state(out, cfg, plan)
 
 
 def build(
@@ -127,12 +162,41 @@ def build(
     progress: Callable[[int, int], None] | None = None,
 ) -> BuildSummary:
     """Build (or resume) the shards of ``cfg`` into ``out``; this worker takes the shards whose
-    index is ``worker_rank`` modulo ``num_workers``. Finalizes when every shard is committed."""
+    index is ``worker_rank`` modulo ``num_workers``. Finalizes when every shard is committed.
+
+    Holds the output's build lock meanwhile (:mod:`mvdata.build.lock`: a second build into a
+    local output is refused), and refuses to resume or finalize when a source file changed
+    since the build started (:mod:`mvdata.build.state`)."""
+    if num_workers < 1:
+        raise ValueError(f"--num-workers must be at least 1, got {num_workers}")
     if not 0 <= worker_rank < num_workers:
-        raise ValueError(f"worker rank {worker_rank} not in [0, {num_workers})")
+        raise ValueError(f"--worker-rank {worker_rank} is not within 0..{num_workers - 1}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
     start = time.perf_counter()
     plan = make_plan(cfg)
-    _prepare_out(out, cfg, mode)
+    _check_out(out, mode)
+    with build_lock(out, worker_rank, num_workers):
+        summary = _build_locked(
+            cfg, out, plan, mode, workers, worker_rank, num_workers, finalize_when_done, progress
+        )
+    summary.wall_seconds = time.perf_counter() - start
+    return summary
+
+
+def _build_locked(
+    cfg: BuildConfig,
+    out: str,
+    plan: Plan,
+    mode: str,
+    workers: int | None,
+    worker_rank: int,
+    num_workers: int,
+    finalize_when_done: bool,
+    progress: Callable[[int, int], None] | None,
+) -> BuildSummary:
+    """:func:`build` once the lock is held."""
+    _prepare_out(out, cfg, mode, plan)
     mine = [n for i, n in enumerate(plan.shard_names) if i % num_workers == worker_rank]
     todo = [n for n in mine if not is_committed(out, n)]
     clean_temp_files(out, todo)  # what a killed run of this worker left behind
@@ -171,7 +235,10 @@ def build(
         # them to a core's share rendered slower (168 vs 232 views/s, bench/bench_render.py).
         spare = (os.cpu_count() or 1) > n_proc
         with ProcessPoolExecutor(
-            max_workers=n_proc, mp_context=ctx, initializer=_init_worker, initargs=(spare,)
+            max_workers=n_proc,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(spare, os.getpid()),  # workers die with this process (kill -9 included)
         ) as pool:
             pending: dict[Future[ShardStats], str] = {}
             queue: Iterator[str] = iter(todo)
@@ -211,7 +278,6 @@ def build(
     if finalize_when_done and all(is_committed(out, n) for n in plan.shard_names):
         finalize(out, plan)
         summary.finalized = True
-    summary.wall_seconds = time.perf_counter() - start
     return summary
 
 

@@ -1,36 +1,49 @@
 """Finalize a build: once every shard is committed, write the root files ``manifest.parquet``,
-``sizes.json``, ``dataset.json`` and the dataset card ``README.md`` (each atomically)."""
+``sizes.json``, ``dataset.json`` and the dataset card ``README.md`` (each atomically).
+
+Refused when a source file changed since the build started (the shards would then come from two
+versions of the dataset; :mod:`mvdata.build.state`)."""
 
 from __future__ import annotations
 
 import io
-import json
+
+from pydantic import ValidationError
 
 from mvdata import __version__
 from mvdata.build.config import STATE_DIR, BuildConfig
 from mvdata.build.plan import Plan, make_plan
+from mvdata.build.state import check_sources, read_state
 from mvdata.io import atomic_write, atomic_write_json
 from mvdata.render.cameras import CameraRig
 from mvdata.render.gl import DEFAULT_DEPTH_SCALE_MM
 from mvdata.shards.card import dataset_card
 from mvdata.shards.names import member_names
-from mvdata.shards.reader import filesystem, is_committed, read_stats
+from mvdata.shards.reader import is_committed, read_stats
 from schemas.models import DatasetMetadata, ManifestRow, SizesJson
 from schemas.tables import check_frame
 
 
 def finalize(out: str, plan: Plan | None = None) -> DatasetMetadata:
     """Write the root files once every shard is committed (``mvdata finalize``)."""
-    fs, root = filesystem(out)
-    state = f"{root}/{STATE_DIR}/build.json"
 
     def root_file(name: str) -> str:
         return f"{out.rstrip('/')}/{name}"
 
-    if not fs.exists(state):
-        raise FileNotFoundError(f"{out}: no {STATE_DIR}/build.json: not an mvdata build")
+    try:
+        state = read_state(out)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{out}: no {STATE_DIR}/build.json: not an mvdata build") from None
     if plan is None:
-        plan = make_plan(BuildConfig.model_validate(json.loads(fs.cat_file(state))["config"]))
+        try:
+            cfg = BuildConfig.model_validate(state["config"])
+        except ValidationError as exc:
+            raise ValueError(
+                f"{root_file(STATE_DIR + '/build.json')}: its settings do not validate "
+                f"({exc.error_count()} errors, first: {exc.errors()[0]['msg']})"
+            ) from None
+        plan = make_plan(cfg)
+    check_sources(out, state, plan, doing="finalize")
     cfg = plan.config
     missing = [n for n in plan.shard_names if not is_committed(out, n)]
     if missing:

@@ -2,11 +2,22 @@
 frame, encode the images and write one shard (in a worker process).
 
 GL contexts cannot survive a fork, so the driver's pool uses the ``spawn`` start method and every
-worker opens its own renderer (see :mod:`mvdata.render`).
+worker opens its own renderer (see :mod:`mvdata.render`). A worker process dies with the driver
+(:func:`_die_with_parent`): a driver killed with ``kill -9`` must not leave workers committing
+shards while a resumed build writes the same ones.
+
+A sample whose views are (nearly) empty is a failure of kind ``blank-render``
+(:func:`blank_views`), not a written sample: one outlier landmark can push the face out of every
+view, and a black view teaches a model nothing while it counts as a positive pair.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
+import threading
 import time
 from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -64,6 +75,26 @@ def _load_clip(item: Item, cfg: BuildConfig) -> tuple[list[int], list[Mesh]]:
     return frames, [chosen[t] for t in frames]
 
 
+#: Below this share of foreground pixels (1 %) a view counts as blank. A face fills a third or
+#: more of a view normalised from its landmarks, even in profile; 1 % is a few stray triangles.
+MIN_FOREGROUND = 0.01
+
+
+def blank_views(images: dict[str, NDArray[Any]]) -> list[int]:
+    """Indices of the views (of one clip frame) whose foreground covers less than
+    :data:`MIN_FOREGROUND` of the image. Foreground: depth > 0 (the renderer's background is
+    0), else a non-zero normal, else a non-black RGB pixel."""
+    fg: NDArray[Any]
+    if "depth" in images:
+        fg = np.asarray(images["depth"] > 0)
+    elif "normal" in images:
+        fg = np.asarray(images["normal"].any(axis=-1))
+    else:
+        fg = np.asarray(images["rgb"].any(axis=-1))
+    share = fg.reshape(fg.shape[0], -1).mean(axis=1)
+    return [int(v) for v in np.flatnonzero(share < MIN_FOREGROUND)]
+
+
 @dataclass
 class RenderedSample:
     """One sample rendered but not yet encoded: images per clip frame, and its json member."""
@@ -95,6 +126,16 @@ def render_sample(
             rendered.append(renderer.render(mesh, norm))
         except (ValueError, RuntimeError) as exc:
             raise SampleError("render", f"{item.frame_paths[frames[t]][0]}: {exc}") from None
+        # Any blank view fails the sample: a multiview positive pair with an empty view is
+        # noise, and "every view" would let a face half out of the rig through.
+        blank = blank_views(rendered[-1])
+        if blank:
+            raise SampleError(
+                "blank-render",
+                f"{item.frame_paths[frames[t]][0]}: view(s) {', '.join(map(str, blank))} of clip "
+                f"frame {t} show less than {MIN_FOREGROUND:.0%} foreground (the face is outside "
+                "the views: an outlier landmark or vertex?)",
+            )
         times["render"] += time.perf_counter() - t_render
         norms.append(norm)
         if mesh.landmarks is not None:
@@ -146,9 +187,39 @@ def encode_sample(sample: RenderedSample, cfg: BuildConfig) -> tuple[dict[str, b
 
 _SPARE_CORES: dict[str, bool] = {}  # set in pool workers: is there a core beyond one per worker?
 
+#: ``prctl`` option (linux/prctl.h): the signal a process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
 
-def _init_worker(spare: bool) -> None:
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this process end when ``parent_pid`` (the build driver) does, however it ends.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, the kernel's own mechanism (no polling). It
+    fires when the thread that started this process exits; the driver starts its pool from the
+    thread that runs the whole build. Elsewhere, or should ``prctl`` fail: a daemon thread that
+    checks the parent once a second. Either way, a parent that died before this ran is caught
+    by the ``getppid`` check (the orphan has been handed to another process)."""
+    armed = False
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    if not armed:
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _init_worker(spare: bool, parent_pid: int | None = None) -> None:
+    """Pool initializer: remember whether a core is spare, and die with ``parent_pid``."""
     _SPARE_CORES["spare"] = spare
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
 
 
 def build_shard(

@@ -8,8 +8,10 @@ Layout (little-endian, verified against real files, see docs/raw-formats.md)::
 
 The file size must be exactly ``18 + L + 8 N``. Point (row, col) is at ``row * ncols + col``;
 row 0 is the bottom of the face. Background points have ``z == zmin`` (x and y are not always
-set there, so only z is tested). u, v lie in [0, 1]; v is taken to grow upwards like the rows,
-i.e. the OpenGL convention of :class:`mvdata.core.Mesh` (*unverified* against real textures).
+set there, so only z is tested). u, v lie in [0, 1] and index the ``.png`` texture with **v growing
+downwards like the image rows** (v = 0 is the top row): reported from a real file, whose v falls
+as y rises (correlation -1.0). :class:`BntGrid` keeps the file's values; :func:`bnt_to_mesh`
+turns them into the OpenGL convention of :class:`mvdata.core.Mesh` (v up) with ``1 - v``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ _HEAD = struct.Struct("<HHdH")  # nrows, ncols, zmin, L
 
 @dataclass
 class BntGrid:
-    """The five ``(nrows, ncols)`` float64 blocks of a ``.bnt`` file, row 0 at the bottom."""
+    """The five ``(nrows, ncols)`` float64 blocks of a ``.bnt`` file, row 0 at the bottom.
+
+    ``u``/``v`` are as in the file: v = 0 is the texture image's top row (see the module).
+    """
 
     x: NDArray[np.float64]
     y: NDArray[np.float64]
@@ -112,7 +117,8 @@ def read_bnt(path: Path | str) -> BntGrid:
 def bnt_to_mesh(grid: BntGrid, path: str = "<bnt>") -> Mesh:
     """Triangle mesh of the foreground: two triangles per grid quad whose four points are valid.
 
-    Vertices are the valid points in row-major order; per-vertex UVs are ``(u, v)``.
+    Vertices are the valid points in row-major order; per-vertex UVs are ``(u, 1 - v)``: the
+    file's v grows down the image rows, :class:`Mesh` UVs grow up (OpenGL, origin bottom-left).
     Triangles are counter-clockwise seen from +z (rows grow with y, columns with x).
     """
     valid = grid.valid
@@ -129,7 +135,7 @@ def bnt_to_mesh(grid: BntGrid, path: str = "<bnt>") -> Mesh:
     if len(faces) == 0:
         raise MeshReadError(path, "empty", "no quad of four valid points: no surface")
     verts = np.stack([grid.x[valid], grid.y[valid], grid.z[valid]], 1)
-    uvs = np.stack([grid.u[valid], grid.v[valid]], 1)
+    uvs = np.stack([grid.u[valid], 1.0 - grid.v[valid]], 1)
     return Mesh(verts.astype(np.float32), faces, uvs=uvs.astype(np.float32))
 
 

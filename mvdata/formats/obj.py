@@ -11,10 +11,19 @@ Supported: ``v x y z [r g b]``, ``vt u v [w]``, ``f`` with ``v``, ``v/vt``, ``v/
 ``v/vt/vn`` corners, polygons (fan-triangulated), negative (relative) indices, ``mtllib``;
 ``vn``, groups, ``usemtl`` and smoothing are ignored (one material a file is assumed).
 OBJ ``vt`` use the OpenGL origin (bottom-left), like :class:`Mesh`.
+
+Truncation: OBJ declares no counts, so a file cut at a line boundary inside the ``f`` block
+would read as a smaller mesh. What can be checked is: a file that ends without a newline in a
+data line (``v``, ``vt``, ``vn``, ``f``: cut mid-line, maybe mid-number, so the last value
+cannot be trusted) is ``"truncated"``; an ``f`` line with fewer than three corners is an error
+(never dropped silently); a face naming a vertex or texture coordinate beyond those defined is
+an error; and where the header carries MeshLab's ``# Vertices: N`` / ``# Faces: N`` comments,
+the counts must match (a guess at other exporters' habits is not made).
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mvdata.core import Mesh, MeshReadError
-from mvdata.formats import fan_triangulate, read_bytes
+from mvdata.formats import as_float32, fan_triangulate, read_bytes, refuse_zero_filled
 from mvdata.io import atomic_write
 
 __all__ = ["ObjMesh", "obj_text", "parse_mtl", "parse_obj", "read_obj", "write_obj"]
@@ -35,6 +44,11 @@ class ObjMesh:
 
     mesh: Mesh
     mtllib: str | None
+
+
+# MeshLab's OBJ header comments ("# Vertices: 26350", "# Faces: 52052"), looked for near the top.
+_RE_DECLARED = re.compile(rb"^#\s*(Vertices|Faces):\s*(\d+)\s*$", re.M)
+_DATA_KEYS = (b"v", b"vt", b"vn", b"vp", b"f", b"l")
 
 
 def _decode(data: bytes, path: str) -> str:
@@ -167,6 +181,36 @@ def _block(data: bytes, prefix: bytes) -> _Block | None:
     return _Block(block, n, (first, first + len(block)))
 
 
+def _plain_gap(gap: bytes) -> bool:
+    """True when the text between the blocks holds no line the blocks should have caught: an
+    indented line, a line starting with ``f`` (say a bare ``f``), or a bare ``v`` / ``vt``."""
+    return not any(s in gap for s in (b"\n ", b"\nf", b"\nv\n", b"\nvt\n"))
+
+
+def _check_end(data: bytes, path: str) -> None:
+    """A file that ends inside a data line (no final newline) was cut off: its last value may
+    be a fragment (``f 1 2 34`` of ``f 1 2 345``), so it is refused rather than trusted."""
+    if data.endswith((b"\n", b"\r")):
+        return
+    last = data[data.rfind(b"\n") + 1 :].split(None, 1)
+    if last and last[0] in _DATA_KEYS:
+        key = last[0].decode()
+        msg = f"file ends inside a '{key}' line without a newline: cut off (truncated)?"
+        raise MeshReadError(path, "truncated", msg)
+
+
+def _check_declared(data: bytes, nv: int, nf: int, path: str) -> None:
+    """Compare MeshLab's ``# Vertices: N`` / ``# Faces: N`` header comments, where present in
+    the first 4 KB, with the ``v`` and ``f`` lines found."""
+    for m in _RE_DECLARED.finditer(data[:4096]):
+        what, declared = m.group(1).decode(), int(m.group(2))
+        found, lines = (nv, "'v'") if what == "Vertices" else (nf, "'f'")
+        if declared != found:
+            kind = "truncated" if found < declared else "parse"
+            msg = f"header comment declares {what}: {declared}, the file has {found} {lines} lines"
+            raise MeshReadError(path, kind, msg)
+
+
 def _classify_blocks(data: bytes) -> tuple[_Block, _Block, _Block, str | None] | None:
     """The ``v``, ``vt`` and ``f`` blocks (and the first ``mtllib``) of a *regular* file, found
     with byte searches instead of a Python loop over every line (which cost as much as all the
@@ -180,14 +224,12 @@ def _classify_blocks(data: bytes) -> tuple[_Block, _Block, _Block, str | None] |
         return None
     # An indented v/vt/f line can only hide outside the blocks (inside, every line starts with
     # the prefix): search just those gaps, which are small, rather than the whole file.
-    if data.startswith(b" "):
-        return None
     pos = 0
     for first, end in sorted(span for span in (vb.span, vtb.span, fb.span) if span[1] > span[0]):
-        if b"\n " in data[pos:first]:
+        if not _plain_gap(b"\n" + data[pos:first]):
             return None
         pos = end
-    if b"\n " in data[pos:]:
+    if not _plain_gap(b"\n" + data[pos:]):
         return None
     mtllib = None
     lib = _line_start(data, b"mtllib ")
@@ -201,6 +243,8 @@ def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
     """Parse OBJ bytes into a :class:`Mesh` keeping vertex order and per-corner UVs."""
     if not data:
         raise MeshReadError(path, "empty", "file is empty (0 bytes)")
+    refuse_zero_filled(data, path)
+    _check_end(data, path)
     classified = _classify_blocks(data)
     vb: _Block
     vtb: _Block
@@ -214,15 +258,19 @@ def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
         fl: list[str] = []
         mtllib = None
         for raw in _decode(data, path).splitlines():
-            ln = raw.strip()
-            if ln.startswith("v "):
-                vl.append(ln)
-            elif ln.startswith("vt "):
-                vtl.append(ln)
-            elif ln.startswith("f "):
-                fl.append(ln)
-            elif ln.startswith("mtllib ") and mtllib is None:
-                mtllib = ln[7:].strip()
+            # any whitespace separates tokens (tabs too); lines are rebuilt as "key values"
+            toks = raw.split(None, 1)
+            if not toks:
+                continue
+            key, rest = toks[0], (toks[1].strip() if len(toks) > 1 else "")
+            if key == "v":
+                vl.append("v " + rest)
+            elif key == "vt":
+                vtl.append("vt " + rest)
+            elif key == "f":
+                fl.append("f " + rest)
+            elif key == "mtllib" and mtllib is None:
+                mtllib = rest
         vb, vtb, fb = _Block.of(vl), _Block.of(vtl), _Block.of(fl)
     if not vb.n:
         raise MeshReadError(path, "parse", "no 'v' lines: not an OBJ mesh")
@@ -231,15 +279,20 @@ def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
     if ncols not in (3, 4, 6, 7) or vals.size != ncols * vb.n:
         raise MeshReadError(path, "parse", "'v' lines have differing or unexpected field counts")
     vals = vals.reshape(vb.n, ncols)
-    verts = vals[:, :3]
-    if not np.isfinite(vals).all():
-        raise MeshReadError(path, "nan", "vertex positions or colours hold NaN or inf")
+    verts = as_float32(vals[:, :3])
+    if verts is None or not np.isfinite(vals).all():
+        msg = "vertex positions or colours hold NaN or inf (or values beyond float32)"
+        raise MeshReadError(path, "nan", msg)
     colors = None
     if ncols in (6, 7):
         colors = np.rint(np.clip(vals[:, ncols - 3 :], 0.0, 1.0) * 255.0).astype(np.uint8)
     if not fb.n:
         raise MeshReadError(path, "truncated", "no 'f' lines (no faces)")
-    first = fb.first().split()[1].split(b"/")
+    _check_declared(data, vb.n, fb.n, path)
+    head = fb.first().split()
+    if len(head) < 2:
+        raise MeshReadError(path, "parse", "an 'f' line has no corners")
+    first = head[1].split(b"/")
     has_vt = len(first) >= 2 and first[1] != b""
     fast = _triangle_corners(fb, len(first))
     sep: NDArray[np.int64] | None = None  # polygon ends, when not all faces are triangles
@@ -250,7 +303,13 @@ def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
         corners: list[str] = []
         ends: list[int] = []
         for fline in fb.lines():
-            corners += fline.decode().split()[1:]
+            toks = fline.decode().split()[1:]
+            if len(toks) < 3:
+                # never dropped silently: a face cut short is a damaged file
+                shown = fline.decode()[:60]
+                msg = f"'f' line with {len(toks)} corners (at least 3 needed): {shown!r}"
+                raise MeshReadError(path, "parse", msg)
+            corners += toks
             ends.append(len(corners))
         try:
             parts = [c.split("/") for c in corners]
@@ -263,6 +322,9 @@ def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
         except (ValueError, IndexError):
             msg = "a face corner is not 'v', 'v/vt' or 'v/vt/vn'"
             raise MeshReadError(path, "parse", msg) from None
+        except OverflowError:
+            msg = "a face index is too large (beyond 64 bits): damaged file"
+            raise MeshReadError(path, "parse", msg) from None
         sep = np.asarray(ends, dtype=np.int64)
     vi = _resolve(vi, len(verts), path, "vertex")
     faces = _faces(vi, sep, path)
@@ -272,15 +334,14 @@ def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
         ucols = len(vtb.first().split()) - 1 if vtb.n else 2
         if ucols not in (2, 3) or uv.size != ucols * vtb.n:
             raise MeshReadError(path, "parse", "'vt' lines have differing field counts")
-        uvs = uv.reshape(vtb.n, ucols)[:, :2]
-        if not np.isfinite(uvs).all():
+        uvs = as_float32(uv.reshape(vtb.n, ucols)[:, :2])
+        if uvs is None:
             raise MeshReadError(path, "nan", "texture coordinates hold NaN or inf")
         ti = _resolve(ti, len(uvs), path, "texture")
         uv_faces = _faces(ti, sep, path)
     if len(faces) == 0:
         raise MeshReadError(path, "empty", "no triangle in the 'f' lines")
-    uv32 = None if uvs is None else uvs.astype(np.float32)
-    mesh = Mesh(verts.astype(np.float32), faces, vertex_colors=colors, uvs=uv32, uv_faces=uv_faces)
+    mesh = Mesh(verts, faces, vertex_colors=colors, uvs=uvs, uv_faces=uv_faces)
     return ObjMesh(mesh, mtllib)
 
 

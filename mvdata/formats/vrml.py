@@ -11,6 +11,10 @@ matter. Number blocks go through ``np.fromstring`` (C speed) after commas are tu
 Texture coordinates: VRML puts (0, 0) at the lower-left of the image, which is already the
 OpenGL convention of :class:`mvdata.core.Mesh`, so they are kept as they are.
 Only the first ``IndexedFaceSet`` of a file is read (the datasets have one per file).
+
+Truncation: every ``{`` and ``[`` must be closed (a file cut anywhere before its last brace is
+``"truncated"``); index lists are range-checked on the values as parsed, before the cast to
+int32, and a bad index is quoted as written.
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mvdata.core import Mesh, MeshReadError
-from mvdata.formats import fan_triangulate, read_bytes
+from mvdata.formats import (
+    as_float32,
+    check_indices,
+    fan_triangulate,
+    read_bytes,
+    refuse_zero_filled,
+)
 from mvdata.io import atomic_write
 
 __all__ = ["VrmlMesh", "parse_vrml", "read_vrml", "vrml_text", "write_vrml"]
@@ -47,6 +57,7 @@ _URL: _Anchor = (
     re.compile(r'ImageTexture\s*\{[^}]*?\burl\s*\[?\s*"([^"]*)"', re.S),
 )
 _RE_COMMENT = re.compile(r"#[^\n]*")
+_RE_STRING = re.compile(r'"[^"\n]*"')
 
 
 @dataclass
@@ -70,18 +81,27 @@ def _search(text: str, anchor: _Anchor, pos: int = 0) -> re.Match[str] | None:
     return None
 
 
-def _block(text: str, start: _Anchor, path: str, what: str, pos: int = 0) -> str | None:
-    """The text between ``field [`` and its ``]``, or None when the field is absent."""
+Spans = list[tuple[int, int]]
+
+
+def _block(
+    text: str, start: _Anchor, path: str, what: str, spans: Spans, pos: int = 0
+) -> str | None:
+    """The text between ``field [`` and its ``]``, or None when the field is absent; its
+    ``(start, end)`` offsets are appended to ``spans``."""
     m = _search(text, start, pos)
     if m is None:
         return None
     end = text.find("]", m.end())
     if end < 0:
         raise MeshReadError(path, "truncated", f"{what} block is not closed (file ends early?)")
+    spans.append((m.end(), end))
     return text[m.end() : end]
 
 
-def _node_block(text: str, node: _Anchor, field: _Anchor, path: str, what: str) -> str | None:
+def _node_block(
+    text: str, node: _Anchor, field: _Anchor, path: str, what: str, spans: Spans
+) -> str | None:
     """The number block of ``field [ ... ]`` inside the node ``node`` (None when absent)."""
     m = _search(text, node)
     if m is None:
@@ -90,7 +110,7 @@ def _node_block(text: str, node: _Anchor, field: _Anchor, path: str, what: str) 
     f = _search(text, field, m.end())
     if f is None or (close >= 0 and f.start() > close):
         raise MeshReadError(path, "parse", f"{what} node has no number list")
-    return _block(text, field, path, what, m.end())
+    return _block(text, field, path, what, spans, m.end())
 
 
 def _numbers(block: str, dtype: type, path: str, what: str) -> NDArray[np.generic]:
@@ -120,12 +140,54 @@ def _is_number(tok: str, dtype: type) -> bool:
     return True
 
 
+def _utf16(data: bytes) -> bool:
+    """A byte-order mark, or ASCII text with a zero byte beside every character (UTF-16
+    without a mark): zeros at every odd offset and none at even ones, or the reverse."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    head = data[:64]
+    even, odd = head[0::2], head[1::2]
+    return len(odd) > 1 and (
+        (odd.count(0) == len(odd) and even.count(0) == 0)
+        or (even.count(0) == len(even) and odd.count(0) == 0)
+    )
+
+
+def _check_closed(text: str, spans: Spans, path: str) -> None:
+    """Every ``{`` closed: a file cut anywhere before its end leaves a node open (a cut inside
+    a list leaves the nodes around it open too). The number lists already parsed hold no braces,
+    so the fast count skips them (``spans``) and reads only the few KB around them; only when
+    the counts differ is the whole text counted again, comments and strings (which may hold
+    brackets) taken out, to say what is wrong."""
+    opened = closed = pos = 0
+    for start, end in [*sorted(spans), (len(text), len(text))]:
+        if start >= pos:
+            opened += text.count("{", pos, start)
+            closed += text.count("}", pos, start)
+        pos = max(pos, end)
+    if opened == closed:
+        return
+    pairs = (("{", "}", "node"), ("[", "]", "list"))
+    bare = _RE_COMMENT.sub(" ", _RE_STRING.sub(" ", text))
+    for a, b, what in pairs:
+        opened, closed = bare.count(a), bare.count(b)
+        if opened > closed:
+            msg = f"{opened - closed} {what} bracket(s) '{a}' never closed: the file ends early"
+            raise MeshReadError(path, "truncated", msg)
+        if closed > opened:
+            msg = f"{closed - opened} '{b}' without a matching '{a}'"
+            raise MeshReadError(path, "parse", msg)
+
+
 def _decode(data: bytes, path: str) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(data) > 1 and data[1:2] == b"\x00"):
+    refuse_zero_filled(data, path)
+    if _utf16(data):
         raise MeshReadError(path, "encoding", "file is UTF-16 encoded; VRML 2.0 must be UTF-8")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     if not data.startswith(_MAGIC):
+        if b"\x00" in data[:64]:
+            raise MeshReadError(path, "bad-magic", "binary data, not a VRML 2.0 file")
         if data.startswith(b"#VRML"):
             head = data[:20].split(b"\n")[0].decode("ascii", "replace")
             raise MeshReadError(path, "bad-magic", f"unsupported VRML version {head!r}")
@@ -143,7 +205,8 @@ def parse_vrml(data: bytes, path: str = "<bytes>") -> VrmlMesh:
     if not data:
         raise MeshReadError(path, "empty", "file is empty (0 bytes)")
     text = _decode(data, path)
-    pts = _node_block(text, _COORD, _POINT, path, "coord point")
+    spans: Spans = []
+    pts = _node_block(text, _COORD, _POINT, path, "coord point", spans)
     if pts is None:
         if "IndexedFaceSet" not in text:
             raise MeshReadError(path, "parse", "no IndexedFaceSet in the file")
@@ -154,37 +217,34 @@ def parse_vrml(data: bytes, path: str = "<bytes>") -> VrmlMesh:
     if verts.size % 3:
         msg = f"coord point holds {verts.size} numbers: not x y z triples"
         raise MeshReadError(path, "parse", msg)
-    verts = verts.reshape(-1, 3)
-    if not np.isfinite(verts).all():
-        raise MeshReadError(path, "nan", "coord point holds NaN or inf")
-    ci = _block(text, _COORDINDEX, path, "coordIndex")
+    verts32 = as_float32(verts.reshape(-1, 3))
+    if verts32 is None:
+        raise MeshReadError(path, "nan", "coord point holds NaN or inf (or beyond float32)")
+    ci = _block(text, _COORDINDEX, path, "coordIndex", spans)
     if ci is None:
         raise MeshReadError(path, "truncated", "IndexedFaceSet has no coordIndex")
     cidx = _numbers(ci, np.int64, path, "coordIndex").astype(np.int64)
+    check_indices(cidx, len(verts32), path, "coordIndex", ci, noun="vertex")
     faces, poly = fan_triangulate(cidx, path, "coordIndex")
     if len(faces) == 0:
         raise MeshReadError(path, "empty", "coordIndex holds no polygon")
-    if faces.min() < 0 or faces.max() >= len(verts):
-        raise MeshReadError(
-            path,
-            "parse",
-            f"coordIndex refers to vertex {int(faces.max())}; only {len(verts)} exist",
-        )
 
     uvs = uv_faces = None
-    tc = _node_block(text, _TEXCOORD, _POINT, path, "texCoord point")
+    tc = _node_block(text, _TEXCOORD, _POINT, path, "texCoord point", spans)
     if tc is not None:
         uv = _numbers(tc, np.float64, path, "texCoord point")
         if uv.size % 2:
             raise MeshReadError(path, "parse", "texCoord point does not hold u v pairs")
-        uvs = uv.reshape(-1, 2)
-        if not np.isfinite(uvs).all():
+        uvs = as_float32(uv.reshape(-1, 2))
+        if uvs is None:
             raise MeshReadError(path, "nan", "texCoord point holds NaN or inf")
-        ti = _block(text, _TEXCOORDINDEX, path, "texCoordIndex")
+        ti = _block(text, _TEXCOORDINDEX, path, "texCoordIndex", spans)
         if ti is None:
             uv_faces = faces  # VRML: without texCoordIndex, coordIndex indexes the texCoords
         else:
             tidx = _numbers(ti, np.int64, path, "texCoordIndex").astype(np.int64)
+            what, noun = "texCoordIndex", "texture coordinate"
+            check_indices(tidx, len(uvs), path, what, ti, noun=noun)
             uv_faces, tpoly = fan_triangulate(tidx, path, "texCoordIndex")
             if uv_faces.shape != faces.shape or not np.array_equal(tpoly, poly):
                 raise MeshReadError(
@@ -194,22 +254,17 @@ def parse_vrml(data: bytes, path: str = "<bytes>") -> VrmlMesh:
             raise MeshReadError(path, "parse", "texture coordinate index out of range")
 
     colors = None
-    cb = _node_block(text, _COLOR, _COLORFIELD, path, "color")
+    cb = _node_block(text, _COLOR, _COLORFIELD, path, "color", spans)
     if cb is not None:
         c = _numbers(cb, np.float64, path, "color")
         if c.size == verts.size:  # per-vertex colours only; other layouts are ignored
-            colors = np.clip(np.rint(c.astype(np.float64).reshape(-1, 3) * 255.0), 0, 255)
+            colors = np.clip(np.rint(np.nan_to_num(c.reshape(-1, 3)) * 255.0), 0, 255)
             colors = colors.astype(np.uint8)
 
+    _check_closed(text, spans, path)
     m = _search(text, _URL)
     url = m.group(1) if m else None
-    mesh = Mesh(
-        verts.astype(np.float32),
-        faces,
-        vertex_colors=colors,
-        uvs=None if uvs is None else uvs.astype(np.float32),
-        uv_faces=uv_faces,
-    )
+    mesh = Mesh(verts32, faces, vertex_colors=colors, uvs=uvs, uv_faces=uv_faces)
     return VrmlMesh(mesh, url)
 
 

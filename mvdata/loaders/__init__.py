@@ -17,11 +17,17 @@ Contract shared by the backends:
   loaders add a per-epoch permutation of the *shard order* derived from ``(seed, epoch)`` only
   (:func:`~mvdata.loaders.dataset.shard_order`), so any rank can build any epoch without history, plus a buffer shuffle of
   decoded-free bytes. Eval (``train=False``) reads shards in sorted order, unshuffled.
-* **Bad input.** See each backend: missing members are logged with shard and key, counted and
-  skipped by both; a sample with a corrupt member is logged with shard, key and member, counted
+* **Bad input.** See each backend (and the README's "Bad input" table): missing members are
+  logged with shard and key, counted and skipped by both; a sample with a corrupt member (one
+  that does not decode to the stored size and mode) is logged with shard, key and member, counted
   (``loader.errors``) and left out by both — webdataset drops it in its decoder, DALI masks its
   row (``valid=False``) after restarting its pipeline from the last checkpoint with the member
   pointed elsewhere (:mod:`mvdata.loaders.dali.quarantine`), so the step count never changes.
+  Only data errors are treated so; anything else (a bug, out of memory) is raised. webdataset
+  counts the samples a broken tar did not yield against ``sizes.json`` and stops past
+  ``max_bad_fraction``; what :func:`~mvdata.loaders.dataset.open_dataset` can check cheaply
+  (files that are not regular files, root files that disagree with each other or with the
+  first sample, shards without samples: left out) is checked before anything starts.
 
 Modules: :mod:`~mvdata.loaders.options` (settings), :mod:`~mvdata.loaders.dataset` (the shard
 directory, steps, shard order), :mod:`~mvdata.loaders.batch` (the batch), :mod:`~mvdata.loaders.base`

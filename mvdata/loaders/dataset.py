@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
+from mvdata.shards.index import outside_tar, read_index
 from mvdata.shards.names import DATA_DIR, MODALITY_EXT
 from schemas import check_version
 from schemas.models import DatasetMetadata, Modality, SizesJson
@@ -85,8 +88,13 @@ def open_dataset(data_dir: str | os.PathLike[str], *, split: str | None = None) 
     an fsspec URL (``file://``, ``s3://``, ``gs://``, ``hf://``, ... with its backend installed).
 
     Raises ``ValueError`` (naming the file) when the directory is not an mvdata shard directory,
-    was written with another schema major version, or lists shards whose files are missing.
-    ``split`` keeps only the shards named ``{split}-NNNNNN``.
+    was written with another schema major version, lists shards whose files are missing or are
+    not regular files (a FIFO would block a reader forever), or when what is cheap to check
+    disagrees: ``sizes.json``'s total against ``dataset.json``'s ``num_samples``, and
+    ``dataset.json``'s image size, views, frames and schema version against the first sample
+    (its ``json`` member and the header of its first RGB image, read through the index).
+    ``split`` keeps only the shards named ``{split}-NNNNNN``. Shards that hold no sample (every
+    planned sample of theirs failed in the build) are left out: DALI refuses an empty index.
     """
     from fsspec.core import url_to_fs
     from fsspec.implementations.local import LocalFileSystem
@@ -102,6 +110,9 @@ def open_dataset(data_dir: str | os.PathLike[str], *, split: str | None = None) 
     path = path.rstrip("/")
 
     def read(name: str) -> bytes:
+        # A FIFO or device where a root file should be would block the read forever.
+        if fs.info(f"{path}/{name}").get("type") != "file":
+            raise ValueError(f"{os.path.join(root, name)}: not a regular file")
         with fs.open(f"{path}/{name}", "rb") as f:
             return bytes(f.read())
 
@@ -116,42 +127,126 @@ def open_dataset(data_dir: str | os.PathLike[str], *, split: str | None = None) 
         raise ValueError(f"{meta_path}: not readable ({exc})") from exc
     try:
         raw = json.loads(raw_meta)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{meta_path}: not readable JSON ({exc})") from exc
+    except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for binary garbage
+        raise ValueError(f"{meta_path}: not readable JSON ({exc})") from None
     if not isinstance(raw, dict) or raw.get("format") != "mvdata-webdataset":
         raise ValueError(f"{meta_path}: format is not 'mvdata-webdataset': not our shard directory")
     check_version(raw.get("schema_version"), where=meta_path)
     try:
         meta = DatasetMetadata.model_validate(raw)
     except ValidationError as exc:
-        raise ValueError(f"{meta_path}: does not match DatasetMetadata: {exc}") from exc
+        raise ValueError(f"{meta_path}: does not match DatasetMetadata: {_first(exc)}") from None
     if "rgb" not in meta.modalities:
         raise ValueError(f"{meta_path}: modalities {meta.modalities} carry no rgb")
+    if not meta.views:
+        raise ValueError(f"{meta_path}: views=0: a dataset.json without views has nothing to load")
     sizes_path = os.path.join(root, "sizes.json")
     try:
         sizes = SizesJson.model_validate_json(read("sizes.json"))
-    except FileNotFoundError as exc:
-        raise ValueError(f"{sizes_path} not found: the build was not finalised") from exc
-    except ValidationError as exc:
-        raise ValueError(f"{sizes_path}: does not match SizesJson: {exc}") from exc
-    try:  # one listing, not one request a file (remote stores answer each in ~100 ms)
-        present = {os.path.basename(p.rstrip("/")) for p in fs.ls(f"{path}/data", detail=False)}
     except FileNotFoundError:
-        present = set()
+        raise ValueError(f"{sizes_path} not found: the build was not finalised") from None
+    except ValidationError as exc:
+        raise ValueError(f"{sizes_path}: does not match SizesJson: {_first(exc)}") from None
+    except OSError as exc:
+        raise ValueError(f"{sizes_path}: not readable ({exc})") from None
+    if sum(sizes.shards.values()) != meta.num_samples or min(sizes.shards.values(), default=0) < 0:
+        raise ValueError(
+            f"{sizes_path} lists {sum(sizes.shards.values())} samples, {meta_path} says "
+            f"{meta.num_samples}: the root files disagree (run `mvdata verify {root}`)"
+        )
+    try:  # one listing, not one request a file (remote stores answer each in ~100 ms)
+        present = {
+            os.path.basename(str(e["name"]).rstrip("/")): e
+            for e in fs.ls(f"{path}/data", detail=True)
+        }
+    except FileNotFoundError:
+        present = {}
     counts: dict[str, int] = {}
     for rel, n in sizes.shards.items():
         name = os.path.basename(rel).removesuffix(".tar")
         if split is not None and not name.startswith(f"{split}-"):
             continue
         for suffix in (".tar", ".idx", ".stats.json"):
+            where = os.path.join(root, "data", name + suffix)
             if name + suffix not in present:
-                missing = os.path.join(root, "data", name + suffix)
-                raise ValueError(f"{sizes_path} lists shard {name}, but {missing} is missing")
-        counts[name] = int(n)
+                raise ValueError(f"{sizes_path} lists shard {name}, but {where} is missing")
+            if present[name + suffix].get("type") != "file":
+                raise ValueError(f"{where}: not a regular file (a FIFO, device or directory?)")
+        if n > 0:  # an empty shard (all its samples failed) has nothing to read
+            counts[name] = int(n)
     shards = sorted(counts)
-    if not shards or sum(counts.values()) == 0:
+    if not shards:
         raise ValueError(f"{sizes_path}: no samples" + (f" in split {split!r}" if split else ""))
-    return DatasetInfo(root=root, meta=meta, shards=shards, sizes=counts, local=local)
+    info = DatasetInfo(root=root, meta=meta, shards=shards, sizes=counts, local=local)
+    first = shards[0]
+    _check_first_sample(info, fs, f"{path}/data/{first}", int(present[first + ".tar"]["size"]))
+    return info
+
+
+def _first(exc: ValidationError) -> str:
+    """A pydantic error in one line: its first problem and how many there are."""
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"])
+    return f"{exc.error_count()} error(s), first: {loc + ': ' if loc else ''}{err['msg']}"
+
+
+def _check_first_sample(info: DatasetInfo, fs: Any, base: str, tar_size: int) -> None:
+    """Compare ``dataset.json`` with the first sample of a shard (``base``: its path without
+    suffix): a ``dataset.json`` edited or copied from another build would otherwise break a
+    loader only at its first batch (DALI: a failed reshape). Two small reads through the index."""
+    meta_path = os.path.join(info.root, "dataset.json")
+    idx_path = f"{base}.idx"
+    with fs.open(idx_path, "rb") as f:
+        samples = read_index(f.read(), where=idx_path)
+    if not samples:
+        raise ValueError(f"{idx_path}: lists no sample, but sizes.json promises some")
+    outside = outside_tar(samples[:1], tar_size)
+    if outside:
+        raise ValueError(f"{idx_path}: member {outside[0][2]} lies outside {base}.tar (cut short?)")
+    entries = {ext: (off, size) for ext, off, size, _ in samples[0]}
+    rgb = info.rgb_exts()[0]
+    if "json" not in entries or rgb not in entries:
+        return  # a sample missing members: the loaders skip and count it
+    with fs.open(f"{base}.tar", "rb") as tar:
+        tar.seek(entries["json"][0])
+        raw_json = tar.read(entries["json"][1])
+        tar.seek(entries[rgb][0])
+        raw_rgb = tar.read(entries[rgb][1])
+    try:
+        doc = json.loads(raw_json)
+        got = {
+            "image_size": int(doc["image_size"]),
+            "views": len(doc["views"]),
+            "clip_frames": len(doc["frames"]),
+            "schema_version": str(doc["schema_version"]).split(".")[0],
+        }
+    except (ValueError, KeyError, TypeError):
+        return  # an unreadable json member: LazyMeta names it when read; verify finds it
+    meta = info.meta
+    want = {
+        "image_size": meta.image_size,
+        "views": len(meta.views),
+        "clip_frames": meta.clip_frames,
+        "schema_version": meta.schema_version.split(".")[0],
+    }
+    for field_name, value in want.items():
+        if got[field_name] != value:
+            raise ValueError(
+                f"{meta_path} says {field_name}={value}, but the first sample of {base}.tar "
+                f"has {got[field_name]}: the root files do not belong to these shards"
+            )
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw_rgb)) as im:
+            width, height = im.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return  # an undecodable member: the loaders skip and count it
+    if (width, height) != (meta.image_size, meta.image_size):
+        raise ValueError(
+            f"{meta_path} says image_size={meta.image_size}, but {base}.tar's first image "
+            f"{rgb} is {width}x{height}"
+        )
 
 
 def steps_per_epoch(total: int, world_size: int, batch_size: int) -> int:

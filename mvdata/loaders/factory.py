@@ -17,6 +17,8 @@ class Loader(Protocol):
 
     backend: str
     epoch: int
+    #: Batches of the current epoch handed out so far (the next one has this index).
+    step: int
 
     @property
     def errors(self) -> int:
@@ -75,7 +77,8 @@ def make_loader(
     (default: when training), ``max_zoom`` and ``jitter`` (the scale/shift and colour
     augmentation of training) are the same for both backends; ``backend_kwargs`` go to one
     (DALI: ``on_missing``, ``on_corrupt``, ``hw_decoder_load``, ``initial_fill``; webdataset:
-    ``bufsize``). ``state`` (from ``loader.state_dict()``) resumes with the next unseen batch.
+    ``bufsize``, ``max_bad_fraction``: stop the epoch once more than this share of it, and more
+    than one sample, is bad or lost; default 0.05). ``state`` (from ``loader.state_dict()``) resumes with the next unseen batch.
     Iterating the loader yields one epoch, then advances ``loader.epoch``.
     """
     if batch_size < 1:

@@ -1,8 +1,9 @@
 """webdataset + torch DataLoader loader (no DALI needed), returning :class:`MultiviewBatch`.
 
 webdataset's own stages, composed: a ``DataPipeline`` of ``SimpleShardList`` over this rank's
-shards, ``split_by_worker``, ``tarfile_to_samples`` (open, expand, group by key), ``shuffle`` of
-the raw bytes before decoding, and ``map`` with a ``handler`` — what ``WebDataset`` assembles. A
+shards, ``split_by_worker``, webdataset's ``tarfile_samples`` (open, expand, group by key) run
+shard by shard so that each shard's yield is counted (:func:`expand_shards`), ``shuffle`` of
+the raw bytes before decoding, and a decoding stage (:func:`decode_samples`). A
 remote shard directory (``s3://``, ``gs://``, ``hf://``, ...) streams like a local one: its
 scheme is registered in webdataset's ``gopen_schemes`` table with an fsspec opener
 (:func:`register_fsspec_scheme`). Decoding is PIL: JPEG to uint8 RGB, 16-bit PNG to uint16
@@ -23,8 +24,18 @@ Design decisions:
 * **Resume.** webdataset has no reader checkpoint: :meth:`WdsLoader.load_state_dict` replays the
   epoch and drops the first ``step`` batches, which reproduces the same batches because every
   shuffle and augmentation is seeded from ``(seed, epoch)`` and the sample key.
-* **Bad input.** A missing or undecodable member raises inside ``map``; the handler logs shard and
-  key, counts it (:attr:`WdsLoader.errors`, shared with the worker processes) and continues.
+* **Bad input.** Only data errors are swallowed; anything else (a bug, an out-of-memory)
+  propagates. A sample with a missing member, or one that does not decode to the stored size
+  and mode (a truncated JPEG, a PNG failing its CRC, a 100 px image in a 224 px set, an 8-bit
+  PNG in a depth slot) is a :class:`~mvdata.core.SampleError` in the decoder: logged with shard
+  and key and counted. A broken tar (``tarfile``/``OSError``/``ValueError`` while webdataset
+  expands it) ends that shard, logged with the shard's URL. Every shard reports at its end how
+  many samples it yielded; fewer than ``sizes.json`` lists are counted as lost (a zero-filled tar
+  yields none and raises nothing; a bad header loses the rest of its shard) and logged loudly,
+  more is an error (``sizes.json`` is wrong). :attr:`WdsLoader.errors` counts every sample
+  skipped or lost; when more than ``max_bad_fraction`` (default 0.05) of a rank's epoch, and more
+  than one sample, is bad, the epoch stops with :class:`~mvdata.loaders.batch.LoaderDataError` naming the shards and
+  counts: training on what is left would be training on padding.
 """
 
 from __future__ import annotations
@@ -33,8 +44,9 @@ import hashlib
 import io
 import logging
 import math
-import multiprocessing as mp
-from collections.abc import Iterator
+import tarfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from functools import partial
 from typing import IO, Any
 from urllib.parse import urlparse
@@ -44,12 +56,21 @@ import numpy as np
 import torch
 import webdataset as wds
 from PIL import Image
-from webdataset.gopen import gopen_schemes
+from webdataset.gopen import gopen, gopen_schemes
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from mvdata.core import SampleError
 from mvdata.loaders.base import LoaderBase, LoaderOptions
-from mvdata.loaders.batch import LazyMeta, MultiviewBatch, normalise_uint8, normals_from_uint8
+from mvdata.loaders.batch import (
+    LazyMeta,
+    LoaderDataError,
+    MultiviewBatch,
+    normalise_uint8,
+    normals_from_uint8,
+)
 from mvdata.loaders.dataset import DatasetInfo, shard_order
+from mvdata.shards.codecs import png_crc_problem
+from mvdata.shards.reader import EndGuard
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +101,64 @@ def register_fsspec_scheme(root: str) -> None:
         gopen_schemes[scheme] = _gopen_fsspec
 
 
-class CountingHandler:
-    """webdataset ``handler``: log the error, count it in shared memory, continue."""
+#: What webdataset raises while expanding a broken tar (a bad header, a cut-short or zero-filled
+#: file, a duplicate member): the shard ends there and its missing samples are counted as lost.
+TAR_ERRORS: tuple[type[Exception], ...] = (tarfile.TarError, OSError, EOFError, ValueError)
 
-    def __init__(self) -> None:
-        self.count = mp.get_context().Value("i", 0)
+#: Key of the events the pipeline sends along with the rows (a skipped sample, a shard's end).
+EVENT = "__mvdata_event__"
 
-    def __call__(self, exn: Exception) -> bool:
-        log.warning("skipped bad sample: %s", exn)
-        with self.count.get_lock():
-            self.count.value += 1
-        return True
+
+def expand_shards(src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """webdataset stage: each shard URL -> its raw samples (webdataset's own open, expand and
+    group stages, shard by shard), then an ``end`` event carrying how many samples the shard
+    yielded and the tar error that cut it short. A data error of the tar (:data:`TAR_ERRORS`)
+    is logged and ends the shard (the rest of a broken stream cannot be trusted); anything
+    else propagates."""
+    for shard in src:
+        url = shard["url"]
+        broken: list[str] = []
+
+        def on_error(exn: Exception, url: str = url, broken: list[str] = broken) -> bool:
+            if not isinstance(exn, TAR_ERRORS):
+                raise exn
+            first = exn.args[0] if exn.args else ""
+            broken.append(f"{type(exn).__name__}: {first}")
+            log.warning("shard %s: broken tar: %s: %s", url, type(exn).__name__, first)
+            return False  # ends the shard
+
+        n = 0
+        try:
+            stream = EndGuard(gopen(url), url)
+        except TAR_ERRORS as exc:
+            on_error(exc)
+        else:
+            try:
+                files = tar_file_expander([{"url": url, "stream": stream}], handler=on_error)
+                for sample in group_by_keys(files, handler=on_error):
+                    n += 1
+                    yield sample
+            finally:
+                stream.close()
+        yield {EVENT: "end", "shard": url, "yielded": n, "errors": broken}
+
+
+def decode_samples(src: Iterable[dict[str, Any]], decoder: _Decoder) -> Iterator[Any]:
+    """webdataset stage: raw sample -> :data:`Row`; a :class:`SampleError` (bad member) becomes a
+    ``bad`` event naming shard and key; events pass through; anything else propagates."""
+    for sample in src:
+        if EVENT in sample:
+            yield sample
+            continue
+        try:
+            yield decoder(sample)
+        except SampleError as exc:
+            yield {
+                EVENT: "bad",
+                "shard": sample.get("__url__", "?"),
+                "key": sample.get("__key__", "?"),
+                "reason": str(exc),
+            }
 
 
 Row = tuple[str, tuple[bytes, str], Any, Any, Any]
@@ -140,13 +208,32 @@ class _Decoder:
             out.append({"box": box, "brightness": b, "contrast": c, "saturation": sat})
         return out
 
-    def _rgb(self, data: bytes, p: dict[str, Any] | None) -> np.ndarray:
-        img: Image.Image = Image.open(io.BytesIO(data))
-        img.load()
-        img = img.convert("RGB")
+    def _open(self, ext: str, data: bytes, modes: tuple[str, ...], what: str) -> Image.Image:
+        """Decode one member, checked as DALI checks it: PNG chunk CRCs, the stored size (before
+        decoding: a header declaring 60,000² pixels costs nothing), the mode; a failure is a
+        :class:`SampleError` (a data error), naming the member."""
+        try:
+            if ext.endswith(".png"):
+                why = png_crc_problem(data)
+                if why:
+                    raise ValueError(why)
+            img: Image.Image = Image.open(io.BytesIO(data))
+            if img.size != (self.src, self.src):
+                raise ValueError(
+                    f"image is {img.width}x{img.height}, the dataset's is {self.src}x{self.src}"
+                )
+            if img.mode not in modes:
+                raise ValueError(f"mode {img.mode}, expected {what}")
+            img.load()
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+            raise SampleError("decode", f"member {ext}: {type(exc).__name__}: {exc}") from None
+        return img
+
+    def _rgb(self, ext: str, data: bytes, p: dict[str, Any] | None) -> np.ndarray:
+        img = self._open(ext, data, ("RGB",), "8-bit RGB")
         if p is not None:
             img = img.resize((self.size, self.size), Image.Resampling.BILINEAR, box=p["box"])
-        elif self.size != img.width or self.size != img.height:
+        elif self.size != self.src:
             img = img.resize((self.size, self.size), Image.Resampling.BILINEAR)
         a = np.asarray(img)
         if p is None:
@@ -158,47 +245,45 @@ class _Decoder:
         x = grey[..., None] + (x - grey[..., None]) * p["saturation"]
         return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
-    def _depth(self, data: bytes, p: dict[str, Any] | None) -> np.ndarray:
-        return self._nearest(data, p, ("I;16", "I;16B", "I", "L"), "16-bit grey").astype(np.float32)
+    def _depth(self, ext: str, data: bytes, p: dict[str, Any] | None) -> np.ndarray:
+        # 16-bit only, as DALI and verify: an 8-bit PNG in a depth slot holds no millimetres.
+        img = self._open(ext, data, ("I;16", "I;16B", "I"), "16-bit grey")
+        return self._nearest(img, p).astype(np.float32)
 
-    def _normal(self, data: bytes, p: dict[str, Any] | None) -> np.ndarray:
-        return self._nearest(data, p, ("RGB",), "8-bit RGB")
+    def _normal(self, ext: str, data: bytes, p: dict[str, Any] | None) -> np.ndarray:
+        return self._nearest(self._open(ext, data, ("RGB",), "8-bit RGB"), p)
 
-    def _nearest(
-        self, data: bytes, p: dict[str, Any] | None, modes: tuple[str, ...], what: str
-    ) -> np.ndarray:
-        """Decode a depth or normal PNG and resize it nearest-neighbour (stored values kept)."""
-        img: Image.Image = Image.open(io.BytesIO(data))
-        img.load()
-        if img.mode not in modes:
-            raise ValueError(f"PNG mode {img.mode}, expected {what}")
+    def _nearest(self, img: Image.Image, p: dict[str, Any] | None) -> np.ndarray:
+        """Resize a decoded depth or normal PNG nearest-neighbour (stored values kept)."""
         if p is not None:
             img = img.resize((self.size, self.size), Image.Resampling.NEAREST, box=p["box"])
-        elif self.size != img.width or self.size != img.height:
+        elif self.size != self.src:
             img = img.resize((self.size, self.size), Image.Resampling.NEAREST)
         return np.asarray(img)
 
     def __call__(self, sample: dict[str, Any]) -> Row:
         key, url = sample.get("__key__", "?"), sample.get("__url__", "?")
+        wanted = ["json", *self.rgb, *self.depth, *self.normal]
+        missing = [e for e in wanted if e not in sample]
+        if missing:
+            raise SampleError("missing", f"shard {url} key {key}: no member {missing[0]}")
+        meta = (bytes(sample["json"]), f"shard {url} key {key}")
+        params = self._params(key) if self.train else None
         try:
-            meta = (bytes(sample["json"]), f"shard {url} key {key}")
-            params = self._params(key) if self.train else None
             imgs = [
-                self._rgb(sample[e], params[i % self.v] if params else None)
+                self._rgb(e, sample[e], params[i % self.v] if params else None)
                 for i, e in enumerate(self.rgb)
             ]
             deps = [
-                self._depth(sample[e], params[i % self.v] if params else None)
+                self._depth(e, sample[e], params[i % self.v] if params else None)
                 for i, e in enumerate(self.depth)
             ]
             nrms = [
-                self._normal(sample[e], params[i % self.v] if params else None)
+                self._normal(e, sample[e], params[i % self.v] if params else None)
                 for i, e in enumerate(self.normal)
             ]
-        except (KeyError, OSError, ValueError, SyntaxError) as exc:
-            raise SampleError(
-                "decode", f"shard {url} key {key}: {type(exc).__name__}: {exc}"
-            ) from exc
+        except SampleError as exc:
+            raise SampleError(exc.kind, f"shard {url} key {key}: {exc}") from None
         s = self.size
         images = (
             torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).reshape(self.t, self.v, 3, s, s)
@@ -219,11 +304,22 @@ class WdsLoader(LoaderBase):
 
     backend = "wds"
 
-    def __init__(self, info: DatasetInfo, opts: LoaderOptions, *, bufsize: int = 256) -> None:
+    def __init__(
+        self,
+        info: DatasetInfo,
+        opts: LoaderOptions,
+        *,
+        bufsize: int = 256,
+        max_bad_fraction: float = 0.05,
+    ) -> None:
+        if not 0.0 <= max_bad_fraction <= 1.0:
+            raise ValueError(f"max_bad_fraction must be within 0..1, got {max_bad_fraction}")
         super().__init__(info, opts)
         self.num_workers = opts.num_workers
         self.bufsize = bufsize
-        self._handler = CountingHandler()
+        #: Stop the epoch when more than this fraction of the rank's samples is bad or lost.
+        self.max_bad_fraction = max_bad_fraction
+        self._errors = 0
         # The most samples any rank can get: the ceil(shards/world) largest shards.
         per_rank = math.ceil(len(info.shards) / opts.world_size)
         most = sum(sorted(info.sizes.values(), reverse=True)[:per_rank])
@@ -231,22 +327,91 @@ class WdsLoader(LoaderBase):
 
     @property
     def errors(self) -> int:
-        """Samples skipped as bad input so far (all workers)."""
-        return int(self._handler.count.value)
+        """Samples skipped (a bad member) or lost (a broken tar) so far, every epoch."""
+        return self._errors
 
-    def _samples(self) -> Iterator[Row]:
+    def _mine(self) -> list[str]:
+        """This rank's shards in this epoch's order."""
         order = shard_order(
             self.info.shards, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle
         )
-        mine = order[self.rank :: self.world_size]
+        return order[self.rank :: self.world_size]
+
+    def _samples(self) -> Iterator[Row]:
+        """This rank's rows of the epoch; ``bad`` and ``end`` events are counted here (in the
+        main process, whatever worker sent them) and never reach a batch."""
+        mine = self._mine()
         if not mine:
             return
-        handler = self._handler
+        urls = {self.info.tar_path(s): s for s in mine}
+        expected = sum(self.info.sizes[s] for s in mine)
+        # One bad sample never stops an epoch (in a small one it is a large share, not a
+        # systematic failure); past that, the fraction decides.
+        limit = max(self.max_bad_fraction * expected, 1.0)
+        bad: Counter[str] = Counter()  # shard -> samples skipped or lost this epoch
+        ended: set[str] = set()
+
+        def stop_if_too_many() -> None:
+            total = sum(bad.values())
+            if total > limit:
+                worst = ", ".join(f"{s} ({n})" for s, n in bad.most_common(5))
+                raise LoaderDataError(
+                    f"{self.info.root}: {total} of the {expected} samples of rank {self.rank}'s "
+                    f"epoch {self.epoch} are bad or lost, more than max_bad_fraction="
+                    f"{self.max_bad_fraction:g}; shards: {worst}"
+                    f"{' and more' if len(bad) > 5 else ''}. Run `mvdata verify {self.info.root}`."
+                )
+
+        for item in self._pipeline(list(urls)):
+            if not isinstance(item, dict):
+                yield item
+                continue
+            shard = urls.get(str(item["shard"]), str(item["shard"]))
+            if item[EVENT] == "bad":
+                log.warning("skipped bad sample: %s", item["reason"])
+                bad[shard] += 1
+                self._errors += 1
+            else:  # the shard's end
+                ended.add(shard)
+                promised = self.info.sizes.get(shard, 0)
+                lost = promised - int(item["yielded"])
+                if lost < 0:
+                    raise LoaderDataError(
+                        f"{item['shard']}: yielded {item['yielded']} samples, sizes.json lists "
+                        f"{promised}: sizes.json does not describe this shard"
+                    )
+                if lost:
+                    why = "; ".join(item["errors"]) or "the tar ended early without an error"
+                    log.warning(
+                        "LOST %d of the %d samples of shard %s (%s): sizes.json promises them, "
+                        "the tar did not yield them",
+                        lost,
+                        promised,
+                        item["shard"],
+                        why,
+                    )
+                    bad[shard] += lost
+                    self._errors += lost
+            stop_if_too_many()
+        if set(mine) - ended:  # only when a worker ended without its events: never silently
+            raise LoaderDataError(f"shards {sorted(set(mine) - ended)} did not report their end")
+        if bad:
+            log.warning(
+                "rank %d epoch %d yielded %d of the %d samples sizes.json promises (%s)",
+                self.rank,
+                self.epoch,
+                expected - sum(bad.values()),
+                expected,
+                ", ".join(f"{s}: {n} bad or lost" for s, n in sorted(bad.items())),
+            )
+
+    def _pipeline(self, urls: list[str]) -> Iterable[Any]:
+        """The webdataset pipeline over ``urls`` in a DataLoader: rows and events."""
         stages: list[Any] = [
             # the shard order is already this epoch's permutation, and this rank's share
-            wds.SimpleShardList([self.info.tar_path(s) for s in mine]),
+            wds.SimpleShardList(urls),
             wds.split_by_worker,
-            wds.tarfile_to_samples(handler=handler),
+            expand_shards,
         ]
         if self.shuffle:
             seed = self.seed * 7919 + self.epoch
@@ -262,11 +427,11 @@ class WdsLoader(LoaderBase):
             max_zoom=self.max_zoom,
             jitter=self.jitter,
         )
-        stages.append(wds.map(decoder, handler=handler))
+        stages.append(partial(decode_samples, decoder=decoder))
         ds = wds.DataPipeline(*stages)
-        workers = min(self.num_workers, len(mine))
+        workers = min(self.num_workers, len(urls))
         register_fsspec_scheme(self.info.root)
-        yield from torch.utils.data.DataLoader(
+        return torch.utils.data.DataLoader(
             ds,
             batch_size=None,
             num_workers=workers,

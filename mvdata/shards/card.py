@@ -3,11 +3,17 @@
 The YAML front matter declares ``configs`` with explicit ``data_files`` (the Hub and
 ``datasets.load_dataset`` then never guess the layout), the licence (``other`` plus its name and
 text for anything that is not a plain SPDX-style id), task categories, tags and size category.
+
+``mvdata build`` writes the card without :class:`HubCard`; ``mvdata publish`` renders the same
+card with one (:mod:`mvdata.hub.card`), which adds what only a published copy needs: annotation
+creators and source datasets in the metadata, counts per split / expression / intensity, the
+contact sheet, and how to load the data from the Hub.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -39,6 +45,24 @@ _MODALITY_TEXT = {
 }
 
 
+@dataclass
+class HubCard:
+    """What the card of a dataset published on the Hub adds to the build's card.
+
+    ``counts`` maps a heading (``"split"``, ``"expression"``, ...) to samples per value;
+    ``contact_sheet`` is the image's path in the repo; ``licence_name`` replaces the licence id
+    derived from the licence text (Hub ``license: other`` datasets name their licence).
+    """
+
+    repo_id: str
+    revision: str = "main"
+    source_datasets: list[str] = field(default_factory=list)
+    annotations_creators: list[str] = field(default_factory=list)
+    licence_name: str | None = None
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    contact_sheet: str | None = None
+
+
 def size_category(n: int) -> str:
     """The Hub's ``size_categories`` bucket of ``n`` samples."""
     for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")):
@@ -47,8 +71,11 @@ def size_category(n: int) -> str:
     return "100K<n<1M" if n < 1_000_000 else "n>1M"
 
 
-def front_matter(meta: DatasetMetadata, sizes: SizesJson) -> dict[str, Any]:
-    """The card's YAML metadata as a dict (configs, licence, tags)."""
+def front_matter(
+    meta: DatasetMetadata, sizes: SizesJson, hub: HubCard | None = None
+) -> dict[str, Any]:
+    """The card's YAML metadata as a dict (configs, licence, tags; with ``hub``, also
+    ``annotations_creators`` and ``source_datasets``)."""
     splits = sorted({name.rsplit("/", 1)[-1].split("-", 1)[0] for name in sizes.shards}) or [
         meta.split
     ]
@@ -58,7 +85,10 @@ def front_matter(meta: DatasetMetadata, sizes: SizesJson) -> dict[str, Any]:
         fm["license"] = licence
     else:
         fm["license"] = "other"
-        fm["license_name"] = _slug(meta.licence)
+        fm["license_name"] = (hub.licence_name if hub else None) or _slug(meta.licence)
+    if hub is not None:
+        fm["annotations_creators"] = list(hub.annotations_creators)
+        fm["source_datasets"] = list(hub.source_datasets)
     fm.update(
         {
             "task_categories": [
@@ -90,15 +120,81 @@ def _slug(text: str) -> str:
     return out or "custom"
 
 
+def _hub_overview(hub: HubCard | None) -> str:
+    """The published card's counts and contact sheet ("" for the build's card)."""
+    if hub is None:
+        return ""
+    out = ""
+    if hub.counts:
+        out += "## Counts\n\nWritten samples (failed inputs are not counted).\n\n"
+        for heading, counts in hub.counts.items():
+            rows = "\n".join(f"| {value} | {n} |" for value, n in counts.items())
+            out += f"| {heading} | samples |\n|---|---|\n{rows}\n\n"
+    if hub.contact_sheet:
+        out += (
+            "## Contact sheet\n\n"
+            f"![contact sheet]({hub.contact_sheet})\n\n"
+            "The first samples: one row a sample (first, middle and last frame of a clip), the "
+            "views side by side for each modality (depth as grey levels, near = bright).\n\n"
+        )
+    return out
+
+
+def _hub_loading(meta: DatasetMetadata, hub: HubCard | None) -> str:
+    """The published card's section on loading from the Hub ("" for the build's card)."""
+    if hub is None:
+        return ""
+    repo, rev = hub.repo_id, hub.revision
+    local = repo.split("/")[-1]
+    rev_arg = "" if rev == "main" else f", revision={rev!r}"
+    rev_opt = "" if rev == "main" else f" --revision {rev}"
+    braces = f"{DATA_DIR}/{meta.split}-{{000000..{max(meta.num_shards - 1, 0):06d}}}.tar"
+    return f"""### From the Hub
+
+The examples above read a local copy (`mvdata pull`, below). Without one, `datasets` reads the
+`configs` declared above:
+
+```python
+from datasets import load_dataset
+ds = load_dataset("{repo}", split="{meta.split}"{rev_arg})
+```
+
+`webdataset` streams the tars over HTTPS (a private repo needs an `Authorization: Bearer` header):
+
+```python
+import webdataset as wds
+ds = wds.WebDataset("https://huggingface.co/datasets/{repo}/resolve/{rev}/{braces}")
+```
+
+This project's loaders stream the shards through fsspec (`hf://`, webdataset backend), or read a
+verified local copy (DALI on a GPU):
+
+```python
+from mvdata.loaders import make_loader
+loader = make_loader("hf://datasets/{repo}{"" if rev == "main" else "@" + rev}", batch_size=32)
+```
+
+```bash
+mvdata pull {repo} ./{local}{rev_opt}   # download, verify, then make_loader("./{local}", ...)
+```
+
+"""
+
+
 def dataset_card(
-    meta: DatasetMetadata, sizes: SizesJson, *, licence_text: str | None = None
+    meta: DatasetMetadata,
+    sizes: SizesJson,
+    *,
+    licence_text: str | None = None,
+    hub: HubCard | None = None,
 ) -> str:
     """The full ``README.md``: YAML front matter, then a description of the data and its use.
 
     ``licence_text`` (the source dataset's terms) is quoted in the card when given; a dataset
-    whose licence is not a Hub id always gets a licence section.
+    whose licence is not a Hub id always gets a licence section. ``hub`` makes the card of a
+    published copy (see :class:`HubCard`); without it the card is the one the build writes.
     """
-    fm = yaml.safe_dump(front_matter(meta, sizes), sort_keys=False, allow_unicode=True)
+    fm = yaml.safe_dump(front_matter(meta, sizes, hub), sort_keys=False, allow_unicode=True)
     n_frames, n_views = meta.clip_frames, len(meta.views)
     first = sorted(sizes.shards)[0] if sizes.shards else f"{DATA_DIR}/{meta.split}-000000.tar"
     pattern = f"{DATA_DIR}/{meta.split}-*.tar"
@@ -140,7 +236,7 @@ Multiview renders of 3D/4D facial-expression scans from **{meta.dataset}** (sour
 - Subject-independent folds: {meta.num_folds} (`fold` in the json member and the parquet files);
   samples were shuffled globally with seed {meta.seed} before being cut into shards.
 
-## Views
+{_hub_overview(hub)}## Views
 
 | view | yaw (deg) | pitch (deg) | fov_y (deg) | distance |
 |---|---|---|---|---|
@@ -195,4 +291,4 @@ from datasets import load_dataset
 ds = load_dataset("webdataset", data_files={{"{meta.split}": "{pattern}"}}, split="{meta.split}")
 ```
 
-{licence}"""
+{_hub_loading(meta, hub)}{licence}"""

@@ -7,16 +7,30 @@ the stats files; ``dataset.json`` adds the name, views and modalities when prese
 from __future__ import annotations
 
 import io
+import json
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image
+from pydantic import ValidationError
 
+from mvdata.shards.codecs import image_problem
 from mvdata.shards.contact_sheet import contact_sheet
-from mvdata.shards.names import MODALITY_EXT
-from mvdata.shards.reader import filesystem, iter_samples, list_shards, read_shard_rows, read_stats
+from mvdata.shards.names import DATA_DIR, MODALITY_EXT
+from mvdata.shards.reader import (
+    file_type_problem,
+    filesystem,
+    iter_samples,
+    list_shards,
+    read_shard_rows,
+    read_stats,
+)
 from schemas.models import DatasetMetadata
+
+#: Folder of a build's own state (``mvdata.build.config.STATE_DIR``; shards cannot import build).
+_STATE_DIR = ".mvdata"
 
 
 @dataclass
@@ -72,19 +86,40 @@ class Info:
 
 
 def dataset_info(out_dir: str) -> Info:
-    """Summarise ``out_dir``: committed shards, samples, failures per kind, subjects, folds."""
+    """Summarise ``out_dir``: committed shards, samples, failures per kind, subjects, folds.
+
+    A ``ValueError`` names the file when ``out_dir`` is not a shard directory (neither
+    ``dataset.json``, nor a build's ``.mvdata/build.json``, nor a ``data/`` folder) or when a
+    file it reads is not what it should be."""
     fs, root = filesystem(out_dir)
     if not fs.exists(root):
         raise FileNotFoundError(f"{out_dir} does not exist")
+    if not fs.isdir(root):
+        raise ValueError(f"{out_dir}: not a directory (info takes a shard directory)")
+    marks = [f"{root}/dataset.json", f"{root}/{_STATE_DIR}/build.json"]
+    if not any(fs.exists(m) for m in marks) and not list_shards(out_dir, committed_only=False):
+        raise ValueError(
+            f"{out_dir}: not an mvdata shard directory (no dataset.json, no "
+            f"{_STATE_DIR}/build.json, no shard under {DATA_DIR}/)"
+        )
     info = Info(out_dir)
-    try:
-        with fs.open(f"{root}/dataset.json", "rb") as f:
-            meta = DatasetMetadata.model_validate_json(f.read())
+    meta_path = f"{root}/dataset.json"
+    if fs.exists(meta_path):
+        problem = file_type_problem(fs, meta_path)
+        if problem:
+            raise ValueError(problem)
+        try:
+            with fs.open(meta_path, "rb") as f:
+                meta = DatasetMetadata.model_validate_json(f.read())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ValueError(
+                f"{meta_path}: not a valid dataset.json ({exc.error_count()} errors, first: "
+                f"{first['msg']} at {first['loc']})"
+            ) from None
         info.name, info.source, info.schema_version = meta.name, meta.source, meta.schema_version
         info.num_views, info.modalities = len(meta.views), list(meta.modalities)
         info.image_size, info.clip_frames = meta.image_size, meta.clip_frames
-    except FileNotFoundError:
-        pass
     committed = list_shards(out_dir)
     info.num_shards = len(committed)
     info.num_uncommitted = len(list_shards(out_dir, committed_only=False)) - len(committed)
@@ -108,7 +143,23 @@ def dataset_info(out_dir: str) -> Info:
     return info
 
 
-def _decode(ext: str, data: bytes) -> np.ndarray:
+def _image_size(sample: dict[str, Any], first: bytes) -> int:
+    """The sample's image size: from its ``json`` member, else the first image's width."""
+    try:
+        return int(json.loads(sample["json"])["image_size"])
+    except (KeyError, ValueError, TypeError):
+        pass
+    try:
+        with Image.open(io.BytesIO(first)) as im:
+            return int(im.size[0])
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return 0  # image_problem then names what is wrong with it
+
+
+def _decode(ext: str, data: bytes, where: str, size: int) -> np.ndarray:
+    problem = image_problem(ext.split(".", 2)[-1], data, size)
+    if problem:
+        raise ValueError(f"{where} member {ext}: {problem}")
     with Image.open(io.BytesIO(data)) as im:
         arr = np.asarray(im)
     if ext.endswith("depth.png"):
@@ -118,7 +169,13 @@ def _decode(ext: str, data: bytes) -> np.ndarray:
 
 def write_contact_sheet(out_dir: str, png_path: str, n: int = 4) -> None:
     """Write a PNG of the first ``n`` samples: views side by side per modality, one row per
-    sample; for 4D clips one row each for the first, middle and last frame, so the motion shows."""
+    sample; for 4D clips one row each for the first, middle and last frame, so the motion shows.
+
+    A ``ValueError`` names the file when ``png_path`` is a directory or a member shown does not
+    decode."""
+    fs_png, path_png = filesystem(png_path)
+    if fs_png.isdir(path_png):
+        raise ValueError(f"{png_path}: is a directory; give the PNG file to write")
     rows: list[dict[str, np.ndarray]] = []
     labels: list[str] = []
     shown = 0
@@ -134,7 +191,9 @@ def write_contact_sheet(out_dir: str, png_path: str, n: int = 4) -> None:
                         e for e in sample if e.startswith(f"t{t:02d}.") and e.endswith(suffix)
                     )
                     if exts:
-                        row[modality] = np.stack([_decode(e, sample[e]) for e in exts])
+                        where = f"shard {name} key {sample['__key__']}"
+                        size = _image_size(sample, sample[exts[0]])
+                        row[modality] = np.stack([_decode(e, sample[e], where, size) for e in exts])
                 rows.append(row)
                 labels.append(
                     str(sample["__key__"]) + (f"  frame t{t:02d}" if num_frames > 1 else "")
@@ -144,8 +203,7 @@ def write_contact_sheet(out_dir: str, png_path: str, n: int = 4) -> None:
     if not rows:
         raise ValueError(f"{out_dir} has no committed sample to show")
     sheet = contact_sheet(rows, labels)
-    fs, path = filesystem(png_path)
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
-    with fs.open(path, "wb") as f:
+    with fs_png.open(path_png, "wb") as f:
         f.write(buf.getvalue())

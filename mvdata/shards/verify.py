@@ -6,26 +6,32 @@ DALI index lists exactly the tar's members with their data offsets and sizes; th
 agree with the tar (keys, order, offsets) and the stats counts; every ``json`` member validates
 against :class:`SampleJson` and names its key; every image decodes with the expected size and
 mode; every sample carries the same member set. At the root: ``manifest.parquet``,
-``sizes.json``, ``dataset.json`` and ``README.md`` exist, validate, and agree with the shards.
+``sizes.json``, ``dataset.json`` and ``README.md`` exist, validate, and agree with the shards
+(``dataset.json``'s image size, views, frames, modalities, depth scale and schema version with
+every sample's ``json``).
+
+Every file is checked to be a regular file before it is opened (a FIFO in place of a tar would
+block forever), and index entries are checked against the tar's size before anything is read.
+A shard that holds no sample (every planned sample failed) is valid but noted: the loaders leave
+it out.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
 import polars as pl
-from PIL import Image
 from pydantic import ValidationError
 
-from mvdata.shards.index import INDEX_VERSION, read_index
+from mvdata.shards.codecs import IMAGE_MODES, image_problem
+from mvdata.shards.index import outside_tar, read_index
 from mvdata.shards.names import DATA_DIR, member_names, parse_shard_name, shard_paths
-from mvdata.shards.reader import filesystem, list_shards
+from mvdata.shards.reader import EndGuard, file_type_problem, filesystem, list_shards
 from schemas.models import (
     SCHEMA_VERSION,
     DatasetMetadata,
@@ -39,8 +45,30 @@ from schemas.tables import check_frame
 
 _CHUNK = 1 << 20
 _ROOT_FILES = ("manifest.parquet", "sizes.json", "dataset.json", "README.md")
-# The image mode each member kind must decode to.
-_MODES = {"rgb.jpg": ("RGB",), "depth.png": ("I;16", "I;16B", "I"), "normal.png": ("RGB",)}
+_MODES = IMAGE_MODES
+
+
+@dataclass(frozen=True)
+class SampleShape:
+    """What a sample's ``json`` says about its geometry; ``dataset.json`` must agree."""
+
+    image_size: int
+    num_views: int
+    frames: int
+    modalities: tuple[str, ...]
+    depth_scale_mm: float
+    schema_major: str
+
+    @classmethod
+    def of(cls, sample: SampleJson) -> SampleShape:
+        return cls(
+            sample.image_size,
+            len(sample.views),
+            len(sample.frames),
+            tuple(sample.modalities),
+            sample.depth_scale_mm,
+            sample.schema_version.split(".")[0],
+        )
 
 
 @dataclass
@@ -53,6 +81,8 @@ class ShardCheck:
     member_names: list[str] | None = None
     keys: list[str] = field(default_factory=list)
     stats: ShardStats | None = None
+    #: The distinct :class:`SampleShape` of the shard's samples.
+    shapes: set[SampleShape] = field(default_factory=set)
 
 
 @dataclass
@@ -64,6 +94,8 @@ class VerifyReport:
     num_samples: int = 0
     bad_shards: dict[str, list[str]] = field(default_factory=dict)
     root_problems: list[str] = field(default_factory=list)
+    #: Facts worth saying that are not problems (e.g. shards holding no sample).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -72,6 +104,7 @@ class VerifyReport:
     def describe(self) -> str:
         """A human-readable list of every problem."""
         lines = [f"{self.out_dir}: {self.num_shards} shards, {self.num_samples} samples"]
+        lines += [f"note: {n}" for n in self.notes]
         lines += [f"root: {p}" for p in self.root_problems]
         for name, problems in self.bad_shards.items():
             lines += [f"{name}: {p}" for p in problems]
@@ -87,21 +120,12 @@ def _sha256(f: IO[bytes]) -> tuple[str, int]:
 
 
 def _check_image(ext: str, data: bytes, size: int) -> str | None:
-    kind = ext.split(".", 2)[2]
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            if im.size != (size, size):
-                return f"image {ext} is {im.size[0]}x{im.size[1]}, expected {size}x{size}"
-            if im.mode not in _MODES[kind]:
-                return f"image {ext} has mode {im.mode}, expected one of {_MODES[kind]}"
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL's decode errors
-        return f"image {ext} does not decode: {exc}"
-    return None
+    problem = image_problem(ext.split(".", 2)[2], data, size)
+    return None if problem is None else f"image {ext}: {problem}"
 
 
-def _iter_tar(f: IO[bytes]) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
-    with tarfile.open(fileobj=f, mode="r|") as tar:
+def _iter_tar(f: IO[bytes], where: str) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
+    with tarfile.open(fileobj=EndGuard(f, where), mode="r|") as tar:
         for info in tar:
             fobj = tar.extractfile(info) if info.isreg() else None
             yield info, fobj.read() if fobj is not None else b""
@@ -114,14 +138,28 @@ def verify_shard(out_dir: str, name: str, expected_members: list[str] | None = N
     check = ShardCheck(name)
     bad = check.problems.append
 
+    # Every file a regular one before anything is opened (a FIFO would block the open).
+    missing: list[str] = []
+    for kind in ("stats", "tar", "idx", "parquet"):
+        try:
+            problem = file_type_problem(fs, paths[kind])
+        except FileNotFoundError:
+            missing.append(kind)
+            continue
+        if problem:
+            bad(problem)
+            return check
+    if "stats" in missing:
+        bad("not committed: no stats.json")
+        return check
     try:
         with fs.open(paths["stats"], "rb") as f:
             stats = ShardStats.model_validate_json(f.read())
-    except FileNotFoundError:
-        bad("not committed: no stats.json")
-        return check
     except ValidationError as exc:
-        bad(f"stats.json invalid: {exc.error_count()} errors")
+        err0 = exc.errors()[0]
+        bad(
+            f"stats.json invalid: {exc.error_count()} errors, first: {err0['msg']} at {err0['loc']}"
+        )
         return check
     check.stats = stats
     if stats.shard_name != name:
@@ -130,9 +168,9 @@ def verify_shard(out_dir: str, name: str, expected_members: list[str] | None = N
         bad(f"schema_version {stats.schema_version} incompatible with {SCHEMA_VERSION}")
 
     # Checksums, file by file.
-    missing = [k for k in ("tar", "idx", "parquet") if not fs.exists(paths[k])]
     for kind in missing:
         bad(f"{kind} file missing")
+    tar_size: int | None = None
     for kind, want in (
         ("tar", stats.tar_sha256),
         ("idx", stats.index_sha256),
@@ -144,8 +182,10 @@ def verify_shard(out_dir: str, name: str, expected_members: list[str] | None = N
             got, n = _sha256(f)
         if got != want:
             bad(f"{kind} sha256 differs from stats.json")
-        if kind == "tar" and n != stats.tar_bytes:
-            bad(f"tar has {n} bytes, stats.json says {stats.tar_bytes}")
+        if kind == "tar":
+            tar_size = n
+            if n != stats.tar_bytes:
+                bad(f"tar has {n} bytes, stats.json says {stats.tar_bytes}")
 
     # Parquet rows against the stats.
     rows: list[ShardRow] = []
@@ -180,9 +220,17 @@ def verify_shard(out_dir: str, name: str, expected_members: list[str] | None = N
     if "idx" not in missing:
         try:
             with fs.open(paths["idx"], "rb") as f:
-                index = read_index(f.read())
-        except (ValueError, UnicodeDecodeError) as exc:
-            bad(f"idx unreadable ({INDEX_VERSION} expected): {exc}")
+                index = read_index(f.read(), where=f"{name}.idx")
+        except ValueError as exc:
+            bad(f"idx unreadable: {exc}")
+        if index is not None and tar_size is not None:
+            outside = outside_tar(index, tar_size)
+            if outside:
+                line, _, member = outside[0]
+                bad(
+                    f"idx points outside the tar ({tar_size} bytes) for {len(outside)} "
+                    f"member(s), first {member} on line {line + 2} (tar cut short?)"
+                )
 
     # The tar itself, streamed once.
     if "tar" in missing:
@@ -206,7 +254,7 @@ def verify_shard(out_dir: str, name: str, expected_members: list[str] | None = N
                     if problem:
                         bad(f"sample {key}: {problem}")
 
-            for info, data in _iter_tar(f):
+            for info, data in _iter_tar(f, paths["tar"]):
                 if not info.isreg():
                     bad(f"member {info.name} is not a regular file")
                     continue
@@ -233,6 +281,7 @@ def verify_shard(out_dir: str, name: str, expected_members: list[str] | None = N
                         continue
                     if sample_json.key != key:
                         bad(f"sample {key}: json names key {sample_json.key!r}")
+                    check.shapes.add(SampleShape.of(sample_json))
                     if sample_json.schema_version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
                         bad(f"sample {key}: schema_version {sample_json.schema_version}")
                 elif ext.split(".", 2)[-1] in _MODES and ext.count(".") == 3:
@@ -280,22 +329,68 @@ def verify_shard(out_dir: str, name: str, expected_members: list[str] | None = N
     return check
 
 
+def _check_meta_against_samples(
+    meta: DatasetMetadata, checks: dict[str, ShardCheck], bad: Callable[[str], None]
+) -> None:
+    """``dataset.json``'s geometry against every sample's ``json`` (a loader sizes its tensors
+    from ``dataset.json``: a wrong image size there breaks it on the first batch)."""
+    if meta.schema_version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        bad(f"dataset.json schema_version {meta.schema_version} incompatible with {SCHEMA_VERSION}")
+    shapes = set().union(*(c.shapes for c in checks.values())) if checks else set()
+    want = SampleShape(
+        meta.image_size,
+        len(meta.views),
+        meta.clip_frames,
+        tuple(meta.modalities),
+        meta.depth_scale_mm,
+        meta.schema_version.split(".")[0],
+    )
+    for what, attr in (
+        ("image_size", "image_size"),
+        ("views", "num_views"),
+        ("clip_frames", "frames"),
+        ("modalities", "modalities"),
+        ("depth_scale_mm", "depth_scale_mm"),
+        ("schema_version (major)", "schema_major"),
+    ):
+        got = sorted({getattr(sh, attr) for sh in shapes}, key=str)
+        if got and got != [getattr(want, attr)]:
+            bad(
+                f"dataset.json {what}={getattr(want, attr)} but the shards' samples have "
+                f"{', '.join(str(g) for g in got)}"
+            )
+
+
 def _check_root(out_dir: str, report: VerifyReport, checks: dict[str, ShardCheck]) -> None:
     fs, root = filesystem(out_dir)
     bad = report.root_problems.append
+    usable: set[str] = set()
     for fname in _ROOT_FILES:
-        if not fs.exists(f"{root}/{fname}"):
+        try:
+            problem = file_type_problem(fs, f"{root}/{fname}")
+        except FileNotFoundError:
             bad(f"{fname} missing")
+            continue
+        if problem:
+            bad(problem)
+        else:
+            usable.add(fname)
     committed = {n: c for n, c in checks.items() if c.stats is not None}
     meta: DatasetMetadata | None = None
     try:
-        with fs.open(f"{root}/dataset.json", "rb") as f:
-            meta = DatasetMetadata.model_validate_json(f.read())
+        if "dataset.json" in usable:
+            with fs.open(f"{root}/dataset.json", "rb") as f:
+                meta = DatasetMetadata.model_validate_json(f.read())
     except FileNotFoundError:
         pass
     except ValidationError as exc:
-        bad(f"dataset.json invalid: {exc.error_count()} errors")
+        first = exc.errors()[0]
+        bad(
+            f"dataset.json invalid: {exc.error_count()} errors, first: {first['msg']}"
+            f" at {first['loc']}"
+        )
     if meta is not None:
+        _check_meta_against_samples(meta, checks, bad)
         n_written = sum(c.stats.num_written for c in committed.values() if c.stats)
         n_failed = sum(c.stats.num_failed for c in committed.values() if c.stats)
         for what, got, want in (
@@ -316,6 +411,8 @@ def _check_root(out_dir: str, report: VerifyReport, checks: dict[str, ShardCheck
         if seen and seen != {tuple(meta.member_names)}:
             bad("dataset.json member_names differ from the shards' members")
     try:
+        if "sizes.json" not in usable:
+            raise FileNotFoundError
         with fs.open(f"{root}/sizes.json", "rb") as f:
             sizes = SizesJson.model_validate_json(f.read())
         want_sizes = {
@@ -329,6 +426,8 @@ def _check_root(out_dir: str, report: VerifyReport, checks: dict[str, ShardCheck
     except ValidationError as exc:
         bad(f"sizes.json invalid: {exc.error_count()} errors")
     try:
+        if "manifest.parquet" not in usable:
+            raise FileNotFoundError
         with fs.open(f"{root}/manifest.parquet", "rb") as f:
             manifest = pl.read_parquet(f)
         check_frame(ManifestRow, manifest, where="manifest.parquet")
@@ -358,11 +457,14 @@ def verify_dataset(out_dir: str) -> VerifyReport:
     fs, root = filesystem(out_dir)
     if not fs.exists(root):
         raise FileNotFoundError(f"{out_dir} does not exist")
+    if not fs.isdir(root):
+        raise ValueError(f"{out_dir}: not a directory (verify takes a shard directory)")
     report = VerifyReport(out_dir)
     meta_members: list[str] | None = None
     try:
-        with fs.open(f"{root}/dataset.json", "rb") as f:
-            meta_members = json.loads(f.read()).get("member_names")
+        if file_type_problem(fs, f"{root}/dataset.json") is None:
+            with fs.open(f"{root}/dataset.json", "rb") as f:
+                meta_members = json.loads(f.read()).get("member_names")
     except (FileNotFoundError, ValueError, AttributeError):
         meta_members = None
     names = list_shards(out_dir, committed_only=False)
@@ -375,6 +477,11 @@ def verify_dataset(out_dir: str) -> VerifyReport:
             c.problems.append("member set differs from the other shards'")
         if c.problems:
             report.bad_shards[name] = c.problems
+        elif c.stats is not None and c.stats.num_written == 0:
+            report.notes.append(
+                f"shard {name} holds no sample (all {c.stats.num_planned} planned samples "
+                "failed; see its parquet): the loaders leave it out"
+            )
     report.num_shards = len(checks)
     report.num_samples = sum(c.num_samples for c in checks.values())
     _check_root(out_dir, report, checks)

@@ -4,6 +4,12 @@
 Categories: N (neutral, code N), LFAU / UFAU / CAU (action units), E (emotions), YR / PR / CR
 (rotations), O (occlusions), IGN. Emotion codes mapped: ANGER DISGUST FEAR HAPPY SADNESS
 SURPRISE (the code list is *unverified*; other E codes keep ``expression=None``).
+
+Texture: the ``.bnt``'s v grows down the ``.png`` rows (reported from a real file);
+:func:`~mvdata.formats.bnt.bnt_to_mesh` hands the renderer ``1 - v``. Landmarks: the ``.lm3``'s
+points with their labels in words (22 in a full scan), which the normaliser maps to canonical
+names (:mod:`schemas.landmarks`); the ``.lm2`` (texture pixels) is not needed. Every assumption,
+with its status, is in :data:`mvdata.sources.conventions.bosphorus.CONVENTIONS`.
 """
 
 from __future__ import annotations

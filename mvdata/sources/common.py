@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import struct
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,12 +18,13 @@ from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
 from mvdata.core import InvalidMesh, Item, Mesh, MeshReadError, ReadError
-from mvdata.formats import read_bytes
+from mvdata.formats import as_float32, file_problem, read_bytes
 from mvdata.formats.landmarks import read_bnd, read_lm3
 from mvdata.formats.obj import parse_mtl, read_obj
 from mvdata.sources.registry import safe_join
 
 __all__ = [
+    "MAX_TEXTURE_PIXELS",
     "checked",
     "frame_files",
     "load_obj_frame",
@@ -33,6 +36,12 @@ __all__ = [
 
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 
+#: The largest texture accepted, in pixels: 8192 x 8192 (four times a 4K texture such as
+#: FaceScape's; 192 MB as RGB). A file declaring more is refused before it is decoded (a
+#: "decompression bomb": a few KB that would decode into gigabytes). Checked here rather than
+#: by changing PIL's process-wide ``Image.MAX_IMAGE_PIXELS``.
+MAX_TEXTURE_PIXELS = 8192 * 8192
+
 
 def make_key(*parts: str) -> str:
     """A sample key from ``parts``: ASCII ``[A-Za-z0-9_-]`` only, joined by ``_``."""
@@ -43,7 +52,9 @@ def walk_files(root: Path, suffixes: tuple[str, ...], errors: list[ReadError]) -
     """Relative POSIX paths of the files under ``root`` whose lower-case suffix is in
     ``suffixes``, sorted. Symlinks that lead outside ``root`` are refused and recorded as
     ``"escape"`` errors; symlinked folders are not followed (no loops, no escapes); empty files
-    are recorded as ``"empty"`` errors and left out, for every reader alike."""
+    are recorded as ``"empty"`` errors and left out, for every reader alike, and so are
+    dangling symlinks (``"missing"``), symlink loops and anything that is not a regular file
+    (a FIFO would block a reader: ``"io"``), each with its own reason."""
     root = Path(root)
     root_res = root.resolve()
     out: list[str] = []
@@ -53,7 +64,11 @@ def walk_files(root: Path, suffixes: tuple[str, ...], errors: list[ReadError]) -
             full = Path(dirpath) / d
             if full.is_symlink():
                 rel = full.relative_to(root).as_posix()
-                target = full.resolve()
+                try:
+                    target = full.resolve(strict=True)
+                except (OSError, RuntimeError):  # a loop (RuntimeError before Python 3.13)
+                    errors.append(ReadError(rel, "io", "symlinked folder: a loop or dangling"))
+                    continue
                 if target != root_res and root_res not in target.parents:
                     errors.append(
                         ReadError(rel, "escape", "symlinked folder leads outside the root")
@@ -63,6 +78,10 @@ def walk_files(root: Path, suffixes: tuple[str, ...], errors: list[ReadError]) -
                 continue
             full = Path(dirpath) / fn
             rel = full.relative_to(root).as_posix()
+            problem = file_problem(full)
+            if problem is not None:
+                errors.append(ReadError(rel, *problem))
+                continue
             if full.is_symlink():
                 try:
                     safe_join(root, rel)
@@ -82,11 +101,12 @@ def walk_files(root: Path, suffixes: tuple[str, ...], errors: list[ReadError]) -
 
 
 def empty_file(root: Path, rel: str) -> bool:
-    """True when ``root/rel`` has zero bytes (a cheap check a scan can afford)."""
+    """True when ``root/rel`` has zero bytes (a cheap check a scan can afford). A path that
+    cannot be stat'ed is not called empty: :func:`mvdata.formats.file_problem` says why."""
     try:
         return (Path(root) / rel).stat().st_size == 0
     except OSError:
-        return True
+        return False
 
 
 def resolve(item_root: str | Path, rel: str) -> Path:
@@ -97,16 +117,43 @@ def resolve(item_root: str | Path, rel: str) -> Path:
         return safe_join(Path(item_root), rel)
     except ValueError as exc:
         raise MeshReadError(rel, "escape", str(exc)) from None
+    except (OSError, RuntimeError):  # resolving a symlink loop (RuntimeError before 3.13)
+        raise MeshReadError(rel, "io", "symlink loop: the link leads back to itself") from None
+
+
+# What PIL raises on a corrupt file besides OSError (its plugins use struct, EOF and syntax
+# errors for malformed headers and chunks).
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, struct.error)
 
 
 def load_image(path: Path) -> NDArray[np.uint8]:
-    """An image file as ``(H, W, 3)`` uint8 RGB, row 0 at the top."""
+    """An image file as ``(H, W, 3)`` uint8 RGB, row 0 at the top.
+
+    A file that declares more than :data:`MAX_TEXTURE_PIXELS` pixels is refused from its
+    header, before decoding (PIL's own decompression-bomb error and warning become the same
+    ``MeshReadError``); so is one that is not a regular file (a FIFO would block)."""
+    problem = file_problem(Path(path))
+    if problem is not None:
+        kind, msg = problem
+        raise MeshReadError(str(path), kind, f"texture image: {msg}")
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_TEXTURE_PIXELS or w * h == 0:
+                    msg = (
+                        f"texture image declares {w} x {h} pixels: outside 1 .. "
+                        f"{MAX_TEXTURE_PIXELS} (8192 x 8192); refused before decoding"
+                    )
+                    raise MeshReadError(str(path), "texture", msg)
+                return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        msg = f"texture image over {MAX_TEXTURE_PIXELS} pixels (decompression bomb?): {exc}"
+        raise MeshReadError(str(path), "texture", msg) from None
     except FileNotFoundError:
         raise MeshReadError(str(path), "missing", "texture image not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except _DECODE_ERRORS as exc:
         raise MeshReadError(str(path), "texture", f"cannot decode texture image: {exc}") from None
 
 
@@ -179,7 +226,13 @@ def finish_frame(
             lm = read_lm3(resolve(root, rel))
         else:
             continue
-        mesh.landmarks = lm.points.astype(np.float32)
+        points = as_float32(lm.points)
+        if points is None:
+            # finite as text but beyond float32 (1e300): inf once stored, and one such point
+            # would throw the normalisation (and the face) out of the frame
+            msg = "landmarks hold NaN or inf (or values beyond float32)"
+            raise MeshReadError(str(resolve(root, rel)), "nan", msg)
+        mesh.landmarks = points
         mesh.landmark_names = lm.labels
         break
     return checked(mesh, str(Path(root) / geometry))

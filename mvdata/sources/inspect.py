@@ -1,4 +1,5 @@
-"""``mvdata inspect``: what a reader sees in a dataset root, and the files it cannot use."""
+"""``mvdata inspect``: what a reader sees in a dataset root, the files it cannot use, and the
+assumptions it makes about them (verified, reported from a real file, or guessed)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mvdata.core import MeshReadError, ReadError
+from mvdata.sources.conventions import (
+    bosphorus,
+    bp4d,
+    bu3dfe,
+    bu4dfe,
+    coma,
+    facescape,
+    meshdir,
+    synthetic,
+)
+from mvdata.sources.conventions.status import Convention
 from mvdata.sources.registry import get_source
+
+#: Each reader's stated assumptions about its files (see :mod:`mvdata.sources.conventions`).
+CONVENTIONS: dict[str, tuple[Convention, ...]] = {
+    "bosphorus": bosphorus.CONVENTIONS,
+    "bp4d": bp4d.CONVENTIONS,
+    "bu3dfe": bu3dfe.CONVENTIONS,
+    "bu4dfe": bu4dfe.CONVENTIONS,
+    "coma": coma.CONVENTIONS,
+    "facescape": facescape.CONVENTIONS,
+    "meshdir": meshdir.CONVENTIONS,
+    "synthetic": synthetic.CONVENTIONS,
+}
+
+
+def conventions_of(source_name: str) -> tuple[Convention, ...]:
+    """The assumptions the named reader makes about its files (empty for a reader added
+    without any: a plug-in source states none)."""
+    return CONVENTIONS.get(source_name, ())
 
 
 @dataclass
@@ -26,6 +56,7 @@ class InspectReport:
     frames_per_sequence: dict[str, int] = field(default_factory=dict)
     errors: list[ReadError] = field(default_factory=list)
     frames_checked: int = 0
+    conventions: tuple[Convention, ...] = ()
 
     @property
     def error_kinds(self) -> Counter[str]:
@@ -45,7 +76,12 @@ def inspect_dataset(
         raise FileNotFoundError(f"{root}: no such dataset folder")
     src = get_source(source_name)
     res = src.scan(root)
-    rep = InspectReport(source=src.name, root=str(root), errors=list(res.errors))
+    rep = InspectReport(
+        source=src.name,
+        root=str(root),
+        errors=list(res.errors),
+        conventions=conventions_of(src.name),
+    )
     rep.num_items = len(res.items)
     total = sum(it.num_frames for it in res.items)
     done = 0

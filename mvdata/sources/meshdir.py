@@ -3,8 +3,11 @@
 Optional labels at the root: ``labels.parquet`` or ``labels.csv`` with a ``path`` column
 (relative to the root, POSIX separators) and optional ``subject``, ``expression``, ``intensity``.
 Without a label row, the subject is the file's parent folder name (``"root"`` at the top level)
-and there is no expression. A label row naming a missing file, or an invalid intensity, is a
-``"labels"`` error. The licence is whatever the folder's owner says; this source cannot know.
+and there is no expression. A label row naming a missing file, or an intensity that is not an
+integer in 0..99 (a level, as BU-3DFE's 0-4; the range is this reader's choice), is a
+``"labels"`` error naming the label file, the row's path and the value; the file is then read
+without that intensity. The licence is whatever the folder's owner says; this source cannot
+know.
 """
 
 from __future__ import annotations
@@ -28,6 +31,23 @@ from mvdata.sources.common import (
 )
 from mvdata.sources.conventions.meshdir import LICENCE
 from mvdata.sources.registry import ScanResult, register
+
+#: Accepted intensity levels (a label file's ``intensity`` column).
+INTENSITY_RANGE = (0, 99)
+
+
+def _intensity(value: object) -> int | None:
+    """The intensity of a label row, or None when blank; ``ValueError`` when not a level."""
+    if value is None or str(value).strip() == "":
+        return None
+    lo, hi = INTENSITY_RANGE
+    try:
+        level = int(str(value).strip())
+    except ValueError:
+        raise ValueError("not an integer") from None
+    if not lo <= level <= hi:
+        raise ValueError(f"outside {lo}..{hi}")
+    return level
 
 
 def _labels(root: Path, errors: list[ReadError]) -> dict[str, dict[str, str | int | None]]:
@@ -56,9 +76,11 @@ def _labels(root: Path, errors: list[ReadError]) -> dict[str, dict[str, str | in
                 rec[col] = None if v is None or str(v) == "" else str(v)
             iv = row.get("intensity")
             try:
-                rec["intensity"] = None if iv is None or str(iv) == "" else int(str(iv))
-            except ValueError:
-                errors.append(ReadError(str(row["path"]), "labels", f"intensity {iv!r} invalid"))
+                rec["intensity"] = _intensity(iv)
+            except ValueError as exc:
+                shown = str(iv)[:40]
+                msg = f"{name}: intensity {shown!r} invalid ({exc}); read without it"
+                errors.append(ReadError(str(row["path"]), "labels", msg))
                 rec["intensity"] = None
             out[str(row["path"])] = rec
         return out

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from mvdata.core import Item, ItemMeta, Mesh, MeshReadError, ReadError
+from mvdata.formats import file_problem
 from mvdata.formats.obj import read_obj
 from mvdata.formats.ply import read_ply
 from mvdata.sources.common import checked, load_image, make_key, resolve
@@ -96,9 +97,16 @@ class Synthetic:
         mesh = parsed.mesh
         if len(paths) > 1:
             tex = resolve(item.root, paths[1])
+            problem = file_problem(tex)  # a missing texture named, not a bare FileNotFoundError
+            if problem is not None:
+                raise MeshReadError(str(tex), problem[0], f"texture image: {problem[1]}")
             stat = tex.stat()
             mesh.texture = _texture(str(tex), stat.st_mtime_ns, stat.st_size)
-        landmarks = _landmarks(item.root).get(paths[0])
+        try:
+            landmarks = _landmarks(item.root).get(paths[0])
+        except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+            where = str(Path(item.root) / "metadata.parquet")
+            raise MeshReadError(where, "index", f"cannot read the index: {exc}") from None
         if landmarks is None:
             raise MeshReadError(paths[0], "index", "not listed in metadata.parquet")
         mesh.landmarks, mesh.landmark_names = landmarks

@@ -227,20 +227,60 @@ def _bump(
     return np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))
 
 
+#: Outline of the procedural face (mm): half-width at the temples, how much narrower the jaw
+#: is (fraction of the width lost at the chin), top of the forehead and bottom of the chin.
+PROCEDURAL_HALF_WIDTH = 72.0
+PROCEDURAL_JAW_TAPER = 0.22
+PROCEDURAL_TOP = 92.0
+PROCEDURAL_BOTTOM = -98.0
+
+#: Depth of the head's curvature (mm): the sides lie about this far behind the face's front;
+#: the forehead and chin curve back less (the profile factor shrinks the vertical radius term).
+PROCEDURAL_DEPTH = 80.0
+PROCEDURAL_PROFILE = 0.7
+
+
+def _disc_grid(rows: int, cols: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """A ``rows x cols`` grid mapped from the square [-1, 1]^2 onto the unit disc, row-major.
+
+    Fong's elliptical grid mapping (``x sqrt(1 - y^2/2)``, ``y sqrt(1 - x^2/2)``): smooth inside,
+    orientation-preserving, and the square's whole border lands on the circle, so the mesh
+    boundary is a smooth oval with no corners sticking out (the old square patch's corners
+    showed above the forehead like ears).
+    """
+    gs, gt = np.meshgrid(np.linspace(-1.0, 1.0, cols), np.linspace(-1.0, 1.0, rows))
+    s, t = gs.ravel(), gt.ravel()
+    return s * np.sqrt(1.0 - t * t / 2.0), t * np.sqrt(1.0 - s * s / 2.0)
+
+
 def procedural_face(rows: int = 64, cols: int = 52) -> FaceModel:
-    """A crude analytic face: a height field with brows, eyes, nose and mouth, plus analytic
-    identity components and six expression displacement fields with the same landmark ids as
-    the SFM mapping. Written here because no library ships a freely redistributable face."""
-    xs = np.linspace(-75.0, 75.0, cols)
-    ys = np.linspace(-100.0, 90.0, rows)
-    gx, gy = np.meshgrid(xs, ys)
-    x, y = gx.ravel(), gy.ravel()
-    ell = np.clip(1.0 - (x / 82.0) ** 2 - (y / 112.0) ** 2, 0.0, None)
-    z = 70.0 * np.sqrt(ell) - 70.0
-    z += 24.0 * _bump(x, y, 0.0, -2.0, 9.0) + 8.0 * _bump(x, y, 0.0, 15.0, 6.0)  # nose
+    """A crude analytic face: an egg-shaped surface (oval outline, rounded forehead and cheeks)
+    with brows, eyes, nose, cheekbones, mouth and chin, plus analytic identity components and
+    six expression displacement fields with the same landmark ids as the SFM mapping. Written
+    here because no library ships a freely redistributable face.
+
+    The mesh is a ``rows x cols`` grid mapped onto a disc (:func:`_disc_grid`) and then onto the
+    outline (:data:`PROCEDURAL_HALF_WIDTH` ...): forehead at the top, a narrower jaw at the
+    bottom. Depth falls off like an ellipsoid towards the outline (:data:`PROCEDURAL_DEPTH`).
+    """
+    dx, dy = _disc_grid(rows, cols)
+    below = np.clip(-dy, 0.0, 1.0)
+    x = PROCEDURAL_HALF_WIDTH * dx * (1.0 - PROCEDURAL_JAW_TAPER * below**2)
+    y = np.where(dy > 0, PROCEDURAL_TOP * dy, -PROCEDURAL_BOTTOM * dy)
+    # ellipsoidal fall-off: flat-ish in the middle, rounded forehead and cheeks, steep (not
+    # vertical) at the outline; gentler from top to bottom than across, as a face's profile
+    vy = PROCEDURAL_PROFILE * dy
+    z = PROCEDURAL_DEPTH * (np.sqrt(1.0 - 0.93 * (dx * dx + vy * vy)) - 1.0)
+    bridge = np.exp(-(x**2) / (2 * 6.0**2)) * np.clip((32.0 - y) / 34.0, 0, 1)
+    bridge *= np.clip((y + 8.0) / 6.0, 0, 1)
+    # nose: a broad body (alae to bridge), a rounder tip on it, and the bridge up to the brows
+    body = np.exp(-(x**2) / (2 * 10.0**2) - (y - 4.0) ** 2 / (2 * 12.0**2))
+    z += 13.0 * _bump(x, y, 0.0, -2.0, 8.0) + 10.0 * body + 7.0 * bridge
     z -= 6.0 * (_bump(x, y, -32.0, 22.0, 9.0) + _bump(x, y, 32.0, 22.0, 9.0))  # eye sockets
     z += 4.0 * (_bump(x, y, -32.0, 38.0, 10.0) + _bump(x, y, 32.0, 38.0, 10.0))  # brow ridge
+    z += 5.0 * (_bump(x, y, -42.0, -4.0, 15.0) + _bump(x, y, 42.0, -4.0, 15.0))  # cheekbones
     z += 4.0 * _bump(x, y, 0.0, -46.0, 10.0)  # lips
+    z += 5.0 * _bump(x, y, 0.0, -82.0, 12.0)  # chin
     mean = np.stack([x, y, z], axis=1).astype(np.float32)
 
     faces = []
@@ -249,14 +289,15 @@ def procedural_face(rows: int = 64, cols: int = 52) -> FaceModel:
             a, b = r * cols + c, r * cols + c + 1
             d, e = (r + 1) * cols + c, (r + 1) * cols + c + 1
             faces += [(a, b, e), (a, e, d)]  # counter-clockwise seen from +z
-    uvs = np.stack([(x + 75.0) / 150.0, (y + 100.0) / 190.0], axis=1).astype(np.float32)
+    uvs = np.stack([(x + 75.0) / 150.0, (y + 100.0) / 194.0], axis=1).astype(np.float32)
 
     # Identity components: width, height, nose size, jaw width, face depth, eye spacing.
+    jaw_w = np.clip((-40.0 - y) / 20.0, 0.0, 1.0)  # smooth: a step made a crease at y = -40
     comps = [
         np.stack([x * 0.08, 0 * y, 0 * z], 1),
         np.stack([0 * x, y * 0.06, 0 * z], 1),
         np.stack([0 * x, 0 * y, 6.0 * _bump(x, y, 0.0, -2.0, 9.0)], 1),
-        np.stack([x * 0.1 * (y < -40), 0 * y, 0 * z], 1),
+        np.stack([x * 0.1 * jaw_w, 0 * y, 0 * z], 1),
         np.stack([0 * x, 0 * y, z * 0.08], 1),
         np.stack([np.sign(x) * 3.0 * _bump(np.abs(x), y, 32.0, 22.0, 14.0), 0 * y, 0 * z], 1),
     ]

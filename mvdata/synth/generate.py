@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from mvdata.core import Mesh, Settings, vertex_normals
 from mvdata.sources.conventions.bu3dfe import BU_CODES, ETHNICITIES
@@ -35,44 +35,63 @@ Phase = Literal["neutral", "onset", "apex", "offset", "static"]
 
 class SynthConfig(Settings):
     """What to generate, validated once when made. Defaults: a small static set quick enough for
-    a quickstart."""
+    a quickstart.
 
-    num_identities: int = 10
+    Each bound sits on its own field, so that a bad value's error names that field (the CLI
+    turns the field into its option's name); numbers must be finite (``inf`` noise would
+    write NaN meshes, a NaN fps invalid JSON). Checks across fields have no single field and
+    say what to change in words."""
+
+    num_identities: int = Field(10, ge=1)
     expressions: tuple[str, ...] = ALL_EXPRESSIONS
     intensities: tuple[int, ...] = (1, 2, 3, 4)
     static: bool = True
     sequences: bool = False
     registered: bool = True
-    num_frames: int = 50
-    fps: float = 25.0
-    pose_jitter_deg: float = 0.0
-    noise_mm: float = 0.0
-    seed: int = 0
-    texture_size: int = 256
+    num_frames: int = Field(50, ge=1)
+    fps: float = Field(25.0, gt=0, allow_inf_nan=False)
+    #: up to a half turn either way (beyond that the range repeats itself)
+    pose_jitter_deg: float = Field(0.0, ge=0, le=180, allow_inf_nan=False)
+    #: sigma in mm; 10 mm is already far beyond any scanner (and keeps vertices finite)
+    noise_mm: float = Field(0.0, ge=0, le=10, allow_inf_nan=False)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    texture_size: int = Field(256, ge=16, le=4096)
 
-    @model_validator(mode="after")
-    def _check(self) -> SynthConfig:
-        """One clear message for a bad setting."""
-        if self.num_identities < 1:
-            raise ValueError("num_identities must be at least 1")
-        unknown = [e for e in self.expressions if e not in ALL_EXPRESSIONS]
-        if unknown or not self.expressions:
+    @field_validator("expressions")
+    @classmethod
+    def _known_expressions(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [e for e in v if e not in ALL_EXPRESSIONS]
+        if unknown or not v:
             raise ValueError(
                 f"unknown expressions {unknown}: choose from {', '.join(ALL_EXPRESSIONS)}"
             )
-        bad = [i for i in self.intensities if i not in INTENSITY_WEIGHTS]
-        if bad or not self.intensities:
-            raise ValueError(f"intensities must be among 1 2 3 4, got {list(self.intensities)}")
+        return v
+
+    @field_validator("intensities")
+    @classmethod
+    def _known_intensities(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [i for i in v if i not in INTENSITY_WEIGHTS]
+        if bad or not v:
+            raise ValueError(f"intensities must be among 1 2 3 4, got {list(v)}")
+        return v
+
+    @field_validator("num_frames")
+    @classmethod
+    def _enough_frames(cls, v: int, info: ValidationInfo) -> int:
+        if info.data.get("sequences") and v < 10:
+            raise ValueError("sequences need at least 10 frames")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> SynthConfig:
+        """Something to generate at all."""
         if not (self.static or self.sequences):
             raise ValueError("nothing to generate: enable static scans or sequences")
-        if self.sequences and self.num_frames < 10:
-            raise ValueError("sequences need at least 10 frames")
-        if self.fps <= 0:
-            raise ValueError("fps must be positive")
-        if self.pose_jitter_deg < 0 or self.noise_mm < 0:
-            raise ValueError("pose jitter and noise must be non-negative")
-        if not 16 <= self.texture_size <= 4096:
-            raise ValueError("texture_size must be within 16..4096")
+        if expected_mesh_count(self) == 0:
+            raise ValueError(
+                "nothing to generate: sequences go from neutral to an expression, so they "
+                "need an expression other than neutral (or enable static scans)"
+            )
         return self
 
 

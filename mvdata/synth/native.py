@@ -11,8 +11,10 @@
   (odd frames end the ``.bnd`` with the empty line some real files have).
 * ``bosphorus`` (static): ``bs000/bs000_E_HAPPY_0.bnt`` + ``.png`` + ``.lm3`` + ``.lm2``; the
   depth grid is made by an orthographic z-buffer rasteriser (:func:`depth_grid`) at 0.77 mm,
-  row 0 at the bottom; odd subjects leave x/y of background points unset (grid coordinates),
-  even ones set them to zmin too, as real files vary.
+  row 0 at the bottom, texture v growing down the image rows (the real files' convention);
+  odd subjects leave x/y of background points unset (grid coordinates), even ones set them to
+  zmin too, as real files vary. The ``.lm3``/``.lm2`` carry the 22 labels of a real file in
+  words, in its order (:func:`bosphorus_landmarks`); ``.lm2`` points are texture pixels, y down.
 * ``coma`` (sequences): ``FaceTalk_170725_00001_TA/<category>/<category>.000001.ply``, binary
   PLY for odd subjects, ASCII for even ones. Expressions stand in for CoMA's motion categories
   through :data:`COMA_CATEGORY` (an arbitrary but fixed choice; only high_smile reads back as an
@@ -50,8 +52,9 @@ from mvdata.sources.conventions.bosphorus import EMOTION_CODES as BOSPHORUS_CODE
 from mvdata.sources.conventions.bu3dfe import BU_CODES
 from mvdata.sources.conventions.bu4dfe import FOLDER_OF as BU4_FOLDERS
 from mvdata.synth.generate import SynthMesh
+from schemas.landmarks import BOSPHORUS_LABELS, BOSPHORUS_TO_CANONICAL, IBUG_TO_CANONICAL
 
-__all__ = ["NATIVE_FORMATS", "DepthGrid", "depth_grid", "write_native"]
+__all__ = ["NATIVE_FORMATS", "DepthGrid", "bosphorus_landmarks", "depth_grid", "write_native"]
 
 NATIVE_FORMATS = ("bu3dfe", "bu4dfe", "bosphorus", "coma", "facescape", "meshdir")
 
@@ -99,7 +102,7 @@ def _plain(mesh: Mesh) -> Mesh:
     return Mesh(mesh.vertices, mesh.faces, uvs=mesh.uvs, uv_faces=mesh.uv_faces)
 
 
-def _nearest_vertex(verts: NDArray[np.float32], pts: NDArray[np.float32]) -> NDArray[np.int64]:
+def _nearest_vertex(verts: NDArray[np.floating], pts: NDArray[np.floating]) -> NDArray[np.int64]:
     d = ((pts[:, None, :].astype(np.float64) - verts[None, :, :]) ** 2).sum(-1)
     return np.asarray(d.argmin(1), dtype=np.int64)
 
@@ -206,9 +209,12 @@ def depth_grid(mesh: Mesh, spacing: float = BNT_SPACING_MM, zmin: float = BNT_ZM
 
 
 def bnt_grid(mesh: Mesh, texture_name: str, xy_background_zmin: bool) -> BntGrid:
-    """A :class:`BntGrid` of ``mesh`` (see :func:`depth_grid`)."""
+    """A :class:`BntGrid` of ``mesh`` (see :func:`depth_grid`), in the real files' convention:
+    row 0 at the bottom, and texture v growing DOWN the image rows (``1 - v`` of the mesh's
+    OpenGL v), as reported from a real ``.bnt`` (see :mod:`mvdata.formats.bnt`)."""
     g = depth_grid(mesh)
-    z, u, v, covered, x0, y0 = g.z, g.u.copy(), g.v.copy(), g.covered, g.x0, g.y0
+    z, u, covered, x0, y0 = g.z, g.u.copy(), g.covered, g.x0, g.y0
+    v = 1.0 - g.v
     nrows, ncols = z.shape
     xs = x0 + np.arange(ncols) * BNT_SPACING_MM
     ys = y0 + np.arange(nrows) * BNT_SPACING_MM
@@ -249,6 +255,48 @@ def _write_bu4dfe(sm: SynthMesh, out: Path) -> int:
     return 2 + _write_image(base.with_suffix(".jpg"), mesh.texture, "JPEG")
 
 
+# canonical landmark -> its ibug-68 id (the synthetic meshes' landmark names are "ibugNN")
+_IBUG_OF = {canon: ibug for ibug, canon in IBUG_TO_CANONICAL.items()}
+
+#: The Bosphorus points with no ibug-68 counterpart, "Nose saddle left/right" (read as the two
+#: sides of the nasal bridge, a guess: see :mod:`schemas.landmarks`): the mesh vertex nearest to
+#: the midpoint of the bridge top (ibug 28) and that side's inner eye corner (ibug 40 / 43).
+BOSPHORUS_SADDLE_FROM = {"nose_saddle_right": (28, 40), "nose_saddle_left": (28, 43)}
+
+
+def bosphorus_landmarks(mesh: Mesh) -> tuple[NDArray[np.float64], tuple[str, ...]]:
+    """The Bosphorus ``.lm3`` points of a synthetic mesh: the 22 labels of a real file, in
+    their order (:data:`schemas.landmarks.BOSPHORUS_LABELS`), from its ``ibugNN`` landmarks.
+
+    Each label goes through its canonical name (:data:`schemas.landmarks.BOSPHORUS_TO_CANONICAL`,
+    where Bosphorus "left" is read as the subject's right, so "left" points get the smaller x as
+    in the real files seen) to the ibug point of the same name; the two nose saddles come from
+    :data:`BOSPHORUS_SADDLE_FROM`. A label whose source points are missing is left out, as real
+    scans can carry fewer than 22 points. Returns ``(points (L, 3), labels)``; L may be 0.
+    """
+    rows: dict[int, NDArray[np.float64]] = {}
+    if mesh.landmarks is not None:
+        for name, pos in zip(mesh.landmark_names, mesh.landmarks, strict=True):
+            if name.startswith("ibug") and name[4:].isdigit():
+                rows.setdefault(int(name[4:]), pos.astype(np.float64))
+    pts: list[NDArray[np.float64]] = []
+    labels: list[str] = []
+    for label in BOSPHORUS_LABELS:
+        canon = BOSPHORUS_TO_CANONICAL[label.lower()]
+        if canon in _IBUG_OF and _IBUG_OF[canon] in rows:
+            pts.append(rows[_IBUG_OF[canon]])
+        elif canon in BOSPHORUS_SADDLE_FROM and all(
+            i in rows for i in BOSPHORUS_SADDLE_FROM[canon]
+        ):
+            a, b = BOSPHORUS_SADDLE_FROM[canon]
+            mid = ((rows[a] + rows[b]) / 2).astype(np.float32)[None]
+            pts.append(mesh.vertices[_nearest_vertex(mesh.vertices, mid)[0]].astype(np.float64))
+        else:
+            continue
+        labels.append(label)
+    return np.asarray(pts, np.float64).reshape(-1, 3), tuple(labels)
+
+
 def _write_bosphorus(sm: SynthMesh, out: Path, takes: dict[str, int]) -> int:
     subj = f"bs{sm.identity_index:03d}"
     cat, code = ("N", "N") if sm.expression == "neutral" else ("E", BOSPHORUS_CODES[sm.expression])
@@ -259,12 +307,13 @@ def _write_bosphorus(sm: SynthMesh, out: Path, takes: dict[str, int]) -> int:
     mesh = sm.mesh
     write_bnt(base.with_suffix(".bnt"), bnt_grid(mesh, f"{stem}.png", sm.identity_index % 2 == 0))
     n = 1 + _write_image(base.with_suffix(".png"), mesh.texture, "PNG")
-    if mesh.landmarks is not None:
-        names = mesh.landmark_names or tuple(f"lm{i}" for i in range(len(mesh.landmarks)))
-        write_lm3(base.with_suffix(".lm3"), mesh.landmarks, names)
+    points, names = bosphorus_landmarks(mesh)
+    if names:
+        write_lm3(base.with_suffix(".lm3"), points, names)
         if mesh.texture is not None and mesh.uvs is not None and len(mesh.uvs) == mesh.num_vertices:
+            # .lm2: texture pixels with y DOWN the image rows (the mesh's OpenGL v is up)
             hgt, wid = mesh.texture.shape[:2]
-            uv = mesh.uvs[_nearest_vertex(mesh.vertices, mesh.landmarks)].astype(np.float64)
+            uv = mesh.uvs[_nearest_vertex(mesh.vertices, points)].astype(np.float64)
             px = np.stack([uv[:, 0] * wid, (1.0 - uv[:, 1]) * hgt], 1)
             write_lm2(base.with_suffix(".lm2"), px, names)
             n += 1
@@ -312,10 +361,11 @@ def _write_meshdir(sm: SynthMesh, out: Path, rows: list[dict[str, str]], texture
 
 
 def write_native(fmt: str, meshes: Iterable[SynthMesh], out_dir: Path) -> int:
-    """Write ``meshes`` in dataset layout ``fmt`` under ``out_dir``; return the files written.
+    """Write ``meshes`` in dataset layout ``fmt`` under ``out_dir``; return the number of
+    meshes written (each with its texture and landmark files; ``labels.csv`` not counted).
 
-    Meshes the layout cannot hold (sequences for static datasets and the reverse) are skipped.
-    Each file is written atomically.
+    Meshes the layout cannot hold (sequences for static datasets and the reverse, FaceScape's
+    lower intensities) are skipped and not counted. Each file is written atomically.
     """
     if fmt not in NATIVE_FORMATS:
         raise ValueError(f"unknown native format {fmt!r}; known: {', '.join(NATIVE_FORMATS)}")
@@ -330,25 +380,25 @@ def write_native(fmt: str, meshes: Iterable[SynthMesh], out_dir: Path) -> int:
     for sm in meshes:
         static = sm.kind == "static"
         if fmt == "bu3dfe" and static:
-            count += _write_bu3dfe(sm, out)
+            count += _write_bu3dfe(sm, out) > 0
         elif fmt == "bu4dfe" and not static:
-            count += _write_bu4dfe(sm, out)
+            count += _write_bu4dfe(sm, out) > 0
         elif fmt == "bosphorus" and static:
-            count += _write_bosphorus(sm, out, takes)
+            count += _write_bosphorus(sm, out, takes) > 0
         elif fmt == "coma" and not static:
-            count += _write_coma(sm, out)
+            count += _write_coma(sm, out) > 0
         elif fmt == "facescape" and static:
             if subject is not None and sm.subject != subject:
-                count += sum(_write_facescape(s, out) for s in best.values())
+                count += sum(_write_facescape(s, out) > 0 for s in best.values())
                 best.clear()
             subject = sm.subject
             key = (sm.subject, sm.expression)
             if key not in best or sm.intensity >= best[key].intensity:
                 best[key] = sm
         elif fmt == "meshdir":
-            count += _write_meshdir(sm, out, rows, textures)
+            count += _write_meshdir(sm, out, rows, textures) > 0
     if fmt == "facescape":
-        count += sum(_write_facescape(s, out) for s in best.values())
+        count += sum(_write_facescape(s, out) > 0 for s in best.values())
     if fmt == "meshdir":
         buf = io.StringIO()
         wr = csv.DictWriter(
@@ -357,5 +407,4 @@ def write_native(fmt: str, meshes: Iterable[SynthMesh], out_dir: Path) -> int:
         wr.writeheader()
         wr.writerows(rows)
         atomic_write(out / "labels.csv", buf.getvalue().encode("utf-8"))
-        count += 1
     return count

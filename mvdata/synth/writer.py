@@ -28,6 +28,62 @@ from schemas.tables import frame_from_rows
 
 MeshFormat = Literal["ply", "obj"]
 
+# What each native layout holds (see mvdata.synth.native), and how many identities its subject
+# names can number (BU-3DFE F0001..F9999, BU-4DFE F001..F999, Bosphorus bs000..bs999).
+_HOLDS = {
+    "bu3dfe": ("static scans", 9999),
+    "bu4dfe": ("sequences", 999),
+    "bosphorus": ("static scans", 1000),
+    "coma": ("sequences", None),
+    "facescape": ("static scans", None),
+    "meshdir": ("static scans and sequences", None),
+}
+
+
+def native_mesh_count(fmt: str, cfg: SynthConfig) -> int:
+    """How many of the meshes ``cfg`` generates the layout ``fmt`` holds (``"default"``: all).
+
+    BU-3DFE, Bosphorus: the static scans; FaceScape: one scan per subject and expression (its
+    highest intensity); BU-4DFE, CoMA: the sequence frames; meshdir: everything."""
+    if fmt in ("default", "meshdir"):
+        return expected_mesh_count(cfg)
+    non_neutral = [e for e in cfg.expressions if e != "neutral"]
+    static = len(non_neutral) * len(cfg.intensities) + ("neutral" in cfg.expressions)
+    per_identity = {
+        "bu3dfe": static if cfg.static else 0,
+        "bosphorus": static if cfg.static else 0,
+        "facescape": len(set(cfg.expressions)) if cfg.static else 0,
+        "bu4dfe": len(non_neutral) * cfg.num_frames if cfg.sequences else 0,
+        "coma": len(non_neutral) * cfg.num_frames if cfg.sequences else 0,
+    }[fmt]
+    return per_identity * cfg.num_identities
+
+
+def check_format(fmt: str, cfg: SynthConfig) -> None:
+    """``ValueError`` (one message) when layout ``fmt`` cannot hold anything ``cfg`` asks for,
+    or cannot name its identities; called before anything is generated."""
+    if fmt == "default":
+        return
+    if fmt not in NATIVE_FORMATS:
+        raise ValueError(
+            f"unknown format {fmt!r}: use default or one of {', '.join(NATIVE_FORMATS)}"
+        )
+    holds, max_ids = _HOLDS[fmt]
+    if native_mesh_count(fmt, cfg) == 0:
+        if holds == "sequences" and cfg.sequences:
+            why = "sequences need an expression other than neutral"
+        elif holds == "sequences":
+            why = "this set has none (enable sequences: --sequences)"
+        else:
+            why = "this set has none (enable static scans: --static)"
+        raise ValueError(
+            f"the {fmt} layout holds {holds} only, and {why}: nothing would be written"
+        )
+    if max_ids is not None and cfg.num_identities > max_ids:
+        raise ValueError(
+            f"the {fmt} layout names at most {max_ids} subjects; asked for {cfg.num_identities}"
+        )
+
 
 # --------------------------------------------------------------------------- writing
 def _write_default(
@@ -124,11 +180,15 @@ def commit_output_dir(tmp: Path, out: Path) -> None:
 
 @dataclass(frozen=True)
 class SynthSummary:
+    """What :func:`write_synth` wrote: ``num_meshes`` mesh files (counted as written), of
+    ``num_generated`` meshes generated (fewer when the layout holds only part of them)."""
+
     out_dir: Path
     face_model: str
     fmt: str
     num_meshes: int
     num_subjects: int
+    num_generated: int = 0
 
 
 def write_synth(
@@ -145,14 +205,12 @@ def write_synth(
 
     ``fmt="default"`` writes mvdata's own layout (``metadata.parquet``, ``synth.json``,
     ``static/``, ``sequences/``, ``textures/``); any name in ``mvdata.synth.native.NATIVE_FORMATS``
-    writes that dataset's native layout instead (plus ``synth.json``).
+    writes that dataset's native layout instead (plus ``synth.json``). A layout that cannot
+    hold anything of ``cfg`` is refused before anything is generated (:func:`check_format`).
     """
     if mesh_format not in ("ply", "obj"):
         raise ValueError(f"unknown mesh format {mesh_format!r}: use ply or obj")
-    if fmt != "default" and fmt not in NATIVE_FORMATS:
-        raise ValueError(
-            f"unknown format {fmt!r}: use default or one of {', '.join(NATIVE_FORMATS)}"
-        )
+    check_format(fmt, cfg)
     out_dir = Path(out_dir)
     tmp = prepare_output_dir(out_dir, overwrite)
     try:
@@ -165,8 +223,7 @@ def write_synth(
                     yield sm
                     progress(1)
 
-            write_native(fmt, counted(), tmp)
-            count = expected_mesh_count(cfg)
+            count = write_native(fmt, counted(), tmp)
         meta = SynthMetadata(
             generator_version=__version__,
             face_model=model.name,
@@ -190,4 +247,6 @@ def write_synth(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return SynthSummary(out_dir, model.name, fmt, count, cfg.num_identities)
+    return SynthSummary(
+        out_dir, model.name, fmt, count, cfg.num_identities, expected_mesh_count(cfg)
+    )

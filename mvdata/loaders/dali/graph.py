@@ -49,6 +49,13 @@ def _view_params(train: bool, max_zoom: float, jitter: float) -> dict[str, Any]:
     }
 
 
+def _stored_shape(decoded: Any, stored: int, channels: int) -> Any:
+    """``decoded`` (HWC) as ``[stored, stored, channels]``: a member of another size or channel
+    count fails here, in training too, where the resize would otherwise hide it (and in eval
+    the views' stack would fail less clearly). Metadata only: no copy."""
+    return fn.reshape(decoded, shape=[stored, stored, channels])
+
+
 def _decode_png_nearest(
     data: Any,
     dtype: Any,
@@ -57,12 +64,15 @@ def _decode_png_nearest(
     p: dict[str, Any],
     size: int,
     resize_needed: bool,
+    stored: int,
+    channels: int,
 ) -> Any:
     """Decode a depth (16-bit grey) or normal (8-bit RGB) PNG to CHW with its stored values.
 
     On the CPU: nvImageCodec has no GPU PNG decoder. Resized nearest-neighbour with the view's
     crop, so that background (0) never blends into the face and normals are never averaged."""
     d = fn.decoders.image(data, device="cpu", output_type=types.ANY_DATA, dtype=dtype)
+    d = _stored_shape(d, stored, channels)
     if gpu:
         d = d.gpu()
     if train:
@@ -144,6 +154,7 @@ def define_graph(
             output_type=types.RGB,
             hw_decoder_load=hw_decoder_load,
         )
+        img = _stored_shape(img, info.meta.image_size, 3)
         if train:
             img = fn.resize(
                 img,
@@ -167,11 +178,15 @@ def define_graph(
             )
         )
         if with_depth:
-            d = _decode_png_nearest(dep[i], types.UINT16, gpu, train, p, size, resize_needed)
+            d = _decode_png_nearest(
+                dep[i], types.UINT16, gpu, train, p, size, resize_needed, info.meta.image_size, 1
+            )
             depths.append(fn.cast(d, dtype=types.FLOAT))
         if with_normals:
             normals.append(
-                _decode_png_nearest(nrm[i], types.UINT8, gpu, train, p, size, resize_needed)
+                _decode_png_nearest(
+                    nrm[i], types.UINT8, gpu, train, p, size, resize_needed, info.meta.image_size, 3
+                )
             )
     stacked = [js, source, fn.stack(*images, axis=0)]
     if with_depth:

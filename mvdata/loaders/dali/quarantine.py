@@ -9,35 +9,35 @@ index with its undecodable members pointed at a member of the same kind that doe
 *donor* in the same tar); its ``json`` member, and so its key, is left as it was, and the loader
 marks that row ``valid=False``. Sample counts, positions and steps are unchanged.
 
+Members whose index entry points outside the tar (a tar cut short) are masked the same way,
+the ``json`` member included (its donor is another sample's json; the row's key still comes from
+the entry's own name).
+
 Hand-written because no library does this: it rewrites DALI's own ``.idx`` text (v1.2), one line
 per sample, ``ext offset size name`` per member.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import tempfile
 import weakref
 from dataclasses import dataclass, field
 
-from PIL import Image, UnidentifiedImageError
-
 from mvdata.io import atomic_write
 from mvdata.loaders.dataset import DatasetInfo
+from mvdata.shards.codecs import image_problem
 from mvdata.shards.index import IndexEntry, format_index, read_index
 
 
-def member_decodes(data: bytes) -> str | None:
-    """``None`` when PIL decodes ``data`` as an image, else the reason it does not."""
-    try:
-        Image.open(io.BytesIO(data)).load()
-    except UnidentifiedImageError:
-        return f"not an image PIL recognises ({len(data)} bytes, starting {data[:8]!r})"
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
+def member_problem(ext: str, data: bytes, size: int) -> str | None:
+    """``None`` when DALI would take member ``ext`` (``json``, or ``tNN.vNN.rgb.jpg``, ...),
+    else the reason it would not: for images what DALI checks (PNG CRCs, the stored ``size``,
+    mode and bit depth, a whole decode; :func:`mvdata.shards.codecs.image_problem`)."""
+    if ext == "json":
+        return None  # DALI reads it as bytes; LazyMeta reports a json that does not parse
+    return image_problem(kind_of(ext), data, size)
 
 
 def kind_of(ext: str) -> str:
@@ -109,25 +109,30 @@ class Quarantine:
     def _samples(self, shard: str) -> list[list[tuple[str, int, int, str]]]:
         """The shard's own index, parsed once."""
         if shard not in self._index:
-            with open(self.info.idx_path(shard), "rb") as f:
-                self._index[shard] = read_index(f.read())
+            path = self.info.idx_path(shard)
+            with open(path, "rb") as f:
+                self._index[shard] = read_index(f.read(), where=path)
         return self._index[shard]
 
     def _donor(self, shard: str, kind: str) -> tuple[int, int]:
-        """``(offset, size)`` of the first member of ``kind`` in ``shard`` that decodes."""
+        """``(offset, size)`` of the first member of ``kind`` in ``shard`` that DALI takes."""
         if (shard, kind) in self._donors:
             return self._donors[(shard, kind)]
         bad = self.members.get(shard, {})
-        with open(self.info.tar_path(shard), "rb") as tar:
+        path = self.info.tar_path(shard)
+        tar_size = os.path.getsize(path)
+        with open(path, "rb") as tar:
             for line, comps in enumerate(self._samples(shard)):
                 for ext, off, size, _ in comps:
                     if kind_of(ext) != kind or ext in bad.get(line, {}):
                         continue
+                    if off < 512 or off + size > tar_size:
+                        continue
                     tar.seek(off)
-                    if member_decodes(tar.read(size)) is None:
+                    if member_problem(ext, tar.read(size), self.info.meta.image_size) is None:
                         self._donors[(shard, kind)] = (off, size)
                         return off, size
-        raise ValueError(f"shard {shard}: no {kind} member decodes, nothing to stand in")
+        raise ValueError(f"shard {shard}: no {kind} member is usable, nothing to stand in")
 
     def _write(self, shard: str) -> None:
         """(Re)write ``shard``'s patched index: masked members point at a donor of their kind."""

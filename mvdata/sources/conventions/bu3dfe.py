@@ -6,6 +6,8 @@ writer, so each code is spelled once.
 
 from __future__ import annotations
 
+from mvdata.sources.conventions.status import Convention
+
 BU_EXPRESSIONS = {
     "NE": "neutral",
     "AN": "anger",
@@ -27,3 +29,31 @@ LICENCE = (
 
 #: expression name -> its file-name code (the synthetic source's BU-3DFE writer).
 BU_CODES = {name: code for code, name in BU_EXPRESSIONS.items()}
+
+
+#: What the reader assumes about BU-3DFE files (printed by ``mvdata inspect``).
+CONVENTIONS: tuple[Convention, ...] = (
+    Convention(
+        "file names",
+        "F0001/F0001_AN01WH_F3D.wrl: sex, subject, expression AN DI FE HA SA SU with level "
+        "01-04 or NE00, ethnicity, F3D (cropped face); _RAW scans are skipped",
+        "reported",
+        "the dataset's notes (raw-formats.md)",
+    ),
+    Convention(
+        "texture v",
+        "VRML texture coordinates as the VRML97 spec defines them: (0, 0) is the image's "
+        "lower-left, v grows UP against the image rows; kept as they are",
+        "guess",
+        "VRML97 spec and raw-formats.md ('v is flipped against image rows'); not checked "
+        "against a real BU-3DFE texture",
+    ),
+    Convention(
+        ".bnd landmark order",
+        "83 rows 'index x y z'; which row is which point (0-7 one eye, 8-15 the other, brows, "
+        "nose, mouth, contour; which side is which) is unknown: the normaliser uses the rows "
+        "only as an unordered set (centre and spread), never by row",
+        "guess",
+        "second-hand code; schemas/landmarks.py BND_TO_CANONICAL",
+    ),
+)

@@ -6,6 +6,8 @@ writer, so each code is spelled once.
 
 from __future__ import annotations
 
+from mvdata.sources.conventions.status import Convention
+
 FOLDERS = {
     "Angry": "anger",
     "Disgust": "disgust",
@@ -25,3 +27,41 @@ LICENCE = (
 
 #: expression name -> its folder (the synthetic source's BU-4DFE writer).
 FOLDER_OF = {name: folder for folder, name in FOLDERS.items()}
+
+
+#: What the reader assumes about BU-4DFE files (printed by ``mvdata inspect``).
+CONVENTIONS: tuple[Convention, ...] = (
+    Convention(
+        "layout",
+        "F001/Angry/000.wrl, one VRML file a frame, with NNN.jpg (texture) and NNN.bnd "
+        "(landmarks) beside it; expression folders Angry Disgust Fear Happy Sad Surprise",
+        "reported",
+        "the dataset's notes (raw-formats.md)",
+    ),
+    Convention(
+        "no correspondence",
+        "frames share no vertex order (each is a new scan): motion is measured by nearest "
+        "vertices, never by index",
+        "reported",
+        "raw-formats.md",
+    ),
+    Convention(
+        "frame rate",
+        f"{FPS:g} fps",
+        "reported",
+        "raw-formats.md",
+    ),
+    Convention(
+        "texture v",
+        "VRML97: (0, 0) is the image's lower-left, v grows up; kept as they are",
+        "guess",
+        "VRML97 spec; not checked against a real BU-4DFE texture",
+    ),
+    Convention(
+        ".bnd landmark order",
+        "83 rows (an empty 84th line tolerated); the order is unknown: used only as an "
+        "unordered set (centre and spread), never by row",
+        "guess",
+        "second-hand code; schemas/landmarks.py BND_TO_CANONICAL",
+    ),
+)

@@ -6,6 +6,8 @@ writer, so each code is spelled once.
 
 from __future__ import annotations
 
+from mvdata.sources.conventions.status import Convention
+
 CATEGORIES = (
     "bareteeth",
     "cheeks_in",
@@ -28,4 +30,29 @@ FPS = 60.0
 LICENCE = (
     "CoMA (Convolutional Mesh Autoencoder) dataset, Max Planck Institute for Intelligent "
     "Systems: non-commercial scientific research only under its licence; not redistributable."
+)
+
+
+#: What the reader assumes about CoMA files (printed by ``mvdata inspect``).
+CONVENTIONS: tuple[Convention, ...] = (
+    Convention(
+        "layout",
+        "FaceTalk_<date>_<id>_TA/<category>/<category>.NNNNNN.ply, 12 motion categories",
+        "reported",
+        "the dataset's notes (raw-formats.md)",
+    ),
+    Convention(
+        "vertex count",
+        "registered FLAME topology, 5,023 vertices a mesh; the reader does not require it "
+        "(any count reads)",
+        "guess",
+        "second-hand code",
+    ),
+    Convention(
+        "PLY encoding",
+        "ASCII or binary PLY: both are read",
+        "guess",
+        "second-hand code",
+    ),
+    Convention("frame rate", f"{FPS:g} fps", "guess", "CoMA paper, not checked against the files"),
 )

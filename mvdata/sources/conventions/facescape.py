@@ -6,6 +6,8 @@ writer, so each code is spelled once.
 
 from __future__ import annotations
 
+from mvdata.sources.conventions.status import Convention
+
 NAMES = (
     "neutral",
     "smile",
@@ -34,4 +36,28 @@ EXPRESSIONS = {"neutral": "neutral", "smile": "happiness", "anger": "anger", "sa
 LICENCE = (
     "FaceScape: research use only under the FaceScape licence agreement (application "
     "required); not redistributable; publishing images of identities needs consent as listed."
+)
+
+
+#: What the reader assumes about FaceScape files (printed by ``mvdata inspect``).
+CONVENTIONS: tuple[Convention, ...] = (
+    Convention(
+        "layout",
+        "<id>/models_reg/<k>_<name>.obj + .mtl + .jpg, the 20 expression names in their order",
+        "reported",
+        "the dataset's notes (raw-formats.md)",
+    ),
+    Convention(
+        "texture v",
+        "OBJ vt with v up (origin at the image's lower-left), kept as they are",
+        "guess",
+        "the OBJ convention; not checked against a real FaceScape texture",
+    ),
+    Convention(
+        "emotions",
+        "only neutral, smile (happiness), anger and sadness name an emotion; the other 16 "
+        "names keep no expression",
+        "guess",
+        "this project's reading of the names",
+    ),
 )

@@ -6,7 +6,33 @@ writer, so each code is spelled once.
 
 from __future__ import annotations
 
+from mvdata.sources.conventions.status import Convention
+
 LICENCE = (
     "Unknown: a user-supplied mesh folder; the user is responsible for the data's terms "
     "(state them with the data before publishing anything derived)."
+)
+
+
+#: What the reader assumes about a plain mesh folder (printed by ``mvdata inspect``).
+CONVENTIONS: tuple[Convention, ...] = (
+    Convention(
+        "OBJ texture v",
+        "vt v grows up, (0, 0) at the image's lower-left; kept as they are",
+        "verified",
+        "the OBJ convention (Wavefront; every major tool reads it so)",
+    ),
+    Convention(
+        "VRML texture v",
+        "texCoord (0, 0) at the image's lower-left, v up; kept as they are",
+        "verified",
+        "VRML97 spec (TextureCoordinate)",
+    ),
+    Convention(
+        "PLY texture v",
+        "per-vertex s t, texture_u texture_v or u v with v up; 'comment TextureFile' names "
+        "the image",
+        "guess",
+        "PLY defines no texture convention: MeshLab's, which most tools follow",
+    ),
 )

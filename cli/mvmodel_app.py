@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import typer
 
 app = typer.Typer(
@@ -19,6 +21,20 @@ def version() -> None:
     from importlib.metadata import version as _v
 
     typer.echo(_v("multiviewvlm"))
+
+
+# Each command group lives in its own module with a ``register(app)`` function; a module that
+# has not landed yet is skipped.
+_COMMAND_MODULES = ("model_train", "model_store", "model_evaluate")
+
+for _name in _COMMAND_MODULES:
+    try:
+        _mod = importlib.import_module(f"cli.{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"cli.{_name}":
+            raise
+        continue
+    _mod.register(app)
 
 
 if __name__ == "__main__":

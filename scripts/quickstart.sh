@@ -14,7 +14,9 @@ OUT=quickstart-out
 rm -rf "$OUT"
 mkdir -p "$OUT"
 
-echo "== 1. synthetic 3D/4D faces"
+echo "== 1. synthetic 3D/4D faces: the Surrey Face Model (SFM) when its files are found, else a cruder"
+echo "   built-in procedural face. Get the SFM with: mvdata face-model download (free for NON-COMMERCIAL"
+echo "   use only; it prints the terms first), or point MVDATA_FACE_MODEL_DIR at its files."
 mvdata synth "$OUT/synth" --identities 6 --sequences --frames 25 --seed 0
 
 echo "== 2. render multiview shards (3 views: 0, -20, +20 deg yaw; rgb + depth; 224 px)"
@@ -36,7 +38,16 @@ echo "== 6. load the shards as training batches ([B, T, V, C, H, W]; DALI, on th
 mvdata loader-bench "$OUT/shards" --batch-size 16 --steps 8
 mvdata loader-bench "$OUT/clips" --batch-size 4 --steps 8
 
+echo "== 7. train MultiviewVLM on the static shards (CPU: random-init ResNet-18 over the 3 views,"
+echo "   64 px, rgb + depth; pseudo-labels from the prompts and the 3D-landmark prior; no label used)"
+mvmodel train "$OUT/shards" --out "$OUT/run" --config configs/cpu.yaml \
+  model.image_size=64 optim.epochs=6 optim.warmup_steps=10 text.prompts.max_per_class=32 \
+  run.log_every=5 run.checkpoint_every=30
+mvmodel plot "$OUT/run"
+
 echo
 echo "quickstart done; everything is under $OUT/:"
 echo "  synth/   synthetic meshes + metadata.parquet     shards/, clips/   WebDataset tars (+ .idx, parquet, stats)"
 echo "  *-contact-sheet.png   rendered views to look at"
+echo "  run/     the training run: model.safetensors, config.yaml, log.jsonl, curves.png, checkpoints/"
+echo "  the face model used is named in synth/synth.json (\"face_model\": sfm_shape_3448 or procedural)"

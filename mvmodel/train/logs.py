@@ -1,0 +1,92 @@
+"""The run log: one JSON object a line in ``RUN/log.jsonl`` (rank 0 writes it), TensorBoard
+scalars as an option.
+
+Records have a ``kind``: ``"step"`` (loss terms, temperature, learning rate, pseudo-label
+confidence, throughput), ``"epoch"`` (pseudo-label agreement with the held-back labels, per
+class: a measurement), ``"event"`` (start, resume, checkpoint, stop). A resumed run appends; a
+reader keeps, for each step, the last record written (:func:`read_log`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RunLog", "read_log"]
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become strings, tensors and numpy scalars become numbers."""
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+class RunLog:
+    """Append records to ``log.jsonl`` (flushed per line) and, optionally, to TensorBoard."""
+
+    def __init__(self, run_dir: Path, *, enabled: bool, tensorboard: bool = False) -> None:
+        self.enabled = enabled
+        self.path = Path(run_dir) / "log.jsonl"
+        self._fh = self.path.open("a", encoding="utf-8") if enabled else None
+        self._tb: Any = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise ValueError(
+                    "run.tensorboard=true needs the tensorboard package: pip install tensorboard"
+                ) from exc
+            self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+
+    def write(self, kind: str, **fields: Any) -> None:
+        """Append one record (rank 0 only; a no-op elsewhere)."""
+        if self._fh is None:
+            return
+        rec = {"kind": kind, "time": round(time.time(), 3), **_clean(fields)}
+        self._fh.write(json.dumps(rec, sort_keys=True) + "\n")
+        self._fh.flush()
+        if self._tb is not None and "step" in fields:
+            for key, value in rec.items():
+                if isinstance(value, int | float) and key not in ("step", "time"):
+                    self._tb.add_scalar(f"{kind}/{key}", value, int(fields["step"]))
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def read_log(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``RUN/log.jsonl``; of repeated (kind, step) pairs (a resumed run redoes
+    the steps after its last checkpoint) the last one is kept. A torn last line (a killed run)
+    is skipped."""
+    path = Path(run_dir) / "log.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no run log (is {run_dir} a training run directory?)")
+    records: list[dict[str, Any]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    last: dict[tuple[str, Any], int] = {}
+    for i, rec in enumerate(records):
+        if rec.get("kind") in ("step", "epoch"):
+            last[(rec["kind"], rec.get("step", rec.get("epoch")))] = i
+    keep = set(last.values())
+    return [r for i, r in enumerate(records) if r.get("kind") not in ("step", "epoch") or i in keep]

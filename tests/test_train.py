@@ -1,0 +1,339 @@
+"""``mvmodel train`` on real shards (a tiny procedural-face build), on the CPU: a whole run,
+exact resume after a real ``kill -9``, config checks, labels that never reach training, bad
+input before any work, a NaN stop that keeps the last good checkpoint, and 2 gloo ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mvdata.build.config import BuildConfig
+from mvdata.build.driver import build
+from mvdata.shards.names import member_names
+from mvdata.shards.reader import iter_samples, list_shards
+from mvdata.shards.writer import ShardWriter
+from mvdata.synth.facemodel import procedural_face
+from mvdata.synth.generate import SynthConfig
+from mvdata.synth.writer import write_synth
+from mvmodel.checkpoint import latest_checkpoint
+from mvmodel.config import ConfigError, load_config
+from mvmodel.train.logs import read_log
+from mvmodel.train.loop import TrainingDiverged, train
+from mvmodel.train.module import MultiviewVLMTrainer
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """21 static samples of 3 procedural identities, 3 views, 32 px, rgb + depth, 3 shards."""
+    root = tmp_path_factory.mktemp("train-data")
+    cfg = SynthConfig(
+        num_identities=3,
+        expressions=("neutral", "happiness", "surprise", "sadness"),
+        intensities=(3, 4),
+        texture_size=64,
+        seed=2,
+    )
+    write_synth(cfg, procedural_face(), root / "synth")
+    out = root / "shards"
+    bcfg = BuildConfig(
+        source="synthetic", source_root=str(root / "synth"), image_size=32, samples_per_shard=8
+    )
+    build(bcfg, str(out), workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One prompt-embedding cache for every run of this module (MiniLM encodes once)."""
+    return tmp_path_factory.mktemp("prompt-cache")
+
+
+def tiny(cache_dir: Path, *extra: str) -> list[str]:
+    """Overrides for a run that takes seconds on 2 cores."""
+    return [
+        "model.image_size=32",
+        "model.embed_dim=32",
+        "model.proj_hidden=64",
+        "model.fusion_depth=1",
+        "data.batch_size=4",
+        "data.num_workers=1",
+        "text.prompts.max_per_class=4",
+        f"text.cache_dir={cache_dir}",
+        "optim.warmup_steps=2",
+        "optim.max_steps=6",
+        "run.checkpoint_every=2",
+        "run.log_every=1",
+        "run.progress=false",
+        *extra,
+    ]
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_writes_a_whole_run(shards: Path, cache_dir: Path, tmp_path: Path) -> None:
+    cfg = load_config(None, tiny(cache_dir))
+    run = tmp_path / "run"
+    summary = train(str(shards), run, cfg, echo=lambda _m: None)
+    assert summary.steps == 6 and summary.samples_seen > 0
+    for name in ("config.yaml", "run.json", "log.jsonl", "model.safetensors", "curves.png"):
+        assert (run / name).is_file(), name
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    records = read_log(run)
+    steps = [r for r in records if r["kind"] == "step"]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
+    for r in steps:
+        for key in ("loss", "loss_multiview", "loss_i2t", "loss_t2i", "tau", "lr", "alpha"):
+            assert isinstance(r[key], float), key
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert epochs and "pseudo/overall" in epochs[0] and "prior/overall" in epochs[0]
+    # The final weights are the trainer's, loadable without running any code (safetensors).
+    trainer = MultiviewVLMTrainer(cfg, text_dim=384)
+    trainer.load_state_dict(_weights(run / "model.safetensors"))
+    assert latest_checkpoint(run) is not None
+    # A second run into the same directory is refused; --resume of a finished run does nothing new.
+    with pytest.raises(ValueError, match="already holds a training run"):
+        train(str(shards), run, cfg, echo=lambda _m: None)
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"optim\.lrr: unknown key"):
+        load_config(None, ["optim.lrr=0.1"])
+    with pytest.raises(ConfigError, match=r"data\.batch_size"):
+        load_config(None, ["data.batch_size=0"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [1, 2]\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("optim:\n  lr: 0.01\nmodel:\n  backbone: resnet34\n")
+    cfg = load_config(good, ["--optim.lr=0.02"])
+    assert cfg.optim.lr == 0.02 and cfg.model.backbone == "resnet34"
+
+
+def test_resume_refuses_another_config(shards: Path, cache_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(str(shards), run, load_config(None, tiny(cache_dir, "optim.max_steps=2")), echo=print)
+    other = load_config(None, tiny(cache_dir, "optim.max_steps=2", "optim.lr=0.5"))
+    with pytest.raises(ValueError, match="--resume needs the same settings"):
+        train(str(shards), run, other, resume=True, echo=print)
+    # The run's own log/checkpoint cadence is not part of the hash: changing it is fine.
+    same = load_config(None, tiny(cache_dir, "optim.max_steps=2", "run.log_every=5"))
+    assert train(str(shards), run, same, resume=True, echo=print).steps == 2
+
+
+def test_bad_input_is_refused_before_any_work(
+    shards: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    cfg = load_config(None, tiny(cache_dir))
+    with pytest.raises(ValueError, match="not an mvdata shard directory"):
+        train(str(tmp_path), tmp_path / "r1", cfg, echo=print)
+    normals = load_config(None, tiny(cache_dir, "model.channels=rgb+depth+normal"))
+    with pytest.raises(ValueError, match="needs normal"):
+        train(str(shards), tmp_path / "r2", normals, echo=print)
+    assert not (tmp_path / "r2" / "config.yaml").exists()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    shards: Path, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loss that turns NaN at step 4 stops the run with the step named; the checkpoint of step 2
+    stays the latest (nothing after it is saved)."""
+    from mvmodel.losses import MultiviewContrastiveLoss
+
+    calls = {"n": 0}
+    real = MultiviewContrastiveLoss.forward
+
+    def poisoned(self: Any, *args: Any, **kw: Any) -> torch.Tensor:
+        calls["n"] += 1
+        out = real(self, *args, **kw)
+        return out * float("nan") if calls["n"] == 4 else out
+
+    monkeypatch.setattr(MultiviewContrastiveLoss, "forward", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"step 4: the loss is not finite.*ckpt-00000002"):
+        train(str(shards), run, load_config(None, tiny(cache_dir)), echo=print)
+    assert latest_checkpoint(run) == run / "checkpoints" / "ckpt-00000002"
+    assert not (run / "model.safetensors").exists()
+
+
+def _rewrite_with_scrambled_labels(src: Path, dst: Path) -> None:
+    """A copy of ``src`` whose json members carry other expression labels (rotated among the
+    samples); images, landmarks and keys unchanged."""
+    meta = json.loads((src / "dataset.json").read_text())
+    names = member_names(1, len(meta["views"]), meta["modalities"])
+    samples = [s for shard in list_shards(str(src)) for s in iter_samples(str(src), shard)]
+    labels = [json.loads(s["json"])["labels"] for s in samples]
+    rotated = labels[1:] + labels[:1]
+    assert rotated != labels
+    i = 0
+    for shard in list_shards(str(src)):
+        with ShardWriter(str(dst), shard, member_names=names) as w:
+            for s in iter_samples(str(src), shard):
+                doc = json.loads(s["json"])
+                doc["labels"] = rotated[i]
+                i += 1
+                members = {k: v for k, v in s.items() if k != "__key__"}
+                members["json"] = json.dumps(doc).encode()
+                w.add_sample(s["__key__"], members)
+            w.commit(seconds={})
+    for name in ("dataset.json", "sizes.json", "manifest.parquet"):
+        (dst / name).write_bytes((src / name).read_bytes())
+
+
+def test_scrambled_labels_train_bit_identically(
+    shards: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    """Ground-truth labels never reach training: the same run on shards whose labels are
+    scrambled ends with bit-identical weights; only the agreement measurement changes."""
+    scrambled = tmp_path / "scrambled"
+    _rewrite_with_scrambled_labels(shards, scrambled)
+    cfg = load_config(None, tiny(cache_dir, "optim.max_steps=4"))
+    a = train(str(shards), tmp_path / "a", cfg, echo=print)
+    b = train(str(scrambled), tmp_path / "b", cfg, echo=print)
+    assert _same(_weights(a.weights), _weights(b.weights))
+    ea = [r for r in read_log(tmp_path / "a") if r["kind"] == "epoch"][-1]
+    eb = [r for r in read_log(tmp_path / "b") if r["kind"] == "epoch"][-1]
+    assert ea["prior/overall"] != eb["prior/overall"]  # the labels did differ
+
+
+def _cli_env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=str(REPO))
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def _train_cli(shards: Path, run: Path, overrides: list[str], *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "cli.mvmodel_app",
+        "train",
+        str(shards),
+        "--out",
+        str(run),
+        *extra,
+        *overrides,
+    ]
+
+
+def test_kill_9_and_resume_end_with_the_uninterrupted_parameters(
+    shards: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    overrides = tiny(cache_dir, "optim.max_steps=8")
+    full = subprocess.run(
+        _train_cli(shards, tmp_path / "full", overrides),
+        env=_cli_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert full.returncode == 0, full.stderr[-3000:]
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _train_cli(shards, run, overrides),
+        env=_cli_env(),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    killed_at = None
+    while time.time() < deadline and proc.poll() is None:
+        log = run / "log.jsonl"
+        steps = [
+            json.loads(line)["step"]
+            for line in (log.read_text().splitlines() if log.is_file() else [])
+            if '"kind": "step"' in line
+        ]
+        if steps and max(steps) >= 5:
+            proc.send_signal(signal.SIGKILL)
+            killed_at = max(steps)
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert killed_at is not None and proc.returncode == -signal.SIGKILL, "was not killed mid-run"
+    assert not (run / "model.safetensors").exists()
+    resumed = subprocess.run(
+        _train_cli(shards, run, overrides, "--resume"),
+        env=_cli_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed" in resumed.stdout
+    assert _same(
+        _weights(tmp_path / "full" / "model.safetensors"), _weights(run / "model.safetensors")
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("multiview", ["stable", "sigmoid"])
+def test_two_gloo_ranks_train_in_step(
+    shards: Path, cache_dir: Path, tmp_path: Path, multiview: str
+) -> None:
+    """torchrun's environment with 2 processes (gloo): both ranks finish, every sample of an
+    epoch is seen once across them, and the ranks end with identical parameters (the sigmoid
+    loss's learnable bias included)."""
+    run = tmp_path / "ddp"
+    overrides = tiny(
+        cache_dir, "optim.max_steps=3", "data.batch_size=2", f"loss.multiview={multiview}"
+    )
+    port = _free_port()
+    procs = []
+    for rank in range(2):
+        env = dict(
+            _cli_env(),
+            RANK=str(rank),
+            WORLD_SIZE="2",
+            LOCAL_RANK=str(rank),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            OMP_NUM_THREADS="1",
+        )
+        procs.append(
+            subprocess.Popen(
+                _train_cli(shards, run, overrides),
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outs = [p.communicate(timeout=400) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    done = [r for r in read_log(run) if r.get("event") == "done"][-1]
+    assert done["world_size"] == 2
+    assert len(set(done["param_digests"])) == 1  # one digest per rank, all equal
+    steps = [r for r in read_log(run) if r["kind"] == "step"]
+    assert steps[-1]["samples_seen"] == 3 * 2 * 2  # 3 steps x 2 ranks x 2 samples, no padding

@@ -587,3 +587,28 @@ def test_non_files_are_refused_with_their_reason(tmp_path: Path) -> None:
     assert "dangling" in str(_raises("missing", read_vrml, dangling))
     (tmp_path / "dir.obj").mkdir()
     assert "directory" in str(_raises("io", read_obj, tmp_path / "dir.obj"))
+
+
+def test_lm3_count_must_match_the_rows(tmp_path: Path) -> None:
+    """A .lm3 announcing fewer landmarks than it holds read the first ones silently."""
+    labels = tuple(f"Label {i}" for i in range(5))
+    p = tmp_path / "a.lm3"
+    write_lm3(p, np.zeros((5, 3)), labels)
+    text = p.read_text().replace("5 landmarks:", "4 landmarks:")
+    p.write_text(text)
+    with pytest.raises(MeshReadError, match="4 landmarks announced") as ei:
+        read_lm3(p)
+    assert ei.value.kind == "wrong-size" and str(ei.value).startswith(str(p))
+
+
+def test_bnd_cut_inside_its_last_row_is_truncated(tmp_path: Path) -> None:
+    """A .bnd cut inside a number of its last row read with a wrong value."""
+    p = tmp_path / "a.bnd"
+    write_bnd(p, np.full((83, 3), 12.345678), np.arange(83))
+    p.write_bytes(p.read_bytes()[:-4])
+    with pytest.raises(MeshReadError, match="cut short") as ei:
+        read_bnd(p)
+    assert ei.value.kind == "truncated"
+    p.write_bytes(b"".join(p.read_bytes().splitlines(keepends=True)[:40]))
+    with pytest.raises(MeshReadError, match="40 landmark rows"):
+        read_bnd(p)

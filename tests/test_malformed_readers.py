@@ -128,7 +128,9 @@ def _good(fmt: str, tmp: Path) -> bytes:
         "vrml": lambda: vrml_text(_mesh(True), "t.bmp").encode(),
         "vrml-space": lambda: vrml_text(_mesh(True), None, "space", "%.9g").encode(),
         "bnt": lambda: bnt_bytes(_grid()),
-        "bnd": lambda: _landmark_file(lambda p: write_bnd(p, pts, np.arange(5)), tmp / "g.bnd"),
+        "bnd": lambda: _landmark_file(
+            lambda p: write_bnd(p, np.resize(pts, (83, 3)), np.arange(83)), tmp / "g.bnd"
+        ),
         "lm2": lambda: _landmark_file(lambda p: write_lm2(p, pts[:, :2], labels), tmp / "g.lm2"),
         "lm3": lambda: _landmark_file(lambda p: write_lm3(p, pts, labels), tmp / "g.lm3"),
         "png": lambda: _image("PNG"),
@@ -317,18 +319,9 @@ def _must_fail(fmt: str, good: bytes, name: str, data: bytes | str) -> bool:
     removed = good[len(data) :]
     if not removed.strip():
         return False  # only trailing whitespace went: the file is whole
-    if fmt.startswith(("ply", "vrml")) or fmt == "bnt":
-        return True  # declared counts, the size rule, unclosed brackets
+    if fmt.startswith(("ply", "vrml")) or fmt in ("bnt", "bnd"):
+        return True  # declared counts, the size rule, unclosed brackets, 83 rows + final newline
     return fmt.startswith("obj") and not data.endswith(b"\n")  # cut mid-line
-
-
-def _owned_elsewhere(fmt: str, name: str) -> bool:
-    """Variants that fail in a reader this change does not own (``mvdata/formats/landmarks.py``:
-    a ``.bnd`` landmark index beyond int64 raises ``OverflowError``). They are left out of the
-    campaign and kept in :func:`test_bnd_index_beyond_int64_is_a_read_error` (a strict xfail,
-    so the fix shows as an XPASS and the exclusion can go)."""
-    huge = name.endswith(("-100000000000000000000000", "--9223372036854775809"))
-    return fmt == "bnd" and name.startswith("int-") and huge
 
 
 def _make(path: Path, data: bytes | str) -> None:
@@ -378,8 +371,6 @@ def test_every_corrupted_variant_reads_or_names_the_file(fmt: str, tmp_path: Pat
     problems: list[str] = []
     count = 0
     for i, (name, data) in enumerate(variants(fmt, good)):
-        if _owned_elsewhere(fmt, name):
-            continue
         path = tmp_path / f"v{i:03d}{suffix}"
         _make(path, data)
         problem, ok, peak = _run(read, path, name)
@@ -400,9 +391,9 @@ def test_the_generator_is_deterministic(tmp_path: Path) -> None:
     assert list(variants("ply-ascii", good)) == list(variants("ply-ascii", good))
 
 
-@pytest.mark.xfail(strict=True, reason="mvdata/formats/landmarks.py: OverflowError (reported)")
 def test_bnd_index_beyond_int64_is_a_read_error(tmp_path: Path) -> None:
-    """Found by the campaign: ``int(index)`` of 10**23 reaches ``np.asarray(..., np.int64)``."""
+    """Found by the campaign: ``int(index)`` of 10**23 reached ``np.asarray(..., np.int64)``
+    (an OverflowError naming no file); now a "parse" error quoting the index."""
     good = _good("bnd", tmp_path)
     path = tmp_path / "huge.bnd"
     path.write_bytes(_replace_nth(good, _INT, 0.5, b"100000000000000000000000"))

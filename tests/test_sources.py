@@ -608,7 +608,9 @@ def test_landmarks_beyond_float32_are_a_read_error(tmp_path: Path) -> None:
 
     m = _tri()
     (tmp_path / "a.ply").write_bytes(ply_bytes(m))
-    write_bnd(tmp_path / "a.bnd", np.array([[1e300, 0.0, 0.0], [0.0, 1.0, 0.0]]), np.arange(2))
+    pts = np.zeros((83, 3))
+    pts[0, 0] = 1e300
+    write_bnd(tmp_path / "a.bnd", pts, np.arange(83))
     item = get_source("meshdir").scan(tmp_path).items[0]
     with pytest.raises(MeshReadError) as ei:
         get_source("meshdir").load_frame(item, 0)

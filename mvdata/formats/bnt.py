@@ -136,6 +136,11 @@ def bnt_to_mesh(grid: BntGrid, path: str = "<bnt>") -> Mesh:
         raise MeshReadError(path, "empty", "no quad of four valid points: no surface")
     verts = np.stack([grid.x[valid], grid.y[valid], grid.z[valid]], 1)
     uvs = np.stack([grid.u[valid], 1.0 - grid.v[valid]], 1)
+    limit = float(np.finfo(np.float32).max)
+    for what, arr in (("coordinates", verts), ("texture coordinates", uvs)):
+        # Checked before the float32 cast, which would turn 1e300 into inf with a warning.
+        if not (np.isfinite(arr).all() and (np.abs(arr) <= limit).all()):
+            raise MeshReadError(path, "nan", f"{what} hold NaN, inf or values beyond float32")
     return Mesh(verts.astype(np.float32), faces, uvs=uvs.astype(np.float32))
 
 

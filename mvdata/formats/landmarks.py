@@ -68,8 +68,16 @@ def _floats(fields: list[str], n: int, path: str, lineno: int) -> list[float]:
     return vals
 
 
+#: Rows of a BU-3DFE / BU-4DFE ``.bnd`` file (raw-formats.md): 83 landmarks.
+BND_ROWS = 83
+#: Largest vertex index a ``.bnd`` row may name (meshes index vertices with int32).
+_MAX_INDEX = 2**31 - 1
+
+
 def read_bnd(path: Path | str) -> Landmarks:
-    """Read a BU ``.bnd`` file: rows ``index x y z``; ``labels`` are ``bnd00`` .. ``bndNN``."""
+    """Read a BU ``.bnd`` file: :data:`BND_ROWS` rows ``index x y z``; ``labels`` are ``bnd00``
+    .. ``bnd82``. A file with fewer rows, or cut inside its last row (no final newline), is
+    ``"truncated"``; an index outside ``0 .. 2^31 - 1`` is a ``"parse"`` error quoting it."""
     text, p = _text(path)
     idx: list[int] = []
     pts: list[list[float]] = []
@@ -77,12 +85,20 @@ def read_bnd(path: Path | str) -> Landmarks:
         fields = line.split()
         if not fields:
             continue  # tolerated: the empty 84th line of some BU-4DFE files
-        if not fields[0].lstrip("-").isdigit():
-            raise MeshReadError(p, "parse", f"line {lineno}: index {fields[0]!r} is not an integer")
+        if not fields[0].isdigit():
+            raise MeshReadError(
+                p, "parse", f"line {lineno}: index {fields[0]!r} is not a vertex index"
+            )
+        if len(fields[0]) > 10 or int(fields[0]) > _MAX_INDEX:
+            raise MeshReadError(p, "parse", f"line {lineno}: index {fields[0]} is out of range")
         pts.append(_floats(fields[1:], 3, p, lineno))
         idx.append(int(fields[0]))
     if not pts:
         raise MeshReadError(p, "empty", "no landmark rows")
+    if len(pts) < BND_ROWS:
+        raise MeshReadError(p, "truncated", f"{len(pts)} landmark rows, a .bnd has {BND_ROWS}")
+    if not text.endswith(("\n", "\r")):
+        raise MeshReadError(p, "truncated", "the last row is cut short (no final newline)")
     labels = tuple(f"bnd{i:02d}" for i in range(len(pts)))
     return Landmarks(np.asarray(pts, np.float64), labels, np.asarray(idx, np.int64))
 
@@ -129,6 +145,10 @@ def read_lm3(path: Path | str) -> Landmarks:
     body = [ln for ln in lines[i:] if ln]
     if len(body) < 2 * n:
         raise MeshReadError(p, "truncated", f"{n} landmarks announced, {len(body) // 2} present")
+    if len(body) > 2 * n:
+        raise MeshReadError(
+            p, "wrong-size", f"{n} landmarks announced, {len(body)} label and point lines follow"
+        )
     labels = tuple(body[0 : 2 * n : 2])
     pts = [_floats(body[2 * k + 1].split(), 3, p, 0) for k in range(n)]
     return Landmarks(np.asarray(pts, np.float64).reshape(-1, 3), labels)

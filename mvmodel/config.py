@@ -61,6 +61,11 @@ class DataConfig(_Section):
     #: Per-view scale/shift and colour augmentation of the loaders.
     max_zoom: float = Field(default=0.1, ge=0.0, lt=1.0)
     jitter: float = Field(default=0.2, ge=0.0, lt=1.0)
+    #: Train on these view positions only (``None``: every view of the shards).
+    views: tuple[int, ...] | None = None
+    #: Samples of these subject-independent folds (``fold`` in each sample's json) never take
+    #: part in training: they are masked like padding rows (evaluation holds them out).
+    exclude_folds: tuple[int, ...] = ()
 
 
 class TextConfig(_Section):
@@ -70,6 +75,9 @@ class TextConfig(_Section):
     encoder: str = "minilm"
     prompts: PromptConfig = PromptConfig()
     projection: Literal["linear", "mlp"] = "linear"
+    #: Subtract the prompt bank's mean embedding before the projection (see
+    #: ``TextProjection.set_center``): the shared words otherwise dominate the prototypes.
+    center_prompts: bool = True
     #: Where prompt embeddings are cached (``None``: ``RUN/cache``).
     cache_dir: str | None = None
 
@@ -99,10 +107,13 @@ class PseudoConfig(_Section):
     ramp_epochs: int = Field(default=10, ge=0)
     #: Scale α by the image side's label-free agreement with the prior (see pseudolabels).
     adaptive_alpha: bool = True
+    #: Use the geometric prior; ``false`` makes p_geo uniform (the "no prior" baseline: then set
+    #: adaptive_alpha=false and alpha_start>0, or the pseudo-labels stay uniform).
+    prior: bool = True
 
     def labeler_config(self) -> PseudoLabelConfig:
         """The pseudo-labeller's own (dataclass) config."""
-        return PseudoLabelConfig(**self.model_dump())
+        return PseudoLabelConfig(**self.model_dump(exclude={"prior"}))
 
 
 class LossConfig(_Section):
@@ -121,6 +132,13 @@ class LossConfig(_Section):
     view_weight: float = Field(default=1.0, ge=0.0)
     #: Weight of the text->image term inside the image-text loss.
     t2i_weight: float = Field(default=1.0, ge=0.0)
+    #: A second augmented crop of every view as an extra positive (the single-view SimCLR-style
+    #: baseline: ``data.views=[0]``, ``loss.w_image_text=0``, ``loss.second_crop=true``).
+    second_crop: bool = False
+    #: BASELINE ONLY, never the default: the source labels replace the pseudo-labels (the
+    #: supervised upper bound; the one place labels train anything). Samples without a label
+    #: in the prompt classes take no part in the image-text loss.
+    supervised: bool = False
     tau_init: float = Field(default=0.07, gt=0.0)
     tau_min: float = Field(default=0.01, gt=0.0)
     tau_max: float = Field(default=1.0, gt=0.0)

@@ -337,3 +337,54 @@ def test_two_gloo_ranks_train_in_step(
     assert len(set(done["param_digests"])) == 1  # one digest per rank, all equal
     steps = [r for r in read_log(run) if r["kind"] == "step"]
     assert steps[-1]["samples_seen"] == 3 * 2 * 2  # 3 steps x 2 ranks x 2 samples, no padding
+
+
+def test_baseline_variants_run_through_the_same_loop(
+    shards: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    """The evaluation's baselines are configs of this loop: supervised (labels as targets, the
+    one place they train), single-view SimCLR-style (one view + a second crop, no text), no
+    prior; and held-out folds never take part."""
+    variants = {
+        "supervised": ["loss.supervised=true"],
+        "simclr": [
+            "data.views=[0]",
+            "loss.second_crop=true",
+            "loss.w_image_text=0",
+            "loss.mask_false_negatives=false",
+        ],
+        "noprior": ["pseudo.prior=false", "pseudo.adaptive_alpha=false", "pseudo.alpha_start=1"],
+    }
+    weights = {}
+    for name, extra in variants.items():
+        s = train(
+            str(shards),
+            tmp_path / name,
+            load_config(None, tiny(cache_dir, "optim.max_steps=3", *extra)),
+            echo=print,
+        )
+        assert s.steps == 3 and s.samples_seen > 0
+        weights[name] = _weights(s.weights)
+    assert not _same(weights["supervised"], weights["noprior"])
+    # Holding out every fold but one: only that fold's samples are ever seen.
+    folds = {
+        json.loads(x["json"])["fold"]
+        for sh in list_shards(str(shards))
+        for x in iter_samples(str(shards), sh)
+    }
+    keep = min(folds)
+    out = train(
+        str(shards),
+        tmp_path / "heldout",
+        load_config(
+            None,
+            tiny(cache_dir, "optim.max_steps=6", f"data.exclude_folds={sorted(folds - {keep})}"),
+        ),
+        echo=print,
+    )
+    counts = [
+        json.loads(x["json"])["fold"]
+        for sh in list_shards(str(shards))
+        for x in iter_samples(str(shards), sh)
+    ]
+    assert 0 < out.samples_seen <= 6 * 4 and out.samples_seen <= 2 * counts.count(keep)

@@ -232,9 +232,31 @@ class TextProjection(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.orthogonal_(m.weight)
                 nn.init.zeros_(m.bias)
+        #: Mean of the prompt bank's embeddings, subtracted from every text embedding before the
+        #: projection (zero: nothing subtracted). See :meth:`set_center`.
+        self.center: torch.Tensor
+        self.register_buffer("center", torch.zeros(in_dim))
+
+    def set_center(self, emb: torch.Tensor) -> None:
+        """Centre the frozen text space on the mean of ``emb`` (the prompt bank's rows).
+
+        The prompts share most of their words ("a face ... seen from the left, in a 3D scan"), so
+        in the frozen space the class means sit close together (cosines 0.81-0.94 with
+        all-MiniLM-L6-v2); subtracting the bank's mean (and renormalising) leaves what tells the
+        classes apart. Measured on 150 synthetic samples: with raw prompts the image->text loss
+        did not learn in 40 steps (the text->image term pushed every embedding away from all
+        the near-identical prototypes); centred, it reached 0.50 training accuracy. Every text
+        embedding goes through the same centring, the prompts and a user's query alike, and the
+        mean is saved with the weights.
+        """
+        self.center.copy_(emb.detach().float().mean(dim=0).to(self.center.device))
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:
-        """``[..., in_dim]`` → ``[..., out_dim]`` (not normalised)."""
+        """``[..., in_dim]`` → ``[..., out_dim]`` (not normalised); centred first when a
+        centre is set (:meth:`set_center`)."""
+        center = self.center
+        if bool(center.any()):
+            emb = nn.functional.normalize(emb - center.to(emb.dtype), dim=-1)
         return self.net(emb)
 
     def prototypes(

@@ -54,6 +54,7 @@ from mvmodel.pseudolabels import PseudoLabeler, agreement
 from mvmodel.text.encoders import make_text_encoder
 from mvmodel.text.prompts import build_prompt_bank
 from mvmodel.text.prototypes import PromptEmbeddings, prompt_embeddings
+from mvmodel.train.augment import second_crop
 from mvmodel.train.data import HeldBackLabels, check_shards, data_fingerprint, load_prior
 from mvmodel.train.logs import RunLog
 from mvmodel.train.module import MultiviewVLMTrainer, image_scores
@@ -269,6 +270,8 @@ def _train(
     _seed_everything(cfg.seed)
     device = info.device
     trainer = MultiviewVLMTrainer(cfg, emb.dim, info.rank, info.world_size).to(device)
+    if cfg.text.center_prompts:
+        trainer.text.set_center(torch.from_numpy(emb.embeddings))
     if cfg.optim.compile:
         trainer.vision.compile()
     model: nn.Module = trainer
@@ -536,8 +539,30 @@ def _step(
     images = batch.images.to(device, non_blocking=True)
     depth = batch.depth.to(device, non_blocking=True) if batch.depth is not None else None
     normals = batch.normals.to(device, non_blocking=True) if batch.normals is not None else None
-    view_ids = torch.as_tensor(list(batch.views), device=device) if batch.views else None
-    valid = batch.valid.to(device)
+    cams = list(batch.views) if batch.views else list(range(images.shape[2]))
+    if cfg.data.views is not None:  # a subset of the views (single-view baselines)
+        pick = list(cfg.data.views)
+        images = images[:, :, pick]
+        depth = depth[:, :, pick] if depth is not None else None
+        normals = normals[:, :, pick] if normals is not None else None
+        cams = [cams[i] for i in pick]
+    if cfg.loss.second_crop:  # a second augmented copy of each view: an extra positive
+        rgb2, depth2, normals2 = second_crop(images, depth, normals)
+        images = torch.cat([images, rgb2], dim=2)
+        if depth is not None and depth2 is not None:
+            depth = torch.cat([depth, depth2], dim=2)
+        if normals is not None and normals2 is not None:
+            normals = torch.cat([normals, normals2], dim=2)
+        cams = cams + cams
+    view_ids = torch.as_tensor(cams, device=device)
+    valid_list = batch.valid.tolist()
+    if cfg.data.exclude_folds:  # held-out subjects never take part: masked like padding rows
+        held_out = set(cfg.data.exclude_folds)
+        valid_list = [
+            ok and int((batch.meta[i] or {}).get("fold", -1)) not in held_out
+            for i, ok in enumerate(valid_list)
+        ]
+    valid = torch.tensor(valid_list, dtype=torch.bool, device=device)
     ctx = (
         torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     )
@@ -547,8 +572,8 @@ def _step(
     s = image_scores(z, f, c)
     keys = list(batch.keys)
     p_geo = torch.full((len(keys), num_classes), 1.0 / num_classes)
-    valid_rows = [i for i, ok in enumerate(batch.valid.tolist()) if ok]
-    if valid_rows:
+    valid_rows = [i for i, ok in enumerate(valid_list) if ok]
+    if valid_rows and cfg.pseudo.prior:
         p_geo[valid_rows] = torch.from_numpy(prior([keys[i] for i in valid_rows]))
     p_geo = p_geo.to(device)
     world = info.world_size
@@ -566,6 +591,8 @@ def _step(
         hard_all[valid_all] = labels.hard.to(device)
     lo, hi = info.rank * b, (info.rank + 1) * b
     q, confident, hard = q_all[lo:hi], conf_all[lo:hi], hard_all[lo:hi]
+    if cfg.loss.supervised:  # BASELINE ONLY (config says so): source labels as the targets
+        q, confident, hard = _label_targets(batch, valid_list, cfg, device)
     masked = torch.where(confident, hard, torch.full_like(hard, -1))
     pseudo = masked if cfg.loss.mask_false_negatives else torch.full_like(hard, -1)
     l_mv = trainer.multiview_loss(z, valid, pseudo, tau)
@@ -606,6 +633,26 @@ def _step(
         "global_valid": int(valid_all.sum()),
         "measures": measures,
     }
+
+
+def _label_targets(
+    batch: Any, valid: list[bool], cfg: TrainConfig, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The supervised baseline's targets: one-hot source labels (``loss.supervised=true`` only;
+    the pseudo-label path never calls this). Rows without a label among the classes are not
+    confident and so take no part in the image-text loss."""
+    classes = list(cfg.text.prompts.classes)
+    k = len(classes)
+    hard = torch.full((len(valid),), -1, dtype=torch.long)
+    for i, ok in enumerate(valid):
+        if ok:
+            label = ((batch.meta[i] or {}).get("labels") or {}).get("expression")
+            if label in classes:
+                hard[i] = classes.index(label)
+    confident = hard >= 0
+    q = torch.full((len(valid), k), 1.0 / k)
+    q[confident] = torch.nn.functional.one_hot(hard[confident], k).float()
+    return q.to(device), confident.to(device), hard.to(device)
 
 
 def _param_digest(module: nn.Module) -> str:

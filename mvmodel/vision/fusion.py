@@ -15,10 +15,11 @@ from torch import nn
 class ViewFrameFusion(nn.Module):
     """``[B, T, V, dim]`` per-view features → ``[B, dim]`` fused feature.
 
-    Each token gets a learned embedding of its view (camera) and of its frame, a learned [CLS]
-    token is prepended, and a pre-norm transformer encoder (``depth`` layers, ``heads`` heads)
-    runs over the ``1 + T·V`` tokens; the fused feature is the [CLS] output after a final
-    LayerNorm (pre-norm layers leave their output un-normalised).
+    Each token gets a learned embedding of its view (camera) and of its frame, a [CLS] token (a
+    learned offset plus the mean of the tokens) is prepended, and a pre-norm transformer encoder (``depth`` layers, ``heads`` heads)
+    runs over the ``1 + T·V`` tokens; the fused feature is the normalised mean of the tokens plus
+    the [CLS] output (after a final LayerNorm) times a learned gate started at 0.1: a mean-pool
+    that trains at once, refined by attention as it learns.
 
     Without the view and frame embeddings the encoder would be invariant to the order of the
     tokens and could not tell a profile from a frontal view; with them it can. No key padding
@@ -66,6 +67,9 @@ class ViewFrameFusion(nn.Module):
         # enable_nested_tensor only helps with padding masks, and warns with norm_first.
         self.encoder = nn.TransformerEncoder(layer, num_layers=depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
+        self.pool_norm = nn.LayerNorm(dim)
+        #: Weight of the transformer's refinement over the mean-pool (ReZero-style, learned).
+        self.gate = nn.Parameter(torch.tensor(0.1))
         # ViT's initialisation for embeddings: small, so that the backbone's features dominate
         # the tokens at the start, but distinct per view and frame.
         for p in (self.view_embed, self.frame_embed, self.cls_token):
@@ -100,6 +104,18 @@ class ViewFrameFusion(nn.Module):
             view_emb = view_emb[:, None]  # [B, 1, V, dim]
         x = tokens + view_emb + self.frame_embed[:t, None, :]
         x = x.reshape(b, t * v, self.dim)
-        x = torch.cat([self.cls_token.expand(b, -1, -1).to(x.dtype), x], dim=1)
+        # The [CLS] token starts from the mean of the view tokens: through the pre-norm residual
+        # stream the fused feature is then a mean-pool that the attention layers refine. A [CLS]
+        # token started from a small learned vector alone left the fused path untrainable at
+        # lr 1e-3 from random init (a linear probe on f did not fit 150 samples in 60 steps
+        # while one on the per-view features did).
+        cls = self.cls_token.to(x.dtype) + x.mean(dim=1, keepdim=True)
+        x = torch.cat([cls, x], dim=1)
         x = self.encoder(x)
-        return self.norm(x[:, 0])
+        # A normalised mean-pool of the views plus the transformer's [CLS] output scaled by a
+        # learned gate (started small): the mean-pool path trains from the first step like the
+        # per-view heads do, and the attention layers add view and frame weighting as they learn.
+        # The [CLS] output alone did not train from random init at lr 1e-3 (a linear probe on it
+        # stayed at chance on 150 samples after 60 steps while one on the mean-pool fitted).
+        pooled = self.pool_norm(tokens.mean(dim=(1, 2)))
+        return pooled + self.gate * self.norm(x[:, 0])

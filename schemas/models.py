@@ -230,19 +230,44 @@ class SizesJson(_Strict):
 
 # --------------------------------------------------------------------------- embeddings
 class EmbeddingRow(_Strict):
-    """One row of the LanceDB embeddings table."""
+    """One row of the LanceDB embeddings table (``mvmodel embed``): one shard sample.
+
+    The table's schema is generated from this model (``mvmodel.store.table.lance_model``, with
+    ``vector`` and ``view_vectors`` as fixed-size float32 vectors of the model's width); a test
+    checks that the two agree field by field. One table holds the rows of ONE checkpoint.
+    """
 
     schema_version: str = SCHEMA_VERSION
-    key: str
-    vector: list[float]
+    key: str = Field(description="Sample key, unique in the table (the merge key)")
+    vector: list[float] = Field(
+        description="Fused embedding f [D] of every view and frame, unit length (cosine)"
+    )
+    view_vectors: list[list[float]] | None = Field(
+        default=None, description="Per-view embeddings z [T*V][D] (embed --per-view), else null"
+    )
     dataset: str
+    source: str
     subject: str
     sequence: str
-    fold: int
-    expression: str | None
-    intensity: int | None
-    model_id: str
-    checkpoint_step: int
+    kind: ItemKindLit
+    frames: list[int] = Field(description="Source frame index of each clip frame t")
+    fold: int = Field(ge=0, description="Subject-independent fold of the build")
+    expression: str | None = Field(description="Source label: evaluation only")
+    intensity: int | None = Field(description="Source label: evaluation only")
+    pseudo_label: str = Field(
+        description="The model's zero-shot class (argmax over the prompt prototypes); no label"
+    )
+    pseudo_confidence: float = Field(ge=0, le=1, description="Its softmax probability")
+    zero_shot_label: str | None = Field(
+        default=None, description="Written back by mvmodel classify (null until then)"
+    )
+    zero_shot_confidence: float | None = Field(default=None, ge=0, le=1)
+    model_id: str = Field(description="Config hash of the training run")
+    checkpoint_sha256: str = Field(description="sha256 of the weights file that embedded it")
+    checkpoint_step: int = Field(ge=0)
+    shard_dir: str = Field(description="The shard directory (path or URL) the sample is in")
+    shard: str = Field(description="Shard name, e.g. train-000003 (data/{shard}.tar)")
+    members: list[str] = Field(description="The sample's member names in its tar")
 
 
 #: Every contract with its JSON Schema file name, in one place for export and the agreement test.

@@ -1,0 +1,566 @@
+"""``mvmodel benchmark OUT --seed S``: the synthetic benchmark, from a seed to a report.
+
+1. ``mvdata synth`` (a subprocess: the model half never imports the generator): identities with
+   per-identity expression variation (the generator's own), head-pose jitter, scanner-like noise
+   along normals, static scans at every intensity and 4D sequences.
+2. ``mvdata build``: static shards (rgb + depth + normals) and 4D clip shards, with the same
+   seed, so both carry the same subject-independent folds.
+3. ``mvmodel train`` once per method, each a real run directory under ``OUT/runs/`` with its
+   config written to ``OUT/configs/NAME.yaml`` first: MultiviewVLM, the supervised upper bound,
+   single-view SimCLR-style, multiview contrastive without pseudo-labels, no geometric prior,
+   and the variants (population reference instead of each subject's neutral scan, rgb only,
+   rgb + depth + normals, 4D clips). Every run keeps the held-out folds out of training
+   (``data.exclude_folds``): the report is on subjects no model saw.
+4. ``mvmodel evaluate`` (in process): ``OUT/report/`` (static, the two highest intensities,
+   every method, the geometry and the random-init encoder), ``OUT/report/all-intensities/`` and
+   ``OUT/report/clips/`` (sequence level).
+
+Every setting is a field of :class:`BenchmarkSettings` (written to ``OUT/benchmark.json`` and
+into every report); the seed drives the data, the folds and every training run alike: nothing is
+tuned to one seed. Run again, the command skips what is complete (synth output, finished runs),
+resumes a run that has a checkpoint and re-evaluates; an ``OUT`` made with other settings is
+refused.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mvdata.io import atomic_write, atomic_write_json
+from mvmodel.evaluate.protocols import make_protocol
+
+__all__ = [
+    "BASELINES",
+    "VARIANTS",
+    "BenchmarkSettings",
+    "quick_settings",
+    "run_benchmark",
+    "training_config",
+]
+
+Echo = Callable[[str], None]
+
+#: Trained baselines: configs of the one training loop (README, "Training MultiviewVLM").
+BASELINES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "supervised": ("supervised (upper bound)", ("loss.supervised=true",)),
+    "simclr": (
+        "single-view SimCLR-style",
+        (
+            "data.views=[0]",
+            "loss.second_crop=true",
+            "loss.w_image_text=0",
+            "loss.mask_false_negatives=false",
+        ),
+    ),
+    "multiview": (
+        "multiview contrastive, no pseudo-labels",
+        ("loss.w_image_text=0", "loss.mask_false_negatives=false"),
+    ),
+    "no-prior": (
+        "no geometric prior",
+        ("pseudo.prior=false", "pseudo.adaptive_alpha=false", "pseudo.alpha_start=1"),
+    ),
+}
+#: Variants of MultiviewVLM reported without targets ("clips" trains on the 4D clip shards).
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "population-reference": (
+        "MultiviewVLM, population reference (no neutral scan)",
+        ("prior.reference=population",),
+    ),
+    "rgb": ("MultiviewVLM, rgb only", ("model.channels=rgb",)),
+    "rgb-depth-normal": (
+        "MultiviewVLM, rgb + depth + normals",
+        ("model.channels=rgb+depth+normal",),
+    ),
+    "clips": ("MultiviewVLM on 4D clips", ()),
+}
+
+#: The quick run's model: seconds per run on 2 CPU cores.
+_QUICK_OVERRIDES: tuple[str, ...] = (
+    "model.embed_dim=32",
+    "model.proj_hidden=64",
+    "model.fusion_depth=1",
+    "data.num_workers=1",
+    "text.prompts.max_per_class=4",
+    "optim.warmup_steps=2",
+    "optim.max_steps=4",
+    "run.checkpoint_every=1000",
+    "run.log_every=1",
+)
+
+
+class BenchmarkSettings(BaseModel):
+    """Everything that decides the benchmark's numbers (frozen; written into the report)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = Field(0, ge=0)
+    quick: bool = False
+    # ---- data (mvdata synth)
+    identities: int = Field(100, ge=2)
+    face_model: str = "auto"
+    pose_jitter_deg: float = Field(3.0, ge=0)
+    noise_mm: float = Field(0.2, ge=0)
+    sequence_frames: int = Field(50, ge=10)
+    texture_size: int = Field(256, ge=16)
+    # ---- shards (mvdata build)
+    #: Rendered and model image size (None: the base config's, else 112). The shards are
+    #: rendered at the main run's resolved ``model.image_size`` (``--set`` included).
+    image_size: int | None = Field(None, ge=16)
+    views: str = "0,0;-20,0;20,0"
+    folds: int = Field(10, ge=2)
+    clip_frames: int = Field(8, ge=1)
+    clip_sampling: str = "motion"
+    build_workers: int = Field(0, ge=0)
+    # ---- training (mvmodel train)
+    holdout_folds: tuple[int, ...] = (0, 1, 2)
+    #: None: the base config's value, else the built-in CPU config's (20 epochs, batch 16,
+    #: resnet18); a value here replaces the base config's.
+    epochs: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    backbone: str | None = None
+    #: A YAML training config every run starts from (None: the built-in CPU config).
+    base_config: str | None = None
+    #: ``section.key=value`` overrides applied to every run after the settings above.
+    overrides: tuple[str, ...] = ()
+    baselines: tuple[str, ...] = tuple(BASELINES)
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    #: Processes per training run (``torchrun --nproc_per_node``; 1 = a plain process).
+    nproc: int = Field(1, ge=1)
+    device: str = "auto"
+    # ---- evaluation
+    eval_batch_size: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> BenchmarkSettings:
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        unknown += [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            raise ValueError(
+                f"unknown baselines/variants {unknown}: choose from "
+                f"{', '.join(BASELINES)} / {', '.join(VARIANTS)}"
+            )
+        bad = [f for f in self.holdout_folds if not 0 <= f < self.folds]
+        if bad or not self.holdout_folds or len(set(self.holdout_folds)) >= self.folds:
+            raise ValueError(
+                f"holdout_folds {list(self.holdout_folds)}: need one or more of 0..{self.folds - 1}, "
+                "and at least one fold left to train on"
+            )
+        return self
+
+
+def quick_settings(seed: int = 0, **overrides: Any) -> BenchmarkSettings:
+    """A tiny benchmark (6 identities, 32 px, 4 training steps a run) for smoke tests."""
+    base: dict[str, Any] = {
+        "seed": seed,
+        "quick": True,
+        "identities": 6,
+        "sequence_frames": 10,
+        "texture_size": 64,
+        "image_size": 32,
+        "folds": 3,
+        "clip_frames": 2,
+        "holdout_folds": (0,),
+        "epochs": 1,
+        "batch_size": 8,
+        "eval_batch_size": 16,
+        "build_workers": 1,
+    }
+    base.update(overrides)
+    return BenchmarkSettings.model_validate(base)
+
+
+def _builtin_config(s: BenchmarkSettings) -> dict[str, Any]:
+    """The built-in training config (configs/cpu.yaml's choices) before the knobs."""
+    return {
+        "seed": s.seed,
+        "data": {"batch_size": 16, "num_workers": 2},
+        "model": {
+            "backbone": "resnet18",
+            "image_size": 112,
+            "channels": "rgb+depth",
+            "embed_dim": 256,
+        },
+        "text": {"encoder": "minilm", "prompts": {"max_per_class": 128}},
+        "optim": {"lr": 1.0e-3, "epochs": 20, "warmup_steps": 50},
+        "run": {"checkpoint_every": 200, "log_every": 10, "progress": False},
+    }
+
+
+def training_config(s: BenchmarkSettings, out: Path, extra: Sequence[str]) -> str:
+    """The YAML of one run's full config: the base (file or built-in), the benchmark's knobs,
+    the quick model when quick, ``s.overrides``, then the method's own ``extra`` overrides."""
+    import yaml
+
+    from mvmodel.config import dump_config, load_config
+
+    knobs = [f"seed={s.seed}"]
+    for key, value in (
+        ("model.image_size", s.image_size),
+        ("model.backbone", s.backbone),
+        ("data.batch_size", s.batch_size),
+        ("optim.epochs", s.epochs),
+    ):
+        if value is not None:  # None: the base config's value stands
+            knobs.append(f"{key}={value}")
+    if s.device != "auto":
+        knobs.append(f"data.device={s.device}")
+    knobs += [
+        f"data.exclude_folds=[{', '.join(map(str, s.holdout_folds))}]",
+        f"text.cache_dir={out / 'cache' / 'prompts'}",
+        "run.progress=false",
+    ]
+    quick = list(_QUICK_OVERRIDES) if s.quick else []
+    overrides = [*knobs, *quick, *s.overrides, *extra]
+    if s.base_config is not None:
+        cfg = load_config(s.base_config, overrides)
+    else:
+        tmp = out / "configs" / ".base.yaml"
+        atomic_write(tmp, yaml.safe_dump(_builtin_config(s), sort_keys=False).encode())
+        cfg = load_config(tmp, overrides)
+    return dump_config(cfg)
+
+
+# --------------------------------------------------------------------------- subprocesses
+def _run(cmd: Sequence[str], log: Path, echo: Echo, what: str) -> float:
+    """Run ``cmd`` with its output in ``log``; raise ``RuntimeError`` naming the log on failure.
+    Returns the seconds it took."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    echo(f"{what}: {' '.join(cmd)}  (log: {log})")
+    t0 = time.perf_counter()
+    with log.open("ab") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n".encode())
+        fh.flush()
+        rc = subprocess.run(list(cmd), stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+    seconds = time.perf_counter() - t0
+    if rc != 0:
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        raise RuntimeError(f"{what} failed (exit {rc}); its log is {log}:\n" + "\n".join(tail))
+    return seconds
+
+
+def _mvdata(*args: str) -> list[str]:
+    """The ``mvdata`` command of this environment (``python -m cli.mvdata_app``: the same app
+    as the console script, found without relying on PATH)."""
+    return [sys.executable, "-m", "cli.mvdata_app", *args]
+
+
+def _mvmodel_train(s: BenchmarkSettings, *args: str) -> list[str]:
+    if s.nproc > 1:
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(s.nproc),
+            "-m",
+            "cli.mvmodel_app",
+            "train",
+            *args,
+        ]
+    return [sys.executable, "-m", "cli.mvmodel_app", "train", *args]
+
+
+def _check_out(out: Path, s: BenchmarkSettings) -> None:
+    """Refuse an OUT made by other settings (its runs and data would not be this benchmark's)."""
+    path = out / "benchmark.json"
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())["settings"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a benchmark record ({exc}); choose another OUT") from exc
+        new = s.model_dump(mode="json")
+        if old != new:
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise ValueError(
+                f"{out} holds a benchmark made with other settings (differing: {diff}): "
+                "choose another OUT, or repeat the same settings to resume"
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(
+            f"{out} exists, is not empty and holds no benchmark.json: choose another OUT"
+        )
+
+
+def _train(
+    s: BenchmarkSettings, out: Path, name: str, shards: Path, extra: Sequence[str], echo: Echo
+) -> dict[str, Any]:
+    """One training run (config written first); skipped when finished with this config."""
+    from mvmodel.config import config_hash, load_config
+
+    cfg_path = out / "configs" / f"{name}.yaml"
+    atomic_write(cfg_path, training_config(s, out, extra).encode())
+    run_dir = out / "runs" / name
+    want = config_hash(load_config(cfg_path))
+    finished = (run_dir / "model.safetensors").is_file() and (run_dir / "config.yaml").is_file()
+    if finished and config_hash(load_config(run_dir / "config.yaml")) == want:
+        echo(f"train {name}: finished earlier ({run_dir})")
+        return {"run": str(run_dir), "config": str(cfg_path), "seconds": None, "skipped": True}
+    args = [str(shards), "--out", str(run_dir), "--config", str(cfg_path)]
+    if (run_dir / "config.yaml").is_file():
+        args.append("--resume")
+    seconds = _run(
+        _mvmodel_train(s, *args), out / "logs" / f"train-{name}.log", echo, f"train {name}"
+    )
+    return {
+        "run": str(run_dir),
+        "config": str(cfg_path),
+        "seconds": round(seconds, 1),
+        "skipped": False,
+    }
+
+
+def _resolved(s: BenchmarkSettings, out: Path) -> dict[str, Any]:
+    """The main run's settings after the base config, the knobs and ``--set``: the shards are
+    rendered at its image size, and the report names what was trained."""
+    import yaml
+
+    cfg = yaml.safe_load(training_config(s, out, ()))
+    return {
+        "image_size": cfg["model"]["image_size"],
+        "backbone": cfg["model"]["backbone"],
+        "channels": cfg["model"]["channels"],
+        "embed_dim": cfg["model"]["embed_dim"],
+        "epochs": cfg["optim"]["epochs"],
+        "max_steps": cfg["optim"]["max_steps"],
+        "batch_size": cfg["data"]["batch_size"],
+        "lr": cfg["optim"]["lr"],
+    }
+
+
+def _earlier_seconds(out: Path) -> dict[str, float]:
+    """Seconds that earlier invocations into ``out`` spent on synth, the builds and each
+    training run (``benchmark.json``), so that a resumed benchmark reports what the whole took
+    (evaluations are redone each time and count once)."""
+    try:
+        old = json.loads((out / "benchmark.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    got: dict[str, float] = {}
+    for stage in ("synth", "build static", "build clips"):
+        value = (old.get("stages") or {}).get(stage)
+        if isinstance(value, int | float):
+            got[stage] = float(value)
+    for name, rec in (old.get("runs") or {}).items():
+        if isinstance(rec, dict) and isinstance(rec.get("seconds"), int | float):
+            got[f"train {name}"] = float(rec["seconds"])
+    return got
+
+
+def run_benchmark(
+    out: str | Path,
+    settings: BenchmarkSettings,
+    *,
+    command: str | None = None,
+    echo: Echo = print,
+) -> Path:
+    """Run the whole benchmark into ``out`` (see the module doc); returns ``OUT/report/report.md``.
+
+    ``command``: the command line to record (default: ``mvmodel benchmark OUT --seed S``).
+    """
+    from mvmodel.evaluate.pipeline import evaluate
+    from mvmodel.evaluate.report import machine_info
+
+    t0 = time.perf_counter()
+    out = Path(out).resolve()
+    s = settings
+    _check_out(out, s)
+    out.mkdir(parents=True, exist_ok=True)
+    earlier = _earlier_seconds(out)
+    if command is None:
+        command = f"mvmodel benchmark {out} --seed {s.seed}" + (" --quick" if s.quick else "")
+    record: dict[str, Any] = {
+        "settings": s.model_dump(mode="json"),
+        "command": command,
+        "machine": machine_info(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "stages": {},
+    }
+    atomic_write_json(out / "benchmark.json", record)
+    stages: dict[str, Any] = record["stages"]
+
+    # 1. data
+    synth = out / "synth"
+    want_clips = "clips" in s.variants
+    if not (synth / "synth.json").is_file():
+        args = [
+            "synth",
+            str(synth),
+            "--identities",
+            str(s.identities),
+            "--seed",
+            str(s.seed),
+            "--pose-jitter",
+            str(s.pose_jitter_deg),
+            "--noise",
+            str(s.noise_mm),
+            "--texture-size",
+            str(s.texture_size),
+            "--face-model",
+            s.face_model,
+        ]
+        if want_clips:
+            args += ["--sequences", "--frames", str(s.sequence_frames)]
+        stages["synth"] = round(_run(_mvdata(*args), out / "logs" / "synth.log", echo, "synth"), 1)
+    else:
+        stages["synth"] = earlier.get("synth")
+    modalities = "rgb,depth,normal" if "rgb-depth-normal" in s.variants else "rgb,depth"
+    resolved = _resolved(s, out)
+    record["resolved"] = resolved
+    common = [
+        "--views",
+        s.views,
+        "--image-size",
+        str(resolved["image_size"]),
+        "--folds",
+        str(s.folds),
+        "--seed",
+        str(s.seed),
+        "--workers",
+        str(s.build_workers),
+    ]
+    static = out / "shards" / "static"
+    stages["build static"] = round(
+        _run(
+            _mvdata(
+                "build",
+                str(synth),
+                str(static),
+                "--kind",
+                "static",
+                "--modalities",
+                modalities,
+                *common,
+            ),
+            out / "logs" / "build-static.log",
+            echo,
+            "build static",
+        ),
+        1,
+    )
+    clips = out / "shards" / "clips"
+    if want_clips:
+        stages["build clips"] = round(
+            _run(
+                _mvdata(
+                    "build",
+                    str(synth),
+                    str(clips),
+                    "--kind",
+                    "sequence",
+                    "--modalities",
+                    "rgb,depth",
+                    "--clip-frames",
+                    str(s.clip_frames),
+                    "--clip-sampling",
+                    s.clip_sampling,
+                    *common,
+                ),
+                out / "logs" / "build-clips.log",
+                echo,
+                "build clips",
+            ),
+            1,
+        )
+    for stage in ("build static", "build clips"):
+        if stage in stages and earlier.get(stage) is not None:
+            stages[stage] = round(stages[stage] + earlier[stage], 1)
+    atomic_write_json(out / "benchmark.json", record)
+
+    # 2. training runs
+    runs: dict[str, Any] = {}
+    record["runs"] = runs
+    plan: list[tuple[str, Path, tuple[str, ...]]] = [("main", static, ())]
+    plan += [(b, static, BASELINES[b][1]) for b in s.baselines]
+    plan += [(v, clips if v == "clips" else static, VARIANTS[v][1]) for v in s.variants]
+    for name, data, extra in plan:
+        runs[name] = _train(s, out, name, data, extra, echo)
+        # time spent on this run by earlier invocations (a finished or resumed run) counts too
+        before = earlier.get(f"train {name}")
+        if before is not None:
+            runs[name]["seconds"] = round(before + (runs[name]["seconds"] or 0.0), 1)
+        atomic_write_json(out / "benchmark.json", record)
+    atomic_write_json(out / "benchmark.json", record)
+
+    # 3. reports (the sub-reports first, so that the main one can link them and time them)
+    report = out / "report"
+    static_runs = {BASELINES[b][0]: runs[b]["run"] for b in s.baselines}
+    static_runs.update({VARIANTS[v][0]: runs[v]["run"] for v in s.variants if v != "clips"})
+    variant_names = [VARIANTS[v][0] for v in s.variants if v != "clips"]
+    settings_doc = {**s.model_dump(mode="json"), "resolved": resolved}
+    links: dict[str, str] = {}
+    cache = out / "cache" / "evaluate"
+    t = time.perf_counter()
+    evaluate(
+        runs["main"]["run"],
+        static,
+        report / "all-intensities",
+        protocol=make_protocol("bu3dfe", intensities=None, num_subjects=None, num_folds=None),
+        mode="holdout",
+        baselines=static_runs,
+        variants=variant_names,
+        batch_size=s.eval_batch_size,
+        device=s.device,
+        seed=s.seed,
+        command=command,
+        benchmark=settings_doc,
+        cache_dir=cache,
+        echo=echo,
+    )
+    stages["evaluate all intensities"] = round(time.perf_counter() - t, 1)
+    links["all four intensities"] = "all-intensities/report.md"
+    if want_clips:
+        t = time.perf_counter()
+        evaluate(
+            runs["clips"]["run"],
+            clips,
+            report / "clips",
+            protocol=make_protocol("bu4dfe"),
+            mode="holdout",
+            batch_size=s.eval_batch_size,
+            device=s.device,
+            seed=s.seed,
+            command=command,
+            benchmark=settings_doc,
+            cache_dir=cache,
+            echo=echo,
+        )
+        stages["evaluate clips"] = round(time.perf_counter() - t, 1)
+        links["4D clips (sequence level)"] = "clips/report.md"
+    t = time.perf_counter()
+    bench_doc = {
+        **settings_doc,
+        "stage_seconds": stages,
+        "train_seconds": {k: v["seconds"] for k, v in runs.items()},
+        "runs": {k: v["run"] for k, v in runs.items()},
+    }
+    result = evaluate(
+        runs["main"]["run"],
+        static,
+        report,
+        protocol=make_protocol("bu3dfe", num_subjects=None, num_folds=None),
+        mode="holdout",
+        baselines=static_runs,
+        variants=variant_names,
+        batch_size=s.eval_batch_size,
+        device=s.device,
+        seed=s.seed,
+        command=command,
+        benchmark=bench_doc,
+        links=links,
+        cache_dir=cache,
+        echo=echo,
+    )
+    stages["evaluate main"] = round(time.perf_counter() - t, 1)
+    record["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    record["report"] = str(result.markdown)
+    atomic_write_json(out / "benchmark.json", record)
+    return result.markdown

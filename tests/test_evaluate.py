@@ -156,7 +156,11 @@ def test_fold_statistics_and_bootstrap_by_hand() -> None:
     st = fold_stats({0: 0.8, 1: 0.9, 2: 1.0}, pooled=0.9)
     assert st["mean"] == pytest.approx(0.9) and st["std"] == pytest.approx(0.1)
     half = 4.302652729911275 * 0.1 / math.sqrt(3)  # t(0.975, 2) * s / sqrt(n)
-    assert st["ci95"] == pytest.approx([0.9 - half, 0.9 + half])
+    # 0.9 + half = 1.15: clipped to the metric's range, never above 100 %
+    assert st["ci95"] == pytest.approx([0.9 - half, 1.0])
+    mid = fold_stats({0: 0.5, 1: 0.6, 2: 0.7})
+    assert mid["ci95"] == pytest.approx([0.6 - half, 0.6 + half])
+    assert fold_stats({0: -0.2, 1: 0.0, 2: 0.3}, bounds=(-1.0, 1.0))["ci95"][0] >= -1.0
     one = fold_stats({3: 0.5})
     assert one["std"] == 0.0 and one["ci95"] is None and one["n_folds"] == 1
     groups = np.asarray(["a"] * 4 + ["b"] * 4 + ["c"] * 4)

@@ -300,7 +300,7 @@ def markdown(doc: dict[str, Any]) -> str:
     L.append(
         "Accuracy in %: mean ± std over test folds [95 % interval, bootstrap over test "
         "subjects]. k-means: k = number of classes, accuracy after Hungarian matching "
-        "[95 % interval over folds, Student t]. "
+        "[95 % interval over folds, Student t, clipped to the metric's range]. "
         "Pseudo-labels: agreement of the run's pseudo-labels with the held-back labels over "
         "its training samples in its last epoch (a measurement, not a test result)."
     )

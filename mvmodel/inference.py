@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from mvmodel.checkpoint import WEIGHTS, CheckpointError, read_weights
 from mvmodel.config import TrainConfig, config_hash
 from mvmodel.train.module import MultiviewVLMTrainer
 
-__all__ = ["EmbeddedBatch", "TrainedModel", "weights_path"]
+__all__ = ["EmbeddedBatch", "TrainedModel", "pick_views", "weights_path"]
 
 
 def weights_path(path: str | Path) -> Path:
@@ -45,6 +45,23 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def pick_views(batch: MultiviewBatch, pick: Sequence[int]) -> MultiviewBatch:
+    """The batch with only the view positions ``pick`` (as the training step slices them)."""
+    p = list(pick)
+    if max(p, default=-1) >= batch.images.shape[2]:
+        raise ValueError(
+            f"the run trained on view positions {p}; these shards have "
+            f"{batch.images.shape[2]} view(s)"
+        )
+    return replace(
+        batch,
+        images=batch.images[:, :, p],
+        depth=None if batch.depth is None else batch.depth[:, :, p],
+        normals=None if batch.normals is None else batch.normals[:, :, p],
+        views=[batch.views[i] for i in p] if batch.views else p,
+    )
 
 
 @dataclass
@@ -121,10 +138,23 @@ class TrainedModel:
             **kw,
         )
 
+    @property
+    def trained_views(self) -> tuple[int, ...] | None:
+        """The view positions the run trained on (``data.views``), None for all of them."""
+        views = self.config.data.views
+        return tuple(int(v) for v in views) if views is not None else None
+
     @torch.no_grad()
     def embed_batch(self, batch: MultiviewBatch) -> EmbeddedBatch:
-        """Embeddings of a batch's valid rows."""
+        """Embeddings of a batch's valid rows, from the views the run trained on.
+
+        A run trained on a subset of the views (``data.views``, e.g. the single-view baseline)
+        sees only those positions, sliced as the training step slices them: its fused
+        embedding of views it never saw together would not be the representation it learned.
+        """
         dev = self.device
+        if self.trained_views is not None:
+            batch = pick_views(batch, self.trained_views)
         view_ids = torch.as_tensor(list(batch.views), device=dev) if batch.views else None
         ctx = (
             torch.autocast(dev.type, dtype=torch.bfloat16)

@@ -34,6 +34,7 @@ from mvdata.shards.names import shard_paths
 from mvdata.synth.facemodel import procedural_face
 from mvdata.synth.generate import SynthConfig
 from mvdata.synth.writer import write_synth
+from mvmodel.checkpoint import read_weights, write_weights
 from mvmodel.config import load_config
 from mvmodel.inference import TrainedModel
 from mvmodel.store.embed import embed_to_table
@@ -213,6 +214,29 @@ def test_embed_writes_contract_rows(db: str, shards: Path, model: TrainedModel) 
         idx = shard_paths(r["shard_dir"], r["shard"])["idx"]
         names = {e[3] for s in read_index(Path(idx).read_bytes()) for e in s}
         assert set(r["members"]) <= names and f"{r['key']}.json" in r["members"]
+
+
+def test_single_view_run_is_stored_from_its_own_view(
+    db: str, shards: Path, model: TrainedModel, tmp_path: Path
+) -> None:
+    """A run trained on view 0 only (the single-view baseline's ``data.views``) is embedded
+    from that view, as it trained, in the store as in the evaluation (one code path)."""
+    tensors, meta = read_weights(model.source)
+    cfg = json.loads(meta["config"])
+    cfg["data"]["views"] = [0]
+    write_weights(
+        tmp_path / "v0" / "model.safetensors", tensors, {**meta, "config": json.dumps(cfg)}
+    )
+    one = TrainedModel.load(tmp_path / "v0", device="cpu")
+    assert one.trained_views == (0,)
+    d = str(tmp_path / "lancedb")
+    embed_to_table(tmp_path / "v0", shards, d, "v0", per_view=True, model=one)
+    rows = {r["key"]: r for r in _all_rows(_open(d, "v0")[0])}
+    full = {r["key"]: r for r in _all_rows(_open(db)[0])}
+    assert len(rows) == 21 and all(len(r["view_vectors"]) == 1 for r in rows.values())
+    # the same weights see different inputs: view 0 alone is not the three views' fusion
+    key = sorted(rows)[0]
+    assert not np.allclose(rows[key]["vector"], full[key]["vector"], atol=1e-4)
 
 
 def test_embed_again_merges_by_key_and_skips_done_rows(
@@ -500,7 +524,7 @@ def _fails(args: list[str], *needles: str) -> None:
 
 
 def test_bad_input_one_clear_error_each(
-    db: str, shards: Path, runs: tuple[Path, Path], tmp_path: Path
+    db: str, shards: Path, model: TrainedModel, tmp_path: Path
 ) -> None:
     base = ["--db", db, "--table", "faces"]
     _fails(["search", "similar", "--key", "x", "--db", db, "--table", "nope"], "no table 'nope'")

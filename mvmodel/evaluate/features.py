@@ -18,7 +18,7 @@ import io
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,6 @@ from mvdata.io import atomic_write, atomic_write_json
 from mvdata.shards.reader import filesystem
 
 if TYPE_CHECKING:
-    from mvdata.loaders import MultiviewBatch
     from mvmodel.inference import TrainedModel
 
 __all__ = ["FeatureSet", "embed_features", "manifest_sha256"]
@@ -90,20 +89,7 @@ class FeatureSet:
 
 
 def _views_of(model: TrainedModel) -> tuple[int, ...] | None:
-    views = model.config.data.views
-    return tuple(int(v) for v in views) if views is not None else None
-
-
-def _pick_views(batch: MultiviewBatch, pick: Sequence[int]) -> MultiviewBatch:
-    """The batch with only the view positions ``pick`` (as the training step slices them)."""
-    p = list(pick)
-    return replace(
-        batch,
-        images=batch.images[:, :, p],
-        depth=None if batch.depth is None else batch.depth[:, :, p],
-        normals=None if batch.normals is None else batch.normals[:, :, p],
-        views=[batch.views[i] for i in p] if batch.views else p,
-    )
+    return model.trained_views
 
 
 def _cache_stem(sha: str, data: str, views: tuple[int, ...] | None) -> str:
@@ -150,7 +136,7 @@ def embed_features(
     for batch in model.loader(shards, batch_size=batch_size, num_workers=num_workers):
         if not batch.num_valid:
             continue
-        emb = model.embed_batch(_pick_views(batch, views) if views is not None else batch)
+        emb = model.embed_batch(batch)  # the run's own views (TrainedModel.trained_views)
         keys.extend(emb.keys)
         fs.append(emb.f.astype(np.float32))
         zs.append(model.zero_shot(emb.f).astype(np.float32))

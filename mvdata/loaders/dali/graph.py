@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 from nvidia.dali import fn as _fn
 from nvidia.dali import pipeline_def as _pipeline_def
 from nvidia.dali import types as _types
@@ -49,11 +50,27 @@ def _view_params(train: bool, max_zoom: float, jitter: float) -> dict[str, Any]:
     }
 
 
-def _stored_shape(decoded: Any, stored: int, channels: int) -> Any:
+#: PNG members: (bit depth, colour type) as the IHDR chunk stores them (bytes 24 and 25 of the
+#: file): depth maps are 16-bit grey (0), normal maps 8-bit RGB (2).
+PNG_HEADER = {1: (16, 0), 3: (8, 2)}
+
+
+def _stored_shape(decoded: Any, stored: int, channels: int, png: Any = None) -> Any:
     """``decoded`` (HWC) as ``[stored, stored, channels]``: a member of another size or channel
     count fails here, in training too, where the resize would otherwise hide it (and in eval
-    the views' stack would fail less clearly). Metadata only: no copy."""
-    return fn.reshape(decoded, shape=[stored, stored, channels])
+    the views' stack would fail less clearly). Metadata only: no copy.
+
+    ``png``: the encoded PNG member. Its IHDR bit depth and colour type must be what the shards
+    write (:data:`PNG_HEADER`): the decoder converts any bit depth to the requested type without
+    a word (an 8-bit grey PNG in a depth slot would come out x257), so a wrong header zeroes
+    the target shape and the reshape fails, which sends the batch to the quarantine scan that
+    names the member (:mod:`mvdata.loaders.dali.quarantine`)."""
+    if png is None:
+        return fn.reshape(decoded, shape=[stored, stored, channels])
+    bits, colour = PNG_HEADER[channels]
+    ok = fn.cast((png[24] == bits) & (png[25] == colour), dtype=types.INT32)
+    shape = types.Constant(np.array([stored, stored, channels], np.int32), device="cpu") * ok
+    return fn.reshape(decoded, shape=shape)
 
 
 def _decode_png_nearest(
@@ -72,7 +89,7 @@ def _decode_png_nearest(
     On the CPU: nvImageCodec has no GPU PNG decoder. Resized nearest-neighbour with the view's
     crop, so that background (0) never blends into the face and normals are never averaged."""
     d = fn.decoders.image(data, device="cpu", output_type=types.ANY_DATA, dtype=dtype)
-    d = _stored_shape(d, stored, channels)
+    d = _stored_shape(d, stored, channels, png=data)
     if gpu:
         d = d.gpu()
     if train:

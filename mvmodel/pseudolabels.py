@@ -16,7 +16,12 @@ words (docs/method.md, "Pseudo-labels"):
   (:func:`image_trust`, no label involved). A random-init image model scores at chance, so its
   noise cannot pull the pseudo-labels away from the prior and then learn its own noise (seen on
   the CPU default: agreement fell from 1.0 to 0.2 once α reached 1 with the image model at
-  chance);
+  chance). ``trust_power`` (default 1) sharpens it to ``trust ** p``: measured on the synthetic
+  benchmark (seed 1, 1,750 training samples, the image side agreeing 69 % with the labels, the
+  prior 93 %, Sinkhorn-balanced prior ~99 %), replaying the final model's scores through the
+  labeller at epoch 11 gave pseudo-label agreement 0.86 with p = 1, 0.90 with 2, 0.94 with 3,
+  0.96 with 4: a half-trained image side pulls good prior labels down. Not yet the default: the
+  benchmark has not been rerun with it;
 * :class:`PseudoLabeler`: all of it with a fixed-size queue and ``state_dict`` for exact resume;
 * ``agreement``: the MEASUREMENT against held-back labels, the only function here that sees a
   label (it is given them explicitly; nothing else in this module accepts labels).
@@ -126,6 +131,7 @@ class PseudoLabelConfig:
     ramp_start_epoch: int = 0
     ramp_epochs: int = 10
     adaptive_alpha: bool = True
+    trust_power: float = 1.0
 
     def __post_init__(self) -> None:
         if self.tau_p <= 0 or self.sinkhorn_eps <= 0:
@@ -136,6 +142,8 @@ class PseudoLabelConfig:
             raise ValueError("gamma must lie in [0, 1]")
         if min(self.alpha_start, self.alpha_end, self.beta_start, self.beta_end) < 0:
             raise ValueError("alpha and beta must be non-negative")
+        if self.trust_power < 1.0:
+            raise ValueError("trust_power must be at least 1")
 
 
 def alpha_beta(
@@ -240,7 +248,7 @@ class PseudoLabeler:
         alpha, beta = alpha_beta(epoch, self.config)
         self.last_trust = image_trust(all_scores, all_prior)
         if self.config.adaptive_alpha:
-            alpha *= self.last_trust
+            alpha *= self.last_trust**self.config.trust_power
         self.last_alpha, self.last_beta = alpha, beta
         log_q = _combine_log(all_scores, all_prior, alpha, beta, self.config.tau_p)
         q = sinkhorn(log_q, self.config.sinkhorn_eps, self.config.sinkhorn_iters)

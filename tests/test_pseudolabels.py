@@ -173,6 +173,28 @@ def test_pseudolabeler_balances_over_the_queue() -> None:
     assert (q.argmax(dim=1) == 0).float().mean() < 0.4
 
 
+def test_image_weight_is_earned_with_trust_power() -> None:
+    """The image side agrees with the prior on 4 rows of 8 (r = 1/2, K = 4: trust = 1/3): the
+    scheduled α = 1 becomes trust ** p, and the rows where the two disagree follow the prior
+    more as p grows (no label involved)."""
+    k, n = 4, 8
+    prior_cls = torch.arange(n) % k
+    image_cls = torch.where(torch.arange(n) < 4, prior_cls, (prior_cls + 1) % k)
+    scores = torch.nn.functional.one_hot(image_cls, k).float() * 0.3
+    p_geo = torch.softmax(torch.nn.functional.one_hot(prior_cls, k).float() * 2.0, dim=1)
+    kw = {"queue_size": 0, "alpha_start": 1.0, "alpha_end": 1.0, "beta_start": 1.0}
+    follows_prior = []
+    for power, want_alpha in ((1.0, 1 / 3), (4.0, (1 / 3) ** 4)):
+        lab = PseudoLabeler(k, PseudoLabelConfig(**kw, beta_end=1.0, trust_power=power))
+        out = lab(scores, p_geo, epoch=5.0)
+        assert lab.last_trust == pytest.approx(1 / 3)
+        assert lab.last_alpha == pytest.approx(want_alpha)
+        follows_prior.append(float(out.q[4:, :].gather(1, prior_cls[4:, None]).mean()))
+    assert follows_prior[1] > follows_prior[0]
+    with pytest.raises(ValueError, match="trust_power"):
+        PseudoLabelConfig(trust_power=0.5)
+
+
 def test_pseudolabeler_without_queue_and_shapes() -> None:
     lab = PseudoLabeler(3, PseudoLabelConfig(queue_size=0))
     s, p = torch.rand(5, 3), torch.full((5, 3), 1 / 3)

@@ -524,7 +524,7 @@ def _fails(args: list[str], *needles: str) -> None:
 
 
 def test_bad_input_one_clear_error_each(
-    db: str, shards: Path, model: TrainedModel, tmp_path: Path
+    db: str, shards: Path, runs: tuple[Path, Path], tmp_path: Path
 ) -> None:
     base = ["--db", db, "--table", "faces"]
     _fails(["search", "similar", "--key", "x", "--db", db, "--table", "nope"], "no table 'nope'")

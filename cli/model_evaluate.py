@@ -205,7 +205,9 @@ def benchmark_cmd(
                 out, settings, command=shlex.join(["mvmodel", *sys.argv[1:]]), echo=typer.echo
             )
         )
-    except RuntimeError as exc:
+    except typer.Exit:  # click's Exit is a RuntimeError: an input error already said its line
+        raise
+    except RuntimeError as exc:  # a stage's subprocess failed (its log is named)
         fail(str(exc), code=1)
     typer.echo(f"report: {report}")
 

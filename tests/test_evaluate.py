@@ -633,6 +633,15 @@ def test_benchmark_configs_are_the_baselines_of_the_readme(tmp_path: Path) -> No
         _check_out(tmp_path / "b", quick_settings(seed=8))
     with pytest.raises(ValueError, match="holds no benchmark.json"):
         _check_out(tmp_path, s)
+    # on the CLI: one line and exit 2 (click's Exit is a RuntimeError: it once became a second
+    # line, "error: 2", and exit 1)
+    from typer.testing import CliRunner
+
+    from cli.mvmodel_app import app
+
+    res = CliRunner().invoke(app, ["benchmark", str(tmp_path / "b"), "--seed", "8", "--quick"])
+    assert res.exit_code == 2, res.output
+    assert res.output.count("error:") == 1 and "other settings" in res.output
 
 
 @pytest.mark.slow

@@ -496,6 +496,9 @@ def test_cli_evaluate_end_to_end(shards: Path, run: Path, tmp_path: Path) -> Non
             "confusion",
         } <= set(st)
         assert sum(map(sum, st["confusion"])) == doc["selection"]["test_samples"] == 12
+    # the per-intensity table counts the samples its accuracies are measured on
+    assert sum(doc["selection"]["per_intensity_test"].values()) == 12
+    assert "| intensity | test samples |" in (out / "report.md").read_text()
     assert set(main["kmeans"]) == {"nmi", "ari", "matched_accuracy"}
     assert main["pseudo_labels"]["accuracy"] is not None
     assert doc["methods"]["again"]["linear_probe"] == main["linear_probe"]  # same checkpoint

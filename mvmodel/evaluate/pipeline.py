@@ -375,6 +375,11 @@ def evaluate(
                 str(int(v)): int((sel.intensity == v).sum())
                 for v in sorted(set(sel.intensity.tolist()))
             },
+            # what the per-intensity accuracies are measured on
+            "per_intensity_test": {
+                str(int(v)): int((sel.intensity[sel.test_mask()] == v).sum())
+                for v in sorted(set(sel.intensity.tolist()))
+            },
         },
         "data": {
             "shards": shards,

@@ -369,9 +369,12 @@ def markdown(doc: dict[str, Any]) -> str:
         L.append("")
         L.append("## Per intensity (pooled over test folds, %)")
         L.append("")
-        L.append("| intensity | samples | " + " | ".join(f"{n}: {t}" for n, t, _ in cols) + " |")
+        # test samples (older reports: the selected samples of every fold)
+        counts = sel.get("per_intensity_test") or sel["per_intensity"]
+        head = "test samples" if "per_intensity_test" in sel else "selected samples"
+        L.append(f"| intensity | {head} | " + " | ".join(f"{n}: {t}" for n, t, _ in cols) + " |")
         L.append("|---|---|" + "---|" * len(cols))
-        for lev, count in sel["per_intensity"].items():
+        for lev, count in counts.items():
             vals = [s["per_intensity"].get(lev) for _, _, s in cols]
             level = "none" if lev == "-1" else lev
             L.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import re
 import socket
@@ -375,6 +376,33 @@ def test_orthogonal_init_keeps_zero_shot_geometry(small_bank_embeddings: PromptE
     with torch.no_grad():
         c = TextProjection(384, 512).prototypes(emb, idx)
     torch.testing.assert_close(c @ c.T, zs @ zs.T, atol=1e-5, rtol=0)
+
+
+def test_shared_bias_collapses_prototypes_and_can_be_left_out(
+    small_bank_embeddings: PromptEmbeddings,
+) -> None:
+    """The failure mode behind ``text.projection_bias``: a bias shared by every prompt, once it
+    outgrows the projected class differences, points every prototype the same way; without a
+    bias the prototypes keep their spread whatever the weights' scale."""
+    emb, idx = small_bank_embeddings.tensors()
+    with_bias = TextProjection(384, 128)
+    with_bias.set_center(emb)
+    with torch.no_grad():
+        with_bias.net.bias.copy_(torch.ones(128) * 3.0 / math.sqrt(128))  # norm 3
+        c = with_bias.prototypes(emb, idx)
+    off = ~torch.eye(len(EMOTIONS), dtype=torch.bool)
+    assert (c @ c.T)[off].min() > 0.8
+    no_bias = TextProjection(384, 128, bias=False)
+    assert [n for n, _ in no_bias.named_parameters()] == ["net.weight"]
+    no_bias.set_center(emb)
+    with torch.no_grad():
+        spread = no_bias.prototypes(emb, idx)
+        no_bias.net.weight.mul_(10.0)
+        scaled = no_bias.prototypes(emb, idx)
+    assert (spread @ spread.T)[off].max() < 0.8
+    torch.testing.assert_close(scaled, spread)
+    mlp = TextProjection(384, 128, kind="mlp", bias=False)
+    assert mlp.net[-1].bias is None
 
 
 def test_prototypes_reject_empty_class() -> None:

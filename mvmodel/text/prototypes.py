@@ -214,24 +214,26 @@ class TextProjection(nn.Module):
         out_dim: int,
         kind: Literal["linear", "mlp"] = "linear",
         hidden_dim: int | None = None,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         self.in_dim = in_dim
         self.out_dim = out_dim
         self.kind = kind
         if kind == "linear":
-            self.net: nn.Module = nn.Linear(in_dim, out_dim)
+            self.net: nn.Module = nn.Linear(in_dim, out_dim, bias=bias)
         elif kind == "mlp":
             hidden = hidden_dim or max(in_dim, out_dim)
             self.net = nn.Sequential(
-                nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim)
+                nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim, bias=bias)
             )
         else:
             raise ValueError(f"TextProjection kind must be 'linear' or 'mlp', got {kind!r}")
         for m in self.net.modules():
             if isinstance(m, nn.Linear):
                 nn.init.orthogonal_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         #: Mean of the prompt bank's embeddings, subtracted from every text embedding before the
         #: projection (zero: nothing subtracted). See :meth:`set_center`.
         self.center: torch.Tensor

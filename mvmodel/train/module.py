@@ -42,7 +42,9 @@ class MultiviewVLMTrainer(nn.Module):
     def __init__(self, cfg: TrainConfig, text_dim: int, rank: int = 0, world_size: int = 1):
         super().__init__()
         self.vision = MultiviewVLM(cfg.model)
-        self.text = TextProjection(text_dim, cfg.model.embed_dim, kind=cfg.text.projection)
+        self.text = TextProjection(
+            text_dim, cfg.model.embed_dim, kind=cfg.text.projection, bias=cfg.text.projection_bias
+        )
         self.temperature = LearnableTemperature(
             cfg.loss.tau_init, cfg.loss.tau_min, cfg.loss.tau_max
         )

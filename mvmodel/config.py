@@ -81,7 +81,9 @@ class TextConfig(_Section):
     #: A bias in the (last) projection layer. It is shared by every prompt, so once it outgrows
     #: the projected class differences all prototypes point the same way: seen on the synthetic
     #: benchmark's seed 0 (prototype cosines 0.84-0.99, bias norm 1.3 against a typical
-    #: projected prompt of 0.8, the image->text loss stuck at log 6 for 12 epochs).
+    #: projected prompt of 0.8, the image->text loss stuck at log 6 for 12 epochs). Without it
+    #: the prototypes stay apart, but that seed's image side still did not learn (README:
+    #: Evaluation): a symptom, not the cause; kept as an option, the default unchanged.
     projection_bias: bool = True
     #: Where prompt embeddings are cached (``None``: ``RUN/cache``).
     cache_dir: str | None = None

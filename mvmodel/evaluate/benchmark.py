@@ -24,6 +24,7 @@ refused.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -498,40 +499,37 @@ def run_benchmark(
     settings_doc = {**s.model_dump(mode="json"), "resolved": resolved}
     links: dict[str, str] = {}
     cache = out / "cache" / "evaluate"
-    t = time.perf_counter()
-    evaluate(
-        runs["main"]["run"],
-        static,
-        report / "all-intensities",
-        protocol=make_protocol("bu3dfe", intensities=None, num_subjects=None, num_folds=None),
+    # what every report of this benchmark shares (the model, data and protocol differ)
+    report_of = functools.partial(
+        evaluate,
         mode="holdout",
-        baselines=static_runs,
-        variants=variant_names,
         batch_size=s.eval_batch_size,
         device=s.device,
         seed=s.seed,
         command=command,
-        benchmark=settings_doc,
         cache_dir=cache,
         echo=echo,
+    )
+    t = time.perf_counter()
+    report_of(
+        runs["main"]["run"],
+        static,
+        report / "all-intensities",
+        protocol=make_protocol("bu3dfe", intensities=None, num_subjects=None, num_folds=None),
+        benchmark=settings_doc,
+        baselines=static_runs,
+        variants=variant_names,
     )
     stages["evaluate all intensities"] = round(time.perf_counter() - t, 1)
     links["all four intensities"] = "all-intensities/report.md"
     if want_clips:
         t = time.perf_counter()
-        evaluate(
+        report_of(
             runs["clips"]["run"],
             clips,
             report / "clips",
             protocol=make_protocol("bu4dfe"),
-            mode="holdout",
-            batch_size=s.eval_batch_size,
-            device=s.device,
-            seed=s.seed,
-            command=command,
             benchmark=settings_doc,
-            cache_dir=cache,
-            echo=echo,
         )
         stages["evaluate clips"] = round(time.perf_counter() - t, 1)
         links["4D clips (sequence level)"] = "clips/report.md"
@@ -542,22 +540,15 @@ def run_benchmark(
         "train_seconds": {k: v["seconds"] for k, v in runs.items()},
         "runs": {k: v["run"] for k, v in runs.items()},
     }
-    result = evaluate(
+    result = report_of(
         runs["main"]["run"],
         static,
         report,
         protocol=make_protocol("bu3dfe", num_subjects=None, num_folds=None),
-        mode="holdout",
-        baselines=static_runs,
-        variants=variant_names,
-        batch_size=s.eval_batch_size,
-        device=s.device,
-        seed=s.seed,
-        command=command,
         benchmark=bench_doc,
         links=links,
-        cache_dir=cache,
-        echo=echo,
+        baselines=static_runs,
+        variants=variant_names,
     )
     stages["evaluate main"] = round(time.perf_counter() - t, 1)
     record["wall_seconds"] = round(time.perf_counter() - t0, 1)

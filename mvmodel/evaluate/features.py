@@ -88,10 +88,6 @@ class FeatureSet:
         return self.zero_shot[self.rows(keys)][:, cols]
 
 
-def _views_of(model: TrainedModel) -> tuple[int, ...] | None:
-    return model.trained_views
-
-
 def _cache_stem(sha: str, data: str, views: tuple[int, ...] | None) -> str:
     tag = "all" if views is None else "v" + "-".join(map(str, views))
     return f"{sha[:16]}-{data[:12]}-{tag}"
@@ -109,7 +105,7 @@ def embed_features(
 ) -> FeatureSet:
     """Every sample of ``shards`` through ``model`` (one eval epoch), cached in ``cache_dir``."""
     data = data_sha256 or manifest_sha256(shards)
-    views = _views_of(model)
+    views = model.trained_views
     stem = _cache_stem(model.checkpoint_sha256, data, views)
     cache = Path(cache_dir)
     table_path, side_path = cache / f"{stem}.parquet", cache / f"{stem}.json"

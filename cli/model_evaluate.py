@@ -137,6 +137,11 @@ def benchmark_cmd(
     identities: int | None = typer.Option(
         None, help="Synthetic identities (default 100; quick: 6)."
     ),
+    face_model: str | None = typer.Option(
+        None,
+        help="sfm (default; stops when its files are not found), procedural (the built-in face: "
+        "expressions barely visible in renders, not comparable) or auto (quick's default).",
+    ),
     quick: bool = typer.Option(
         False, help="A tiny version (6 identities, 32 px, 4 steps a run) for smoke tests."
     ),
@@ -179,6 +184,7 @@ def benchmark_cmd(
 
     given: dict[str, object] = {
         "identities": identities,
+        "face_model": face_model,
         "image_size": image_size,
         "epochs": epochs,
         "batch_size": batch_size,

@@ -525,6 +525,7 @@ def test_cli_evaluate_end_to_end(shards: Path, run: Path, tmp_path: Path) -> Non
         "Held-out subjects",
         "![confusion matrices](confusion.png)",
         models["checkpoint_sha256"],
+        "Made with the built-in procedural face",  # the fixture's face model, said plainly
     ):
         assert text in md
 
@@ -645,6 +646,30 @@ def test_benchmark_configs_are_the_baselines_of_the_readme(tmp_path: Path) -> No
     res = CliRunner().invoke(app, ["benchmark", str(tmp_path / "b"), "--seed", "8", "--quick"])
     assert res.exit_code == 2, res.output
     assert res.output.count("error:") == 1 and "other settings" in res.output
+
+
+def test_benchmark_never_falls_back_to_the_procedural_face(tmp_path: Path) -> None:
+    """Seed 0's first benchmark ran where the SFM files were not found, fell back to the
+    procedural face unnoticed (its expressions barely show in renders) and was read as a seed
+    instability. The benchmark now asks for the SFM, refuses data another model made, and says
+    in the report when the procedural face made it."""
+    from mvmodel.evaluate.benchmark import BenchmarkSettings, _face_model_used, quick_settings
+
+    assert BenchmarkSettings().face_model == "sfm" and quick_settings().face_model == "auto"
+    with pytest.raises(ValueError, match="face_model"):
+        BenchmarkSettings(face_model="bfm")
+    synth = tmp_path / "synth"
+    synth.mkdir()
+    (synth / "synth.json").write_text(json.dumps({"face_model": "procedural"}))
+    with pytest.raises(ValueError, match=r"synth\.json: the data was made with the 'procedural'"):
+        _face_model_used(synth, BenchmarkSettings())
+    assert _face_model_used(synth, BenchmarkSettings(face_model="procedural")) == "procedural"
+    (synth / "synth.json").write_text(json.dumps({"face_model": "sfm_shape_3448"}))
+    assert _face_model_used(synth, BenchmarkSettings()) == "sfm_shape_3448"
+    (synth / "synth.json").write_text("{")
+    with pytest.raises(ValueError, match="cannot read the face model"):
+        _face_model_used(synth, BenchmarkSettings())
+    # (the report's warning is checked on the procedural fixture of test_cli_evaluate_end_to_end)
 
 
 @pytest.mark.slow

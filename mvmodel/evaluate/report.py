@@ -294,6 +294,14 @@ def markdown(doc: dict[str, Any]) -> str:
             "texture model, exact landmarks). For context, the best published static-3D "
             "numbers on real BU-3DFE are about 90–91 % (supervised, 2D + 3D)."
         )
+        if str(doc["data"]["generation"].get("face_model", "")) == "procedural":
+            L.append("")
+            L.append(
+                "**Made with the built-in procedural face, not the Surrey Face Model.** Its "
+                "expressions move mostly within the surface, so they barely show in the renders "
+                "while its landmarks move fully: image models are near chance on it and the "
+                "geometry is not. These numbers are not comparable with SFM benchmarks."
+            )
     L.append("")
     L.append("## Results")
     L.append("")

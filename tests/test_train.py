@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -176,28 +177,42 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     assert not (run / "model.safetensors").exists()
 
 
-def _rewrite_with_scrambled_labels(src: Path, dst: Path) -> None:
-    """A copy of ``src`` whose json members carry other expression labels (rotated among the
-    samples); images, landmarks and keys unchanged."""
+def _rewrite_shards(
+    src: Path, dst: Path, edit: Callable[[int, dict[str, bytes]], dict[str, bytes]]
+) -> None:
+    """A copy of the shards of ``src`` with every sample's members passed through
+    ``edit(index, members)`` (index in reading order); keys and root files unchanged."""
     meta = json.loads((src / "dataset.json").read_text())
     names = member_names(1, len(meta["views"]), meta["modalities"])
-    samples = [s for shard in list_shards(str(src)) for s in iter_samples(str(src), shard)]
-    labels = [json.loads(s["json"])["labels"] for s in samples]
-    rotated = labels[1:] + labels[:1]
-    assert rotated != labels
     i = 0
     for shard in list_shards(str(src)):
         with ShardWriter(str(dst), shard, member_names=names) as w:
             for s in iter_samples(str(src), shard):
-                doc = json.loads(s["json"])
-                doc["labels"] = rotated[i]
-                i += 1
                 members = {k: v for k, v in s.items() if k != "__key__"}
-                members["json"] = json.dumps(doc).encode()
-                w.add_sample(s["__key__"], members)
+                w.add_sample(s["__key__"], edit(i, members))
+                i += 1
             w.commit(seconds={})
     for name in ("dataset.json", "sizes.json", "manifest.parquet"):
         (dst / name).write_bytes((src / name).read_bytes())
+
+
+def _samples(src: Path) -> list[dict[str, Any]]:
+    return [s for shard in list_shards(str(src)) for s in iter_samples(str(src), shard)]
+
+
+def _rewrite_with_scrambled_labels(src: Path, dst: Path) -> None:
+    """A copy of ``src`` whose json members carry other expression labels (rotated among the
+    samples); images, landmarks and keys unchanged."""
+    labels = [json.loads(s["json"])["labels"] for s in _samples(src)]
+    rotated = labels[1:] + labels[:1]
+    assert rotated != labels
+
+    def edit(i: int, members: dict[str, bytes]) -> dict[str, bytes]:
+        doc = json.loads(members["json"])
+        doc["labels"] = rotated[i]
+        return {**members, "json": json.dumps(doc).encode()}
+
+    _rewrite_shards(src, dst, edit)
 
 
 def test_scrambled_labels_train_bit_identically(
@@ -214,6 +229,49 @@ def test_scrambled_labels_train_bit_identically(
     ea = [r for r in read_log(tmp_path / "a") if r["kind"] == "epoch"][-1]
     eb = [r for r in read_log(tmp_path / "b") if r["kind"] == "epoch"][-1]
     assert ea["prior/overall"] != eb["prior/overall"]  # the labels did differ
+
+
+def test_held_out_images_never_reach_the_model(
+    shards: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    """Held-out subjects (data.exclude_folds) take no part in training, not even through
+    BatchNorm's batch statistics: the same run on shards whose held-out samples carry other
+    images ends with bit-identical weights and buffers. (Before, their rows went through the
+    backbone in train mode, masked in the losses only, and the weights differed.)"""
+    samples = _samples(shards)
+    folds = [json.loads(s["json"])["fold"] for s in samples]
+    held = max(set(folds), key=folds.count)
+    rows = [i for i, f in enumerate(folds) if f == held]
+    assert len(rows) >= 2
+    image_keys = [k for k in samples[0] if k.endswith((".jpg", ".png"))]
+
+    def edit(i: int, members: dict[str, bytes]) -> dict[str, bytes]:
+        if i not in rows:
+            return members
+        other = samples[rows[(rows.index(i) + 1) % len(rows)]]  # another held-out sample's views
+        return {**members, **{k: other[k] for k in image_keys}}
+
+    swapped = tmp_path / "swapped"
+    _rewrite_shards(shards, swapped, edit)
+    assert any(
+        _samples(swapped)[i][k] != samples[i][k] for i in rows for k in image_keys
+    )  # the held-out images did change
+    cfg = load_config(None, tiny(cache_dir, "optim.max_steps=4", f"data.exclude_folds=[{held}]"))
+    a = train(str(shards), tmp_path / "a", cfg, echo=print)
+    b = train(str(swapped), tmp_path / "b", cfg, echo=print)
+    wa, wb = _weights(a.weights), _weights(b.weights)
+    assert any("running_mean" in k for k in wa)  # BatchNorm's statistics are compared too
+    assert _same(wa, wb), sorted(k for k in wa if not torch.equal(wa[k], wb[k]))[:8]
+
+
+def test_forward_rows_keep_the_training_rows() -> None:
+    from mvmodel.train.loop import forward_rows
+
+    assert forward_rows([True, False, True, True]) == ([0, 2, 3], False)
+    # fewer than two training rows: BatchNorm on its running statistics, never topped up
+    # with other (held-out or padding) rows
+    assert forward_rows([False, False, True]) == ([2], True)
+    assert forward_rows([False, False]) == ([0], True) and forward_rows([True]) == ([0], True)
 
 
 def _cli_env() -> dict[str, str]:

@@ -26,7 +26,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,7 +62,7 @@ from mvmodel.train.module import MultiviewVLMTrainer, image_scores
 if TYPE_CHECKING:
     from mvmodel.prior.table import PriorIndex
 
-__all__ = ["TrainSummary", "TrainingDiverged", "train"]
+__all__ = ["TrainSummary", "TrainingDiverged", "forward_rows", "train"]
 
 Echo = Callable[[str], None]
 
@@ -566,9 +566,26 @@ def _step(
     ctx = (
         torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     )
-    with ctx:
-        out = model(images, depth, normals, view_ids, prompt_emb, class_index)
+    # Only the rows that train go through the model. Held-out subjects (data.exclude_folds) and
+    # padding rows used to go through it too, masked in the losses only: in train mode their
+    # images then entered BatchNorm's batch statistics (test subjects' images shaping a model
+    # reported on "subjects no model saw") and cost a third of the compute of a benchmark run.
+    # The outputs are scattered back into the full batch (other rows zero, masked by ``valid``)
+    # so that every rank still gathers tensors of one shape.
+    rows, bn_frozen = forward_rows(valid_list)
+    full = len(rows) == len(valid_list)
+    idx = torch.as_tensor(rows, dtype=torch.long, device=device)
+
+    def take(x: torch.Tensor | None) -> torch.Tensor | None:
+        return x if x is None or full else x.index_select(0, idx)
+
+    with ctx, _batchnorm_frozen(model, bn_frozen):
+        out = model(take(images), take(depth), take(normals), view_ids, prompt_emb, class_index)
     z, f, c, tau = out.vision.z, out.vision.f, out.c, out.tau
+    if not full:
+        n = len(valid_list)
+        z = z.new_zeros((n, *z.shape[1:])).index_copy(0, idx, z)
+        f = f.new_zeros((n, *f.shape[1:])).index_copy(0, idx, f)
     s = image_scores(z, f, c)
     keys = list(batch.keys)
     p_geo = torch.full((len(keys), num_classes), 1.0 / num_classes)
@@ -633,6 +650,38 @@ def _step(
         "global_valid": int(valid_all.sum()),
         "measures": measures,
     }
+
+
+def forward_rows(valid: Sequence[bool]) -> tuple[list[int], bool]:
+    """The rows of a batch that go through the model (the valid ones: training subjects, not
+    padding), and whether BatchNorm must use its running statistics for them.
+
+    A batch with fewer than two valid rows (only at an epoch's end) runs them, or its first row
+    when none is valid (every rank must run a forward; the row is masked in the losses), with
+    BatchNorm in eval mode: batch statistics of one sample are undefined, and topping the batch
+    up with other rows would let held-out images into the statistics again.
+    """
+    rows = [i for i, ok in enumerate(valid) if ok]
+    if len(rows) >= 2:
+        return rows, False
+    return (rows or [0]), True
+
+
+@contextlib.contextmanager
+def _batchnorm_frozen(model: nn.Module, frozen: bool) -> Iterator[None]:
+    """BatchNorm layers in eval mode (running statistics used, not updated) while ``frozen``."""
+    layers = [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+    ]
+    if frozen:
+        for m in layers:
+            m.eval()
+    try:
+        yield
+    finally:
+        if frozen:
+            for m in layers:
+                m.train()
 
 
 def _label_targets(

@@ -16,6 +16,7 @@ project's measurements (``bench/bench_store.py``, README "Embeddings and search"
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -35,6 +36,7 @@ __all__ = [
     "existing_keys",
     "has_vector_index",
     "open_table",
+    "optimize_with_retry",
     "table_names",
     "upsert",
 ]
@@ -184,6 +186,31 @@ def has_vector_index(table: Any) -> bool:
     return any(list(ix.columns) == ["vector"] for ix in table.list_indices())
 
 
+#: How often a compaction preempted by another writer's commit is tried again.
+OPTIMIZE_ATTEMPTS = 5
+
+
+def optimize_with_retry(table: Any, attempts: int = OPTIMIZE_ATTEMPTS) -> None:
+    """``table.optimize()``, tried again on Lance's *retryable* commit conflict.
+
+    Two ``embed`` runs into one table: one's compaction (a Rewrite) can be preempted by the
+    other's merge-insert (an Update) committed in between, and Lance says "Retryable commit
+    conflict". Nothing is lost (the merge committed, the compaction did not), so the compaction
+    is planned again on the latest version after a short pause; any other error, or the last
+    attempt's, goes to the caller. (Seen once in a CI run of
+    ``tests/test_store.py::test_two_processes_embed_into_one_table``.)
+    """
+    for attempt in range(attempts):
+        try:
+            table.optimize()
+            return
+        except (RuntimeError, OSError, ValueError) as exc:
+            if "retryable commit conflict" not in str(exc).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+            table.checkout_latest()
+
+
 def ensure_indexes(table: Any, policy: IndexPolicy = DEFAULT_POLICY) -> str:
     """Index the table as :class:`IndexPolicy` says and compact it; returns what was done.
 
@@ -193,7 +220,7 @@ def ensure_indexes(table: Any, policy: IndexPolicy = DEFAULT_POLICY) -> str:
     from lancedb.index import Bitmap, BTree, IvfHnswSq, IvfPq
 
     with lance_errors("optimizing the table"):
-        table.optimize()
+        optimize_with_retry(table)
         rows = table.count_rows()
         if rows < policy.min_rows:
             return f"exact search ({rows} rows < {policy.min_rows}: no ANN index)"

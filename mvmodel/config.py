@@ -79,11 +79,11 @@ class TextConfig(_Section):
     #: ``TextProjection.set_center``): the shared words otherwise dominate the prototypes.
     center_prompts: bool = True
     #: A bias in the (last) projection layer. It is shared by every prompt, so once it outgrows
-    #: the projected class differences all prototypes point the same way: seen on the synthetic
-    #: benchmark's seed 0 (prototype cosines 0.84-0.99, bias norm 1.3 against a typical
-    #: projected prompt of 0.8, the image->text loss stuck at log 6 for 12 epochs). Without it
-    #: the prototypes stay apart, but that seed's image side still did not learn (README:
-    #: Evaluation): a symptom, not the cause; kept as an option, the default unchanged.
+    #: the projected class differences all prototypes point the same way: seen on a benchmark
+    #: whose data came from the procedural face (prototype cosines 0.84-0.99, bias norm 1.3
+    #: against a typical projected prompt of 0.8) while its image side could not learn the
+    #: barely visible expressions; without the bias the prototypes stayed apart and the image
+    #: side still did not learn. A symptom there, not a cause: kept as an option, default on.
     projection_bias: bool = True
     #: Where prompt embeddings are cached (``None``: ``RUN/cache``).
     cache_dir: str | None = None

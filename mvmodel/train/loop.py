@@ -669,19 +669,21 @@ def forward_rows(valid: Sequence[bool]) -> tuple[list[int], bool]:
 
 @contextlib.contextmanager
 def _batchnorm_frozen(model: nn.Module, frozen: bool) -> Iterator[None]:
-    """BatchNorm layers in eval mode (running statistics used, not updated) while ``frozen``."""
+    """BatchNorm layers in eval mode (running statistics used, not updated) while ``frozen``;
+    nothing is walked on the usual step (``frozen`` False)."""
+    if not frozen:
+        yield
+        return
     layers = [
         m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
     ]
-    if frozen:
-        for m in layers:
-            m.eval()
+    for m in layers:
+        m.eval()
     try:
         yield
     finally:
-        if frozen:
-            for m in layers:
-                m.train()
+        for m in layers:
+            m.train()
 
 
 def _label_targets(

@@ -115,7 +115,8 @@ class PseudoConfig(_Section):
     #: Scale α by the image side's label-free agreement with the prior (see pseudolabels).
     adaptive_alpha: bool = True
     #: α is scaled by trust ** trust_power: above 1, an image side that only half agrees with
-    #: the prior earns much less weight (see pseudolabels for the measurement behind it).
+    #: the prior earns much less weight (see pseudolabels for the measurements behind it: p = 4
+    #: keeps the pseudo-labels right but the image side learned less, so the default stays 1).
     trust_power: float = Field(default=1.0, ge=1.0)
     #: Use the geometric prior; ``false`` makes p_geo uniform (the "no prior" baseline: then set
     #: adaptive_alpha=false and alpha_start>0, or the pseudo-labels stay uniform).

@@ -458,6 +458,44 @@ def test_filtered_queries_return_limit_rows_with_high_recall(
     assert count_matching(table, "fold < 1") == 30
 
 
+def test_partitions_hold_at_most_rows_per_partition() -> None:
+    policy = IndexPolicy(rows_per_partition=500_000)
+    got = [policy.num_partitions(n) for n in (0, 100_000, 500_000, 500_001, 999_999, 1_000_000)]
+    assert got == [1, 1, 1, 2, 2, 2]
+
+
+class _CountingTable:
+    """A real table whose ``count_rows`` calls are counted (everything else passes through)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self.counts: list[str | None] = []
+
+    def count_rows(self, where: str | None = None) -> int:
+        self.counts.append(where)
+        return int(self._table.count_rows(where))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+
+def test_an_unfiltered_query_counts_no_rows(big: tuple[Any, np.ndarray]) -> None:
+    """~1 ms of a 9 ms query at 1M rows: rows are counted for a filter, or for a short answer."""
+    table, vecs = big
+    spy = _CountingTable(table)
+    policy = IndexPolicy(min_rows=1000, rows_per_partition=500)
+    q = _unit(1, 16, 4)[0]
+    hits = search_vector(spy, q, limit=10, policy=policy)
+    assert len(hits) == 10 and spy.counts == []
+    assert _recall(hits, vecs, q, np.ones(len(vecs), bool)) >= 0.9
+    search_vector(spy, q, where="fold < 50", limit=10, policy=policy)
+    assert spy.counts == ["fold < 50"]
+    # asking for more rows than the table holds: the short ANN answer is checked by a count
+    spy.counts.clear()
+    assert len(search_vector(spy, q, limit=5000, policy=policy)) == 3000
+    assert spy.counts == [None]
+
+
 def test_ann_alone_misses_rows_under_a_selective_filter(big: tuple[Any, np.ndarray]) -> None:
     """Why the rule exists: the bare prefiltered ANN query probing one partition returns fewer
     rows than match (the store's search never does, test above)."""

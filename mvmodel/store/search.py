@@ -78,16 +78,14 @@ class Plan:
     matches: int | None = None
 
 
-def plan_query(
-    table: Any, where: str | None, policy: IndexPolicy = DEFAULT_POLICY, rows: int | None = None
-) -> Plan:
-    """Exact or ANN for one query (the rule of the module docstring)."""
-    rows = table.count_rows() if rows is None else rows
+def plan_query(table: Any, where: str | None, policy: IndexPolicy = DEFAULT_POLICY) -> Plan:
+    """Exact or ANN for one query (the rule of the module docstring). Rows are counted only
+    for a filter: an unfiltered query pays for no count (~1 ms of a ~9 ms query at 1M rows)."""
     matches = count_matching(table, where) if where else None
     if not has_vector_index(table):
         return Plan(True, "no ANN index", matches)
     if matches is not None and matches <= policy.exact_rows:
-        return Plan(True, f"filter matches {matches} of {rows} rows", matches)
+        return Plan(True, f"filter matches {matches} rows (at most {policy.exact_rows})", matches)
     return Plan(False, "ANN index", matches)
 
 
@@ -145,16 +143,17 @@ def search_vector(
         raise StoreError("the query vector is zero or not finite: cosine distance is undefined")
     cols = list(columns) if columns is not None else _columns(table)
     with lance_errors("search"):
-        rows_total = table.count_rows()
-        plan = plan_query(table, where, policy, rows_total)
+        plan = plan_query(table, where, policy)
         if plan.matches == 0:
             return []
         k = limit + len(exclude)
         hits = nearest(table, q, where, k, plan.exact, policy, cols)
-        expected = min(k, plan.matches if plan.matches is not None else rows_total)
-        if not plan.exact and len(hits) < expected:
-            # the probed partitions held too few matching rows: answer exactly instead
-            hits = nearest(table, q, where, k, True, policy, cols)
+        if not plan.exact and len(hits) < k:
+            # short: right only when fewer rows exist (counted now, not on every query)
+            available = plan.matches if plan.matches is not None else table.count_rows()
+            if len(hits) < min(k, available):
+                # the probed partitions held too few matching rows: answer exactly instead
+                hits = nearest(table, q, where, k, True, policy, cols)
     skip = set(exclude)
     out = [h for h in hits if h.get("key") not in skip][:limit]
     for h in out:

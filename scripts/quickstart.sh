@@ -17,10 +17,11 @@ mkdir -p "$OUT"
 echo "== 1. synthetic 3D/4D faces: the Surrey Face Model (SFM) when its files are found, else a cruder"
 echo "   built-in procedural face. Get the SFM with: mvdata face-model download (free for NON-COMMERCIAL"
 echo "   use only; it prints the terms first), or point MVDATA_FACE_MODEL_DIR at its files."
-mvdata synth "$OUT/synth" --identities 6 --sequences --frames 25 --seed 0
+mvdata synth "$OUT/synth" --identities 20 --sequences --frames 25 --seed 0
 
-echo "== 2. render multiview shards (3 views: 0, -20, +20 deg yaw; rgb + depth; 224 px)"
-mvdata build "$OUT/synth" "$OUT/shards" --source synthetic --kind static --samples-per-shard 32
+echo "== 2. render multiview shards (3 views: 0, -20, +20 deg yaw; rgb + depth; 112 px here, 224 px by default)"
+mvdata build "$OUT/synth" "$OUT/shards" --source synthetic --kind static --samples-per-shard 32 \
+  --image-size 112
 
 echo "== 3. 4D clips (8 frames x 3 views, sampled around the peak of motion)"
 mvdata build "$OUT/synth" "$OUT/clips" --source synthetic --kind sequence --clip-frames 8 \
@@ -39,10 +40,11 @@ mvdata loader-bench "$OUT/shards" --batch-size 16 --steps 8
 mvdata loader-bench "$OUT/clips" --batch-size 4 --steps 8
 
 echo "== 7. train MultiviewVLM on the static shards (CPU: random-init ResNet-18 over the 3 views,"
-echo "   64 px, rgb + depth; pseudo-labels from the prompts and the 3D-landmark prior; no label used)"
+echo "   64 px, rgb + depth, 384 steps: ~4 min on 2 cores; pseudo-labels from the prompts and the"
+echo "   3D-landmark prior; no label used)"
 mvmodel train "$OUT/shards" --out "$OUT/run" --config configs/cpu.yaml \
-  model.image_size=64 optim.epochs=6 optim.warmup_steps=10 text.prompts.max_per_class=32 \
-  run.log_every=5 run.checkpoint_every=30
+  model.image_size=64 optim.epochs=24 data.batch_size=32 optim.warmup_steps=20 \
+  text.prompts.max_per_class=32 run.log_every=5 run.checkpoint_every=100
 mvmodel plot "$OUT/run"
 
 echo "== 8. embed every sample into LanceDB ($OUT/lancedb, table faces), then query it: the faces"

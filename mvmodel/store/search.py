@@ -148,11 +148,12 @@ def search_vector(
             return []
         k = limit + len(exclude)
         hits = nearest(table, q, where, k, plan.exact, policy, cols)
+        # a short ANN answer is right only when no more rows exist; they are counted only then
+        # (never on the usual full answer); else the probed partitions held too few matching
+        # rows, and the query is answered exactly instead
         if not plan.exact and len(hits) < k:
-            # short: right only when fewer rows exist (counted now, not on every query)
             available = plan.matches if plan.matches is not None else table.count_rows()
-            if len(hits) < min(k, available):
-                # the probed partitions held too few matching rows: answer exactly instead
+            if len(hits) < available:
                 hits = nearest(table, q, where, k, True, policy, cols)
     skip = set(exclude)
     out = [h for h in hits if h.get("key") not in skip][:limit]

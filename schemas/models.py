@@ -5,7 +5,9 @@ fails when those files and these models disagree. Every writer validates what it
 these models (``model_validate`` for JSON, :func:`schemas.tables.check_frame` for parquet), and
 every reader checks ``schema_version`` before using data.
 
-Bump ``SCHEMA_VERSION`` (major) whenever a change breaks an existing reader.
+Bump ``SCHEMA_VERSION`` (major) whenever a change breaks an existing reader; minor for an
+additive field that this version still reads when absent. History: 1.1 (2026-12-05) adds
+``SampleJson.reference_frame``/``reference_landmarks`` (a 4D clip's label-free reference).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 Modality = Literal["rgb", "depth", "normal"]
 #: Every modality a build can render, in the renderer's output order (spelled once, above).
@@ -132,6 +134,17 @@ class SampleJson(_Strict):
         default=None, description="[T][L][3] normalised landmarks, or None"
     )
     landmark_names: list[str] = Field(default_factory=list)
+    reference_frame: int | None = Field(
+        default=None,
+        ge=0,
+        description="Sequences: source index of the frame carried as the label-free reference "
+        "(the sequence's first frame, which a motion-sampled clip does not hold); None otherwise",
+    )
+    reference_landmarks: list[list[float]] | None = Field(
+        default=None,
+        description="[L][3] landmarks of reference_frame, in the clip's normalisation and "
+        "landmark_names order; None when the sequence has no landmarks (added in 1.1)",
+    )
     depth_scale_mm: float = Field(
         description="Depth PNG value * depth_scale_mm = metric depth in mm; 0 = background"
     )

@@ -20,10 +20,13 @@ from mvdata.build.clips import motion_clip, uniform_clip
 from mvdata.build.config import BuildConfig, parse_views
 from mvdata.build.driver import build, finalize
 from mvdata.build.plan import assign_folds, make_plan
+from mvdata.render.normalise import apply_normalisation
 from mvdata.shards.verify import verify_dataset
+from mvdata.sources.registry import get_source, load_frame
 from mvdata.synth.facemodel import procedural_face
 from mvdata.synth.generate import SynthConfig, iter_synth
 from mvdata.synth.writer import write_synth
+from schemas.models import Normalisation
 
 SMALL = dict(image_size=48, samples_per_shard=4, num_folds=3)
 
@@ -144,6 +147,16 @@ def test_sequences_build_clips(synth_root, tmp_path):
         and doc["kind"] == "sequence"
     )
     assert doc["views"][1]["yaw"] == 30.0 and doc["views"][1]["pitch"] == 10.0
+    # The sequence's first frame travels as the prior's reference, in the clip's normalisation,
+    # whether or not the motion-cut clip holds it (schema 1.1).
+    assert doc["reference_frame"] == 0
+    items = {it.key: it for it in get_source("synthetic").scan(synth_root).items}
+    first = load_frame(items[doc["key"]], 0)
+    norm = Normalisation.model_validate(doc["normalisation"][0])
+    np.testing.assert_allclose(
+        doc["reference_landmarks"], apply_normalisation(first.landmarks, norm), atol=1e-3
+    )
+    assert len(doc["reference_landmarks"]) == len(doc["landmark_names"])
 
 
 def test_kill9_then_resume_is_byte_identical(synth_root, tmp_path):

@@ -393,6 +393,49 @@ def test_relative_features_reference_modes() -> None:
     assert np.isnan(rel[0][0, 0]) and np.isfinite(rel[1]).all()
 
 
+def test_a_carried_reference_frame_wins_over_the_clips_frames() -> None:
+    """A clip cut around the peak (source frames 7, 9) carries its sequence's frame 0: that is
+    the reference, not the clip's earliest frame; a carried frame without any proxy is skipped;
+    without carried frames the old rule (earliest frame held) still holds."""
+    f = len(PROXIES)
+    clip = np.stack([np.full(f, 5.0), np.full(f, 6.0)])
+    kw: dict[str, Any] = dict(
+        subjects=["s1"],
+        sequences=["q"],
+        kinds=["sequence"],
+        frames=[[7, 9]],
+        mode="sequence-first-frame",
+    )
+    rel, _ = relative_features([clip], carried=[(0, np.full(f, 1.0))], **kw)
+    np.testing.assert_allclose(rel[0], clip - 1.0)
+    rel, _ = relative_features([clip], carried=[(0, np.full(f, np.nan))], **kw)
+    np.testing.assert_allclose(rel[0], clip - 5.0)
+    rel, _ = relative_features([clip], **kw)
+    np.testing.assert_allclose(rel[0], clip - 5.0)
+    with pytest.raises(ValueError, match="carried"):
+        relative_features([clip], carried=[], **kw)
+
+
+def test_prior_table_measures_a_peak_clip_from_its_carried_first_frame() -> None:
+    """The 2026-12-02 flaw: a clip holding only the apex and the release, measured from its own
+    first frame, gets the movement with the wrong sign; with the sequence's neutral frame 0
+    carried in its json (schema 1.1) it names surprise at the full opening."""
+    others = [s for s in hand_samples() if s["key"] != "clip"]  # the population's scale
+    full = hand_samples()[3]
+    neutral, surprise = full["landmarks"][0], full["landmarks"][1]
+    clip = NoLabels(full, key="late", frames=[10, 20], landmarks=[surprise, neutral])
+
+    def row(sample: dict[str, Any]) -> dict[str, Any]:
+        df = prior_table([*others, sample], reference="auto")
+        return next(r for r in df.iter_rows(named=True) if r["key"] == "late")
+
+    old = row(clip)
+    assert old["rel_lip_opening"] == pytest.approx(-0.1)  # measured from the apex: wrong sign
+    new = row(NoLabels(clip, reference_frame=0, reference_landmarks=neutral))
+    assert new["frame"] == 0 and new["rel_lip_opening"] == pytest.approx(0.1)
+    assert CLASSES[int(np.argmax([new[c] for c in prob_columns()]))] == "surprise"
+
+
 def test_aggregate_clip_peak_and_mean() -> None:
     clip = np.array([[0.0, 0.0], [0.1, np.nan], [0.0, -0.5]])
     vec, t = aggregate_clip(clip, "peak")

@@ -52,7 +52,11 @@ def _renderer(cfg: BuildConfig) -> Any:
     return _RENDERER[1]
 
 
-def _load_clip(item: Item, cfg: BuildConfig) -> tuple[list[int], list[Mesh]]:
+def _load_clip(item: Item, cfg: BuildConfig) -> tuple[list[int], list[Mesh], Mesh | None]:
+    """The clip's source frame indices, their meshes, and (sequences only) the sequence's first
+    frame: the label-free reference the prior measures a clip's expression from, which a clip
+    cut around the peak of motion does not hold."""
+
     def load(t: int) -> Mesh:
         try:
             return load_frame(item, t)
@@ -60,11 +64,11 @@ def _load_clip(item: Item, cfg: BuildConfig) -> tuple[list[int], list[Mesh]]:
             raise SampleError(exc.kind, str(exc)) from None
 
     if item.kind == "static" or cfg.kind == "static":
-        return [0], [load(0)]
+        return [0], [load(0)], None
     if cfg.clip_sampling == "uniform":
         frames = uniform_clip(item.num_frames, cfg.clip_frames)
-        cache = {t: load(t) for t in sorted(set(frames))}
-        return frames, [cache[t] for t in frames]
+        cache = {t: load(t) for t in sorted({0, *frames})}
+        return frames, [cache[t] for t in frames], cache[0]
     # Stream the sequence for its motion energy (two frames in memory, not ~100 with their
     # textures), then load the chosen frames again.
     first = load(0)
@@ -72,7 +76,7 @@ def _load_clip(item: Item, cfg: BuildConfig) -> tuple[list[int], list[Mesh]]:
     energy = np.array([0.0] + [ref.motion(load(t), t) for t in range(1, item.num_frames)])
     frames = motion_clip(energy, cfg.clip_frames)
     chosen = {t: first if t == 0 else load(t) for t in sorted(set(frames))}
-    return frames, [chosen[t] for t in frames]
+    return frames, [chosen[t] for t in frames], first
 
 
 #: Below this share of foreground pixels (1 %) a view counts as blank. A face fills a third or
@@ -109,7 +113,7 @@ def render_sample(
 ) -> RenderedSample:
     """Load and render one sample (every clip frame from every view) and build its json."""
     t0 = time.perf_counter()
-    frames, meshes = _load_clip(item, cfg)
+    frames, meshes, first = _load_clip(item, cfg)
     times["read"] += time.perf_counter() - t0
     renderer = _renderer(cfg)
     rendered: list[dict[str, NDArray[Any]]] = []
@@ -142,6 +146,18 @@ def render_sample(
             landmarks.append(np.round(apply_normalisation(mesh.landmarks, norm), 3).tolist())
             names = mesh.landmark_names
     all_lm = len(landmarks) == len(meshes)
+    # A sequence carries its first frame's landmarks (in the clip's normalisation) whatever
+    # frames the clip holds: the prior's "sequence-first-frame" reference (mvmodel.prior). A
+    # reference with other landmark names than the clip's is useless and left out.
+    ref_lm: list[list[float]] | None = None
+    if (
+        first is not None
+        and all_lm
+        and first.landmarks is not None
+        and clip_norm is not None
+        and first.landmark_names == names
+    ):
+        ref_lm = np.round(apply_normalisation(first.landmarks, clip_norm), 3).tolist()
     sample = SampleJson(
         key=item.key,
         dataset=item.meta.dataset,
@@ -158,6 +174,8 @@ def render_sample(
         normalisation=norms,
         landmarks=landmarks if all_lm else None,
         landmark_names=list(names) if all_lm else [],
+        reference_frame=0 if ref_lm is not None else None,
+        reference_landmarks=ref_lm,
         depth_scale_mm=renderer.depth_scale_mm,
         labels=Labels(
             expression=item.meta.expression,

@@ -433,6 +433,7 @@ def relative_features(
     sequences: Sequence[str],
     kinds: Sequence[str],
     frames: Sequence[Sequence[int]] | None = None,
+    carried: Sequence[tuple[int, FloatArray] | None] | None = None,
     mode: ReferenceMode = "auto",
     subject_method: SubjectReferenceMethod = "rays",
     min_subject_frames: int = 3,
@@ -442,19 +443,21 @@ def relative_features(
     ``per_sample[i]`` is the ``[T_i, F]`` proxies of sample i's clip frames; ``subjects``,
     ``sequences`` and ``kinds`` ("static"|"sequence") say where each comes from (group by
     dataset too by passing ``"dataset/subject"``), ``frames`` the source frame index of each clip
-    frame (default ``0..T-1``). Returns the relative ``[T_i, F]`` arrays and, per sample, the mode
-    actually used:
+    frame (default ``0..T-1``), ``carried`` per sample an optional ``(source frame, [F] proxies)``
+    of a reference frame the sample carries but does not show (a sequence's first frame, schema
+    1.1). Returns the relative ``[T_i, F]`` arrays and, per sample, the mode actually used:
 
     * ``"subject"``: one frame among the subject's frames, chosen without labels by
       :func:`subject_reference` (``subject_method``: "rays" or "median"); static samples choose
       among the subject's static scans, sequence samples among the subject's sequence frames;
     * ``"sequence-first-frame"``: for sequence samples, the frame with the smallest source index
-      (and some defined proxy) among all clips of that (subject, sequence); static samples fall
-      back to "population". KNOWN FLAW: with one clip a sequence cut by ``--clip-sampling
-      motion`` (around the peak), that frame is already part-way into the expression (source
-      frames 8-18 of 50 on the benchmark), so the relative proxies are partly cancelled (clip
-      prior naming 50.6 % against 93.9 % on static scans, 2026-12-02). The fix, not made yet:
-      carry the sequence's first frame (or its landmarks) into each clip as the reference;
+      (and some defined proxy) among all clips of that (subject, sequence) and the reference
+      frames they carry; static samples fall back to "population". Shards built since schema 1.1
+      carry the sequence's frame 0, so a clip cut by ``--clip-sampling motion`` (around the peak)
+      is measured from the start of the sequence. Older shards without it fall back to the
+      earliest frame a clip holds, which under motion sampling is already part-way into the
+      expression (source frames 8-18 of 50 on the benchmark; clip prior naming 50.6 % against
+      93.9 % on static scans, 2026-12-02): rebuild such shards;
     * ``"population"``: the mean over samples of each sample's mean proxies;
     * ``"auto"``: sequences -> sequence-first-frame; static samples -> subject when the subject
       has at least ``min_subject_frames`` frames, else population.
@@ -473,6 +476,9 @@ def relative_features(
     for i, (a, f) in enumerate(zip(arrays, src_frames, strict=True)):
         if len(a) != len(f):
             raise ValueError(f"sample {i}: {len(a)} proxy rows but {len(f)} frame indices")
+    extra: list[tuple[int, FloatArray] | None] = [None] * n if carried is None else list(carried)
+    if len(extra) != n:
+        raise ValueError(f"carried has {len(extra)} entries for {n} samples")
     if n == 0:
         return [], []
 
@@ -496,15 +502,20 @@ def relative_features(
             subject_refs[pool] = subject_reference(rows, scale, method=subject_method)[0]
     first_refs: dict[tuple[str, str], FloatArray] = {}
     for seq, members in by_sequence.items():
-        best: tuple[int, int, int] | None = None  # (source frame, sample, row)
+        best: tuple[int, int, int, FloatArray] | None = None
+        candidates: list[tuple[int, int, int, FloatArray]] = []  # (source frame, sample, row)
         for i in members:
-            for t, src in enumerate(src_frames[i]):
-                if not np.isfinite(arrays[i][t]).any():
-                    continue  # a frame without landmarks cannot be the reference
-                if best is None or (src, i, t) < best:
-                    best = (src, i, t)
+            candidates += [(src, i, t, arrays[i][t]) for t, src in enumerate(src_frames[i])]
+            held = extra[i]
+            if held is not None:  # carried: row -1, so it wins a tie with a shown frame
+                candidates.append((int(held[0]), i, -1, np.asarray(held[1], dtype=np.float64)))
+        for src, i, t, values in candidates:
+            if not np.isfinite(values).any():
+                continue  # a frame without landmarks cannot be the reference
+            if best is None or (src, i, t) < best[:3]:
+                best = (src, i, t, values)
         if best is not None:
-            first_refs[seq] = arrays[best[1]][best[2]]
+            first_refs[seq] = best[3]
 
     def pool_of(i: int) -> tuple[str, bool]:
         return subjects[i], kinds[i] == "sequence"

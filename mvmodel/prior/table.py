@@ -5,8 +5,9 @@ relative proxies and ``p_geo``; ``write_prior_table``/``read_prior_table`` store
 :class:`PriorIndex` (or :func:`lookup`) serves ``p_geo`` rows by key in the training loop
 without recomputing anything. This project's design (docs/method.md, "One training step").
 
-Only ``key``, ``dataset``, ``subject``, ``sequence``, ``kind``, ``frames``, ``landmarks`` and
-``landmark_names`` are read from a sample: never ``labels`` (evaluation only).
+Only ``key``, ``dataset``, ``subject``, ``sequence``, ``kind``, ``frames``, ``landmarks``,
+``landmark_names`` and ``reference_frame``/``reference_landmarks`` are read from a sample: never
+``labels`` (evaluation only).
 """
 
 from __future__ import annotations
@@ -97,6 +98,28 @@ def _frame_proxies(
     return proxies, found
 
 
+def _carried_references(
+    samples: Sequence[Mapping[str, Any]], brow_reference: BrowReference
+) -> list[tuple[int, NDArray[np.float64]] | None]:
+    """Per sample ``(source frame, [F] proxies)`` of the reference frame its json carries
+    (``reference_frame``/``reference_landmarks``, schema 1.1), or None (static samples, shards
+    built before 1.1, sequences without landmarks)."""
+    out: list[tuple[int, NDArray[np.float64]] | None] = [None] * len(samples)
+    refs: list[dict[str, Any]] = []
+    where: list[int] = []
+    for i, s in enumerate(samples):
+        lm, frame = s.get("reference_landmarks"), s.get("reference_frame")
+        if lm is None or frame is None or not s.get("landmark_names"):
+            continue
+        refs.append({"key": s.get("key"), "landmarks": [lm], "landmark_names": s["landmark_names"]})
+        where.append(i)
+    if refs:
+        proxies, _ = _frame_proxies(refs, brow_reference)
+        for i, p in zip(where, proxies, strict=True):
+            out[i] = (int(samples[i]["reference_frame"]), p[0])
+    return out
+
+
 def prior_table(
     samples: Iterable[Mapping[str, Any]],
     *,
@@ -140,6 +163,7 @@ def prior_table(
         sequences=sequences,
         kinds=kinds,
         frames=frames,
+        carried=_carried_references(items, brow_reference),
         mode=reference,
         subject_method=subject_method,
         min_subject_frames=min_subject_frames,

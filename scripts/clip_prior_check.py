@@ -13,25 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import webdataset as wds
 
+from mvdata.build.query import read_dataset_meta
+from mvdata.io import atomic_write_json
+from mvdata.shards.meta import iter_sample_jsons
 from mvmodel.prior.facs import CLASSES
 from mvmodel.prior.table import prior_table, prob_columns
-
-
-def read_docs(shards: Path) -> list[dict[str, Any]]:
-    """Every sample json of a built dataset, in shard order."""
-    docs = []
-    for tar in sorted((shards / "data").glob("*.tar")):
-        for sample in wds.WebDataset(str(tar), shardshuffle=False):
-            docs.append(json.loads(sample["json"]))
-    return docs
 
 
 def naming_accuracy(docs: list[dict[str, Any]], carried: bool) -> float:
@@ -50,8 +42,8 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     result: dict[str, Any] = {"command": " ".join(["python", "scripts/clip_prior_check.py", *argv])}
     for shards in args.shards:
-        docs = read_docs(shards)
-        meta = json.loads((shards / "dataset.json").read_text())
+        docs = list(iter_sample_jsons(str(shards)))
+        meta = read_dataset_meta(str(shards)).model_dump()
         synth_json = Path(meta["source_root"]) / "synth.json"
         synth = json.loads(synth_json.read_text()) if synth_json.exists() else {}
         result[str(shards)] = {
@@ -65,9 +57,7 @@ def main(argv: list[str]) -> int:
             "prior_naming_carried_first_frame": naming_accuracy(docs, carried=True),
             "prior_naming_earliest_clip_frame": naming_accuracy(docs, carried=False),
         }
-    tmp = args.out.with_name(f".{args.out.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    atomic_write_json(args.out, result)
     print(json.dumps(result, indent=2))
     return 0
 

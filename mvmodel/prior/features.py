@@ -502,20 +502,16 @@ def relative_features(
             subject_refs[pool] = subject_reference(rows, scale, method=subject_method)[0]
     first_refs: dict[tuple[str, str], FloatArray] = {}
     for seq, members in by_sequence.items():
-        best: tuple[int, int, int, FloatArray] | None = None
-        candidates: list[tuple[int, int, int, FloatArray]] = []  # (source frame, sample, row)
+        candidates: list[tuple[int, int, int, FloatArray]] = []  # (source frame, sample, row, x)
         for i in members:
             candidates += [(src, i, t, arrays[i][t]) for t, src in enumerate(src_frames[i])]
             held = extra[i]
             if held is not None:  # carried: row -1, so it wins a tie with a shown frame
                 candidates.append((int(held[0]), i, -1, np.asarray(held[1], dtype=np.float64)))
-        for src, i, t, values in candidates:
-            if not np.isfinite(values).any():
-                continue  # a frame without landmarks cannot be the reference
-            if best is None or (src, i, t) < best[:3]:
-                best = (src, i, t, values)
-        if best is not None:
-            first_refs[seq] = best[3]
+        # a frame without landmarks (no finite proxy) cannot be the reference
+        usable = [c for c in candidates if np.isfinite(c[3]).any()]
+        if usable:
+            first_refs[seq] = min(usable, key=lambda c: c[:3])[3]
 
     def pool_of(i: int) -> tuple[str, bool]:
         return subjects[i], kinds[i] == "sequence"

@@ -33,20 +33,30 @@ from PIL import Image
 
 from mvdata.io import atomic_write_json
 from mvdata.loaders import Backend, benchmark, open_dataset
-from mvdata.shards.codecs import encode_jpeg, encode_png16
+from mvdata.shards.codecs import encode_jpeg, encode_png8, encode_png16
 from mvdata.shards.index import read_index
 from mvdata.shards.names import member_names, shard_name
 from mvdata.shards.writer import ShardWriter
-from mvdata.testing import placeholder_cameras, placeholder_sample_json, write_root_files
+from mvdata.testing import (
+    normal_map,
+    placeholder_cameras,
+    placeholder_sample_json,
+    write_root_files,
+)
+from schemas.models import Modality
 
 RESULTS = Path(__file__).resolve().parent / "results" / "loaders.json"
 
 
-def make_data(out: Path, samples: int, size: int, views: int, per_shard: int) -> None:
-    """Write a synthetic shard directory (smooth images + noise, like rendered faces)."""
+def make_data(
+    out: Path, samples: int, size: int, views: int, per_shard: int, *, normals: bool = False
+) -> None:
+    """Write a synthetic shard directory (smooth images + noise, like rendered faces); with
+    ``normals``, a camera-facing normal map per view too (the training default's third input)."""
     rng = np.random.default_rng(0)
     cams = placeholder_cameras(views, yaw_span=90.0)
-    names = member_names(1, views, ["rgb", "depth"])
+    modalities: list[Modality] = ["rgb", "depth", "normal"] if normals else ["rgb", "depth"]
+    names = member_names(1, views, modalities)
     yy, xx = np.mgrid[0:size, 0:size] / size
     for s in range(0, samples, per_shard):
         with ShardWriter(str(out), shard_name("train", s // per_shard), member_names=names) as w:
@@ -56,7 +66,7 @@ def make_data(out: Path, samples: int, size: int, views: int, per_shard: int) ->
                     key,
                     frames=1,
                     cameras=cams,
-                    modalities=["rgb", "depth"],
+                    modalities=modalities,
                     image_size=size,
                     depth_scale_mm=0.01,
                     dataset="bench",
@@ -74,12 +84,14 @@ def make_data(out: Path, samples: int, size: int, views: int, per_shard: int) ->
                     r2 = (yy - 0.5) ** 2 + (xx - 0.5) ** 2
                     depth = np.where(r2 < 0.16, 50000 - 100000 * r2, 0).astype(np.uint16)
                     members[f"t00.v{v:02d}.depth.png"] = encode_png16(depth)
+                    if normals:
+                        members[f"t00.v{v:02d}.normal.png"] = encode_png8(normal_map(rng, size))
                 w.add_sample(key, members)
             w.commit(seconds={})
     write_root_files(
         out,
         cameras=cams,
-        modalities=["rgb", "depth"],
+        modalities=modalities,
         image_size=size,
         frames=1,
         depth_scale_mm=0.01,

@@ -161,7 +161,7 @@ def _run_variant(
         num_workers=args.workers,
         image_size=args.size,
         with_depth="depth" in args.channels,
-        with_normals=False,
+        with_normals="normal" in args.channels,
     )
     batches = iter(loader)
 
@@ -203,7 +203,11 @@ def main() -> None:
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--size", type=int, default=112)
     ap.add_argument("--views", type=int, default=3)
-    ap.add_argument("--channels", default="rgb+depth")
+    ap.add_argument(
+        "--channels",
+        default="rgb+depth+normal",
+        help="model.channels (the default since 2026-12-05; train.json before it: rgb+depth)",
+    )
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=3)
@@ -221,7 +225,14 @@ def main() -> None:
         data = args.data
         if data is None:
             data = Path(tmp) / "shards"
-            make_data(data, args.samples, args.size, args.views, per_shard=64)
+            make_data(
+                data,
+                args.samples,
+                args.size,
+                args.views,
+                per_shard=64,
+                normals="normal" in args.channels,
+            )
         res["data"] = {"path": str(data), "samples": open_dataset(data).total}
         variants = [False, True] if args.compile else [False]
         for compiled in variants:

@@ -32,7 +32,10 @@ def build_cmd(
     views: str = typer.Option(
         "0,0;-20,0;20,0", help="Camera rig as 'yaw,pitch;...' in degrees (paper: 0, -20, +20 yaw)."
     ),
-    modalities: str = typer.Option("rgb,depth", help="Comma-separated: rgb, depth, normal."),
+    modalities: str = typer.Option(
+        "rgb,depth,normal",
+        help="Comma-separated: rgb, depth, normal (the model's default uses all three).",
+    ),
     image_size: int = typer.Option(224, help="Rendered image size in pixels (square)."),
     clip_frames: int = typer.Option(8, help="Frames per clip for --kind sequence."),
     clip_sampling: str = typer.Option(

@@ -160,7 +160,7 @@ def benchmark_cmd(
         None, help="Comma-separated: supervised,simclr,multiview,no-prior (or 'none')."
     ),
     variants: str | None = typer.Option(
-        None, help="Comma-separated: population-reference,rgb,rgb-depth-normal,clips (or 'none')."
+        None, help="Comma-separated: population-reference,rgb,rgb-depth,clips (or 'none')."
     ),
     base_config: Path | None = typer.Option(
         None, help="YAML training config every run starts from (e.g. configs/gpu-vit-s16.yaml)."

@@ -19,7 +19,7 @@ echo "   built-in procedural face. Get the SFM with: mvdata face-model download 
 echo "   use only; it prints the terms first), or point MVDATA_FACE_MODEL_DIR at its files."
 mvdata synth "$OUT/synth" --identities 20 --sequences --frames 25 --seed 0
 
-echo "== 2. render multiview shards (3 views: 0, -20, +20 deg yaw; rgb + depth; 112 px here, 224 px by default)"
+echo "== 2. render multiview shards (3 views: 0, -20, +20 deg yaw; rgb + depth + normals; 112 px here, 224 px by default)"
 mvdata build "$OUT/synth" "$OUT/shards" --source synthetic --kind static --samples-per-shard 32 \
   --image-size 112
 
@@ -40,7 +40,7 @@ mvdata loader-bench "$OUT/shards" --batch-size 16 --steps 8
 mvdata loader-bench "$OUT/clips" --batch-size 4 --steps 8
 
 echo "== 7. train MultiviewVLM on the static shards (CPU: random-init ResNet-18 over the 3 views,"
-echo "   64 px, rgb + depth, 384 steps: ~4 min on 2 cores; pseudo-labels from the prompts and the"
+echo "   64 px, rgb + depth + normals, 384 steps: ~4 min on 2 cores; pseudo-labels from the prompts and the"
 echo "   3D-landmark prior; no label used)"
 mvmodel train "$OUT/shards" --out "$OUT/run" --config configs/cpu.yaml \
   model.image_size=64 optim.epochs=24 data.batch_size=32 optim.warmup_steps=20 \

@@ -361,7 +361,14 @@ def test_motion_energy_without_landmarks_or_correspondence():
 def test_config_digest_is_unchanged() -> None:
     """The digest of a build's settings is what existing builds recorded (computed before the
     settings gained per-field checks): identical settings keep resuming."""
-    assert BuildConfig(source="synthetic", source_root="/data/x").digest() == "c923d3373facd494"
+    # modalities named: the default became rgb + depth + normals on 2026-12-05, so a build of
+    # the former default resumes only when asked for rgb + depth explicitly (other settings,
+    # other bytes)
+    old_default = BuildConfig(
+        source="synthetic", source_root="/data/x", modalities=("rgb", "depth")
+    )
+    assert old_default.digest() == "c923d3373facd494"
+    assert BuildConfig(source="synthetic", source_root="/data/x").digest() != old_default.digest()
     cfg = BuildConfig(
         source="bu3dfe",
         source_root="/data/y",

@@ -602,7 +602,8 @@ def test_benchmark_configs_are_the_baselines_of_the_readme(tmp_path: Path) -> No
     )
     assert not cfgs["no-prior"].pseudo.prior and cfgs["no-prior"].pseudo.alpha_start == 1
     assert cfgs["population-reference"].prior.reference == "population"
-    assert cfgs["rgb-depth-normal"].model.channels == "rgb+depth+normal"
+    assert cfgs["rgb-depth"].model.channels == "rgb+depth"
+    assert cfgs["main"].model.channels == "rgb+depth+normal"
     assert yaml.safe_load(training_config(s, tmp_path, ()))["seed"] == 7
     # a base config file and --set overrides apply to every run, the method's own last
     base = tmp_path / "base.yaml"
@@ -690,7 +691,7 @@ def test_benchmark_quick_end_to_end(tmp_path: Path) -> None:
         "no-prior",
         "population-reference",
         "rgb",
-        "rgb-depth-normal",
+        "rgb-depth",
         "clips",
     ]
     for name in names:

@@ -27,6 +27,7 @@ from mvdata.shards.writer import ShardWriter
 from mvdata.synth.facemodel import procedural_face
 from mvdata.synth.generate import SynthConfig
 from mvdata.synth.writer import write_synth
+from mvdata.testing import build_shard_dir
 from mvmodel.checkpoint import latest_checkpoint
 from mvmodel.config import ConfigError, load_config
 from mvmodel.train.logs import read_log
@@ -39,7 +40,8 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """21 static samples of 3 procedural identities, 3 views, 32 px, rgb + depth, 3 shards."""
+    """21 static samples of 3 procedural identities, 3 views, 32 px, rgb + depth + normals (the
+    default modalities), 3 shards."""
     root = tmp_path_factory.mktemp("train-data")
     cfg = SynthConfig(
         num_identities=3,
@@ -148,9 +150,15 @@ def test_bad_input_is_refused_before_any_work(
     cfg = load_config(None, tiny(cache_dir))
     with pytest.raises(ValueError, match="not an mvdata shard directory"):
         train(str(tmp_path), tmp_path / "r1", cfg, echo=print)
-    normals = load_config(None, tiny(cache_dir, "model.channels=rgb+depth+normal"))
-    with pytest.raises(ValueError, match="needs normal"):
-        train(str(shards), tmp_path / "r2", normals, echo=print)
+    # shards built with the former default modalities (rgb, depth) cannot feed the default
+    # channels (rgb + depth + normals): refused, naming the file and both ways out
+    old = tmp_path / "rgb-depth-shards"
+    build_shard_dir(old, [4], modalities=("rgb", "depth"), views=3)
+    with pytest.raises(ValueError, match="needs normal") as err:
+        train(str(old), tmp_path / "r2", cfg, echo=print)
+    assert str(old / "dataset.json") in str(err.value)
+    assert "--modalities rgb,depth,normal" in str(err.value)
+    assert "model.channels=rgb+depth" in str(err.value)
     assert not (tmp_path / "r2" / "config.yaml").exists()
 
 

@@ -277,7 +277,11 @@ def test_gradients_reach_the_backbone() -> None:
 def test_encode_batch_like(model: MultiviewVLM) -> None:
     x = example_input(model.config, batch=2, frames=1, views=3)
     batch = SimpleNamespace(
-        images=x["images"], depth=x["depth"], normals=None, views=[0, 1, 2], valid=torch.ones(2)
+        images=x["images"],
+        depth=x["depth"],
+        normals=x.get("normals"),
+        views=[0, 1, 2],
+        valid=torch.ones(2),
     )
     with torch.no_grad():
         out = model.encode(batch)

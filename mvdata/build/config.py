@@ -37,7 +37,7 @@ class BuildConfig(Settings):
     source_root: str
     kind: Literal["static", "sequence"] = "static"
     views: tuple[tuple[float, float], ...] = DEFAULT_VIEWS
-    modalities: tuple[Modality, ...] = ("rgb", "depth")
+    modalities: tuple[Modality, ...] = ("rgb", "depth", "normal")
     image_size: int = 224
     clip_frames: int = 8
     clip_sampling: Literal["uniform", "motion"] = "uniform"

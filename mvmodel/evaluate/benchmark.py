@@ -9,7 +9,7 @@
    config written to ``OUT/configs/NAME.yaml`` first: MultiviewVLM, the supervised upper bound,
    single-view SimCLR-style, multiview contrastive without pseudo-labels, no geometric prior,
    and the variants (population reference instead of each subject's neutral scan, rgb only,
-   rgb + depth + normals, 4D clips). Every run keeps the held-out folds out of training
+   rgb + depth without normals, 4D clips). Every run keeps the held-out folds out of training
    (``data.exclude_folds``): the report is on subjects no model saw.
 4. ``mvmodel evaluate`` (in process): ``OUT/report/`` (static, the two highest intensities,
    every method, the geometry and the random-init encoder), ``OUT/report/all-intensities/`` and
@@ -77,10 +77,9 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("prior.reference=population",),
     ),
     "rgb": ("MultiviewVLM, rgb only", ("model.channels=rgb",)),
-    "rgb-depth-normal": (
-        "MultiviewVLM, rgb + depth + normals",
-        ("model.channels=rgb+depth+normal",),
-    ),
+    # the default channels are rgb + depth + normals (chosen on a validation fold, 2026-12-05):
+    # this variant is the former default, without normals
+    "rgb-depth": ("MultiviewVLM, rgb + depth (no normals)", ("model.channels=rgb+depth",)),
     "clips": ("MultiviewVLM on 4D clips", ()),
 }
 
@@ -194,7 +193,7 @@ def _builtin_config(s: BenchmarkSettings) -> dict[str, Any]:
         "model": {
             "backbone": "resnet18",
             "image_size": 112,
-            "channels": "rgb+depth",
+            "channels": "rgb+depth+normal",
             "embed_dim": 256,
         },
         "text": {"encoder": "minilm", "prompts": {"max_per_class": 128}},
@@ -437,7 +436,8 @@ def run_benchmark(
     else:
         stages["synth"] = earlier.get("synth")
     face_model = _face_model_used(synth, s)
-    modalities = "rgb,depth,normal" if "rgb-depth-normal" in s.variants else "rgb,depth"
+    # every run's shards carry normals: the default channels use them, variants take fewer
+    modalities = "rgb,depth,normal"
     resolved = {**_resolved(s, out), "face_model": face_model}
     record["resolved"] = resolved
     common = [
@@ -482,7 +482,7 @@ def run_benchmark(
                     "--kind",
                     "sequence",
                     "--modalities",
-                    "rgb,depth",
+                    modalities,
                     "--clip-frames",
                     str(s.clip_frames),
                     "--clip-sampling",

@@ -39,12 +39,15 @@ def check_shards(shards: str, cfg: TrainConfig) -> DatasetInfo:
     info = open_dataset(shards, split=cfg.data.split)
     channels = cfg.model.channels
     meta_path = f"{info.root}/dataset.json"
+    fits = "rgb+depth" if "depth" in info.meta.modalities else "rgb"
     for needed in ("depth", "normal"):
         if needed in channels and needed not in info.meta.modalities:
+            # the default channels need normals (since 2026-12-05): shards built earlier with
+            # the old default "rgb,depth" end up here, so name both ways out
             raise ValueError(
-                f"{meta_path}: the shards carry {info.meta.modalities}, but model.channels="
-                f"{channels} needs {needed}: rebuild with --modalities including {needed}, or "
-                f"train with model.channels=rgb"
+                f"{meta_path}: the shards carry {list(info.meta.modalities)}, but model.channels="
+                f"{channels} needs {needed}: rebuild with --modalities rgb,depth,normal, or "
+                f"train with model.channels={fits}"
             )
     if info.num_views > cfg.model.max_views:
         raise ValueError(

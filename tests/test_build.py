@@ -257,13 +257,26 @@ def test_bad_input_and_settings_mismatch(synth_root, tmp_path):
     build(
         BuildConfig(source="synthetic", source_root=str(synth_root), **SMALL), str(out), workers=1
     )
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other settings .*image_size: \d+ there, 64 now"):
         build(
             BuildConfig(
                 source="synthetic", source_root=str(synth_root), **{**SMALL, "image_size": 64}
             ),
             str(out),
         )
+    # the default modalities changed (rgb + depth -> + normal): a resume names the setting
+    with pytest.raises(ValueError) as err:
+        build(
+            BuildConfig(
+                source="synthetic",
+                source_root=str(synth_root),
+                modalities=("rgb", "depth"),
+                **SMALL,
+            ),
+            str(out),
+        )
+    assert "modalities: ['rgb', 'depth', 'normal'] there, ['rgb', 'depth'] now" in str(err.value)
+    assert "image_size" not in str(err.value)
     s = build(
         BuildConfig(source="synthetic", source_root=str(synth_root), **{**SMALL, "image_size": 64}),
         str(out),

@@ -20,6 +20,7 @@ shard; :mod:`mvdata.build.finalize` writes the root files.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import time
@@ -142,12 +143,26 @@ def _prepare_out(out: str, cfg: BuildConfig, mode: str, plan: Plan) -> None:
         return
     if state.get("config_digest") != cfg.digest():
         raise ValueError(
-            f"{out}: was built with other settings ({state_path(out)}); rerun with the same "
-            "settings, or --mode overwrite to start again"
+            f"{out}: was built with other settings ({state_path(out)}; "
+            f"{_setting_differences(state['config'], cfg)}); rerun with the same settings, or "
+            "--mode overwrite to start again"
         )
     check_sources(out, state, plan, doing="resume")
     if "sources" not in state:  # an output from before fingerprints: record them from now on
         write_state(out, cfg, plan)
+
+
+def _setting_differences(recorded: dict[str, Any], cfg: BuildConfig) -> str:
+    """``"modalities: ['rgb', 'depth'] there, ['rgb', 'depth', 'normal'] now"`` for every
+    setting that differs (defaults change between versions: the message must say which)."""
+    now = json.loads(cfg.model_dump_json())
+    keys = sorted(set(recorded) | set(now))
+    diff = [
+        f"{k}: {recorded.get(k)!r} there, {now.get(k)!r} now"
+        for k in keys
+        if json.loads(json.dumps(recorded.get(k))) != now.get(k)
+    ]
+    return "; ".join(diff) if diff else "the recorded settings hash differently"
 
 
 def build(

@@ -22,7 +22,7 @@ Conventions, fixed here once for all readers and the renderer:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -152,6 +152,12 @@ class Settings(BaseModel):
     ``pydantic.ValidationError`` (a ``ValueError``) naming the field."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def differing_settings(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The keys whose values differ between two JSON dumps of settings (a key missing on one
+    side differs), sorted: what a refused resume names."""
+    return sorted(k for k in set(recorded) | set(now) if recorded.get(k) != now.get(k))
 
 
 ItemKind = Literal["static", "sequence"]

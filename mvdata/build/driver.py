@@ -20,7 +20,6 @@ shard; :mod:`mvdata.build.finalize` writes the root files.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import time
@@ -37,7 +36,7 @@ from mvdata.build.lock import build_lock, is_lock_file
 from mvdata.build.plan import Plan, make_plan
 from mvdata.build.state import check_sources, read_state, state_path, write_state
 from mvdata.build.worker import _init_worker, build_shard
-from mvdata.core import Item, ReadError
+from mvdata.core import Item, ReadError, differing_settings
 from mvdata.shards.reader import filesystem, is_committed, read_stats
 from mvdata.shards.writer import clean_temp_files
 from schemas.models import ShardStats
@@ -154,13 +153,12 @@ def _prepare_out(out: str, cfg: BuildConfig, mode: str, plan: Plan) -> None:
 
 def _setting_differences(recorded: dict[str, Any], cfg: BuildConfig) -> str:
     """``"modalities: ['rgb', 'depth'] there, ['rgb', 'depth', 'normal'] now"`` for every
-    setting that differs (defaults change between versions: the message must say which)."""
-    now = json.loads(cfg.model_dump_json())
-    keys = sorted(set(recorded) | set(now))
+    setting that differs (defaults change between versions: the message must say which).
+    ``recorded`` is ``build.json``'s ``config``, already a JSON dump."""
+    now = cfg.model_dump(mode="json")
     diff = [
         f"{k}: {recorded.get(k)!r} there, {now.get(k)!r} now"
-        for k in keys
-        if json.loads(json.dumps(recorded.get(k))) != now.get(k)
+        for k in differing_settings(recorded, now)
     ]
     return "; ".join(diff) if diff else "the recorded settings hash differently"
 

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mvdata.core import differing_settings
 from mvdata.io import atomic_write, atomic_write_json
 from mvmodel.evaluate.protocols import make_protocol
 
@@ -286,7 +287,7 @@ def _check_out(out: Path, s: BenchmarkSettings) -> None:
             raise ValueError(f"{path}: not a benchmark record ({exc}); choose another OUT") from exc
         new = s.model_dump(mode="json")
         if old != new:
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            diff = differing_settings(old, new)
             raise ValueError(
                 f"{out} holds a benchmark made with other settings (differing: {diff}): "
                 "choose another OUT, or repeat the same settings to resume"

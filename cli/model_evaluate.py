@@ -172,7 +172,8 @@ def benchmark_cmd(
     device: str | None = typer.Option(None, help="auto, cpu or cuda."),
 ) -> None:
     """Generate the synthetic benchmark from a seed, train MultiviewVLM and every baseline,
-    and evaluate them into OUT/report/ (one command; re-running resumes)."""
+    and evaluate them into OUT/report/ (one command; re-running resumes, and may name other
+    --baselines / --variants: finished runs are reused)."""
     from mvmodel.evaluate.benchmark import BenchmarkSettings, quick_settings, run_benchmark
 
     def names(text: str | None) -> tuple[str, ...] | None:

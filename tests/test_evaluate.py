@@ -638,6 +638,18 @@ def test_benchmark_configs_are_the_baselines_of_the_readme(tmp_path: Path) -> No
         _check_out(tmp_path / "b", quick_settings(seed=8))
     with pytest.raises(ValueError, match="holds no benchmark.json"):
         _check_out(tmp_path, s)
+    # the method set may grow or shrink on a later call (finished runs are reused by config hash)
+    _check_out(tmp_path / "b", quick_settings(seed=7, variants=("rgb",), baselines=()))
+    # ... but clips need the sequences the first call did not generate: refused before the
+    # record is rewritten, so the earlier stage and run times stay on record
+    from mvmodel.evaluate.benchmark import run_benchmark
+
+    (tmp_path / "b" / "synth").mkdir()
+    (tmp_path / "b" / "synth" / "synth.json").write_text(json.dumps({"sequences": False}))
+    before = (tmp_path / "b" / "benchmark.json").read_bytes()
+    with pytest.raises(ValueError, match=r"synth\.json: .*without 4D sequences"):
+        run_benchmark(tmp_path / "b", quick_settings(seed=7, variants=("clips",)))
+    assert (tmp_path / "b" / "benchmark.json").read_bytes() == before
     # on the CLI: one line and exit 2 (click's Exit is a RuntimeError: it once became a second
     # line, "error: 2", and exit 1)
     from typer.testing import CliRunner
@@ -715,3 +727,20 @@ def test_benchmark_quick_end_to_end(tmp_path: Path) -> None:
     for name in names:  # the first invocation's training time still counts
         assert again["runs"][name]["seconds"] == record["runs"][name]["seconds"] > 0
     assert again["stages"]["synth"] == record["stages"]["synth"] > 0
+    # a smaller method set on the same OUT: nothing trains, the report covers what is named
+    # now, and the other runs (with their times) stay on record for a later, larger call
+    r = subprocess.run(
+        [*cmd, "--baselines", "none", "--variants", "rgb"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert r.returncode == 0 and r.stdout.count("finished earlier") == 2, r.stdout[-3000:]
+    small = json.loads((out / "benchmark.json").read_text())
+    assert set(small["runs"]) == {"main", "rgb"}
+    assert {k: v["seconds"] for k, v in small["other_runs"].items()} == {
+        k: record["runs"][k]["seconds"] for k in names if k not in ("main", "rgb")
+    }
+    doc = json.loads((out / "report" / "report.json").read_text())
+    assert len(doc["methods"]) == 1 + 1 + 1 + 2  # main, rgb, init, geometry x2

@@ -19,7 +19,9 @@ Every setting is a field of :class:`BenchmarkSettings` (written to ``OUT/benchma
 into every report); the seed drives the data, the folds and every training run alike: nothing is
 tuned to one seed. Run again, the command skips what is complete (synth output, finished runs),
 resumes a run that has a checkpoint and re-evaluates; an ``OUT`` made with other settings is
-refused.
+refused, except for the method set: a later call may name other ``--baselines`` / ``--variants``
+(the runs there are reused, new ones trained, the report covers the methods named now; the 4D
+clip variant only where the data was generated with sequences).
 """
 
 from __future__ import annotations
@@ -277,15 +279,23 @@ def _mvmodel_train(s: BenchmarkSettings, *args: str) -> list[str]:
     return [sys.executable, "-m", "cli.mvmodel_app", "train", *args]
 
 
+#: Settings that name which methods run, not how: an OUT may gain (or leave out) baselines and
+#: variants on a later invocation. Each run is still skipped only when its own config hash
+#: matches, so the runs already there are reused exactly when they are what this call asks for.
+_METHOD_SET = ("baselines", "variants")
+
+
 def _check_out(out: Path, s: BenchmarkSettings) -> None:
-    """Refuse an OUT made by other settings (its runs and data would not be this benchmark's)."""
+    """Refuse an OUT made by other settings (its runs and data would not be this benchmark's);
+    the method set (``--baselines``, ``--variants``) may differ."""
     path = out / "benchmark.json"
     if path.is_file():
         try:
             old = json.loads(path.read_text())["settings"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            old = {k: v for k, v in old.items() if k not in _METHOD_SET}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path}: not a benchmark record ({exc}); choose another OUT") from exc
-        new = s.model_dump(mode="json")
+        new = s.model_dump(mode="json", exclude=set(_METHOD_SET))
         if old != new:
             diff = differing_settings(old, new)
             raise ValueError(
@@ -360,22 +370,54 @@ def _face_model_used(synth: Path, s: BenchmarkSettings) -> str:
     return used
 
 
-def _earlier_seconds(out: Path) -> dict[str, float]:
-    """Seconds that earlier invocations into ``out`` spent on synth, the builds and each
-    training run (``benchmark.json``), so that a resumed benchmark reports what the whole took
-    (evaluations are redone each time and count once)."""
+def _check_has_sequences(synth: Path) -> None:
+    """The 4D clip variant needs sequences; an OUT whose data was generated without them (a
+    benchmark first run without ``clips``) cannot gain them without changing its static data's
+    provenance, so it is refused before any work."""
+    path = synth / "synth.json"
+    try:
+        has = bool(json.loads(path.read_text())["sequences"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: cannot read whether it holds 4D sequences ({exc})") from exc
+    if not has:
+        raise ValueError(
+            f"{path}: this benchmark's data was generated without 4D sequences (its first run "
+            "left out the clips variant): run the clips variant into another OUT"
+        )
+
+
+def _earlier_record(out: Path) -> dict[str, Any]:
+    """What earlier invocations into ``out`` recorded (``benchmark.json``; {} when none)."""
     try:
         old = json.loads((out / "benchmark.json").read_text())
     except (OSError, ValueError):
         return {}
+    return old if isinstance(old, dict) else {}
+
+
+def _earlier_seconds(old: dict[str, Any]) -> dict[str, float]:
+    """Seconds that earlier invocations spent on synth, the builds and each training run (their
+    record, ``old``), so that a resumed benchmark reports what the whole took (evaluations are
+    redone each time and count once)."""
     got: dict[str, float] = {}
     for stage in ("synth", "build static", "build clips"):
         value = (old.get("stages") or {}).get(stage)
         if isinstance(value, int | float):
             got[stage] = float(value)
-    for name, rec in (old.get("runs") or {}).items():
-        if isinstance(rec, dict) and isinstance(rec.get("seconds"), int | float):
+    for name, rec in _earlier_runs(old).items():
+        if isinstance(rec.get("seconds"), int | float):
             got[f"train {name}"] = float(rec["seconds"])
+    return got
+
+
+def _earlier_runs(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every run an earlier invocation recorded: those of its report (``runs``) and those it
+    carried from before without reporting them (``other_runs``, when the method set shrank)."""
+    got: dict[str, dict[str, Any]] = {}
+    for key in ("other_runs", "runs"):
+        section = record.get(key)
+        if isinstance(section, dict):
+            got.update({k: v for k, v in section.items() if isinstance(v, dict)})
     return got
 
 
@@ -397,8 +439,14 @@ def run_benchmark(
     out = Path(out).resolve()
     s = settings
     _check_out(out, s)
+    synth = out / "synth"
+    want_clips = "clips" in s.variants
+    if want_clips and (synth / "synth.json").is_file():
+        _check_has_sequences(synth)  # before the record is rewritten: nothing of it is lost
     out.mkdir(parents=True, exist_ok=True)
-    earlier = _earlier_seconds(out)
+    old_record = _earlier_record(out)
+    earlier = _earlier_seconds(old_record)
+    earlier_runs = _earlier_runs(old_record)
     if command is None:
         command = f"mvmodel benchmark {out} --seed {s.seed}" + (" --quick" if s.quick else "")
     record: dict[str, Any] = {
@@ -412,8 +460,6 @@ def run_benchmark(
     stages: dict[str, Any] = record["stages"]
 
     # 1. data
-    synth = out / "synth"
-    want_clips = "clips" in s.variants
     if not (synth / "synth.json").is_file():
         args = [
             "synth",
@@ -507,6 +553,10 @@ def run_benchmark(
     plan: list[tuple[str, Path, tuple[str, ...]]] = [("main", static, ())]
     plan += [(b, static, BASELINES[b][1]) for b in s.baselines]
     plan += [(v, clips if v == "clips" else static, VARIANTS[v][1]) for v in s.variants]
+    # runs of an earlier, larger method set stay on record (and on disk), outside this report
+    record["other_runs"] = {
+        k: v for k, v in earlier_runs.items() if k not in {name for name, _, _ in plan}
+    }
     for name, data, extra in plan:
         runs[name] = _train(s, out, name, data, extra, echo)
         # time spent on this run by earlier invocations (a finished or resumed run) counts too

@@ -501,6 +501,7 @@ def test_cli_evaluate_end_to_end(shards: Path, run: Path, tmp_path: Path) -> Non
     assert "| intensity | test samples |" in (out / "report.md").read_text()
     assert set(main["kmeans"]) == {"nmi", "ari", "matched_accuracy"}
     assert main["pseudo_labels"]["accuracy"] is not None
+    assert main["pseudo_labels"]["role"] == "targets"
     assert doc["methods"]["again"]["linear_probe"] == main["linear_probe"]  # same checkpoint
     models = doc["models"]["MultiviewVLM"]
     assert models["checkpoint_sha256"] == doc["models"]["again"]["checkpoint_sha256"]
@@ -744,3 +745,34 @@ def test_benchmark_quick_end_to_end(tmp_path: Path) -> None:
     }
     doc = json.loads((out / "report" / "report.json").read_text())
     assert len(doc["methods"]) == 1 + 1 + 1 + 2  # main, rgb, init, geometry x2
+
+
+def test_pseudo_label_column_says_when_the_loss_ignored_them() -> None:
+    """The multiview and SimCLR baselines compute and measure pseudo-labels their loss never
+    uses, and the supervised run's are its labels: a bare 100 % in their row read as if
+    pseudo-labels had taught them (seed 4's report, 2026-12-05)."""
+    import yaml
+
+    from mvmodel.config import TrainConfig
+    from mvmodel.evaluate.benchmark import BASELINES
+    from mvmodel.evaluate.pipeline import _pseudo_label_role
+    from mvmodel.evaluate.report import _pseudo_cell
+
+    def role(overrides: tuple[str, ...]) -> str:
+        data: dict[str, Any] = {}
+        for item in overrides:
+            key, value = item.split("=", 1)
+            section, name = key.split(".", 1)
+            if name == "views":
+                continue  # (data.views: not a loss setting)
+            data.setdefault(section, {})[name] = yaml.safe_load(value)
+        return _pseudo_label_role(TrainConfig.model_validate(data))
+
+    assert role(()) == "targets"
+    assert role(BASELINES["supervised"][1]) == "replaced by labels"
+    assert role(BASELINES["multiview"][1]) == role(BASELINES["simclr"][1]) == "unused"
+    assert role(BASELINES["no-prior"][1]) == "targets"
+    assert _pseudo_cell({"accuracy": 1.0, "role": "unused"}) == "100.0 (unused)"
+    assert _pseudo_cell({"accuracy": 1.0, "role": "replaced by labels"}) == "100.0 (labels)"
+    assert _pseudo_cell({"accuracy": 0.917, "role": "targets"}) == "91.7"
+    assert _pseudo_cell({"accuracy": 0.5}) == "50.0" and _pseudo_cell(None) == "–"

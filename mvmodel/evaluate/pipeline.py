@@ -31,6 +31,7 @@ from mvmodel.evaluate.metrics import evaluate_representation, l2_normalise
 from mvmodel.evaluate.protocols import Protocol, Selection, sample_table, select
 
 if TYPE_CHECKING:
+    from mvmodel.config import TrainConfig
     from mvmodel.inference import TrainedModel
 
 __all__ = ["MAIN", "EvaluationResult", "evaluate", "find_run_dir", "training_curves"]
@@ -178,8 +179,21 @@ def _model_info(name: str, m: TrainedModel, feats: FeatureSet) -> dict[str, Any]
             "epoch": last.get("epoch"),
             "partial_epoch": bool(last.get("partial", False)),
             "measured_on": "the run's training samples (every intensity it trained on)",
+            "role": _pseudo_label_role(cfg),
         },
     }
+
+
+def _pseudo_label_role(cfg: TrainConfig) -> str:
+    """What the run's pseudo-labels did in training: ``targets`` (the image-text loss and/or
+    the false-negative mask), ``replaced by labels`` (the supervised baseline: its agreement is
+    trivially 1) or ``unused`` (a baseline whose loss ignores them, though the loop still
+    computes and measures them: without this a 100 % in the report reads as if they taught it)."""
+    if cfg.loss.supervised:
+        return "replaced by labels"
+    if cfg.loss.w_image_text > 0 or cfg.loss.mask_false_negatives:
+        return "targets"
+    return "unused"
 
 
 def evaluate(

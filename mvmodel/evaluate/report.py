@@ -234,6 +234,16 @@ def _pct(stat: dict[str, Any] | None, ci_key: str = "ci95_subjects") -> str:
     return text
 
 
+def _pseudo_cell(pl_: dict[str, Any] | None) -> str:
+    """The pseudo-label agreement, said to be unused or labels where the run's loss made it so
+    (reports written before the role was recorded show the bare number)."""
+    if not pl_:
+        return "–"
+    text = f"{100 * pl_['accuracy']:.1f}"
+    role = str(pl_.get("role", ""))
+    return {"unused": f"{text} (unused)", "replaced by labels": f"{text} (labels)"}.get(role, text)
+
+
 def _num(stat: dict[str, Any] | None) -> str:
     if not stat or stat.get("mean") is None or not math.isfinite(stat["mean"]):
         return "–"
@@ -310,7 +320,9 @@ def markdown(doc: dict[str, Any]) -> str:
         "subjects]. k-means: k = number of classes, accuracy after Hungarian matching "
         "[95 % interval over folds, Student t, clipped to the metric's range]. "
         "Pseudo-labels: agreement of the run's pseudo-labels with the held-back labels over "
-        "its training samples in its last epoch (a measurement, not a test result)."
+        "its training samples in its last epoch (a measurement, not a test result; "
+        "'unused': computed and measured, but the run's loss ignores them; 'labels': the "
+        "supervised run's targets are the labels)."
     )
     L.append("")
     L.append(
@@ -341,7 +353,7 @@ def markdown(doc: dict[str, Any]) -> str:
                     _pct(km.get("matched_accuracy"), "ci95"),
                     _num(km.get("nmi")),
                     _num(km.get("ari")),
-                    "–" if not pl_ else f"{100 * pl_['accuracy']:.1f}",
+                    _pseudo_cell(pl_),
                 ]
             )
             + " |"

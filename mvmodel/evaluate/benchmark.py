@@ -285,14 +285,15 @@ def _mvmodel_train(s: BenchmarkSettings, *args: str) -> list[str]:
 _METHOD_SET = ("baselines", "variants")
 
 
-def _check_out(out: Path, s: BenchmarkSettings) -> None:
+def _check_out(out: Path, s: BenchmarkSettings) -> dict[str, Any]:
     """Refuse an OUT made by other settings (its runs and data would not be this benchmark's);
-    the method set (``--baselines``, ``--variants``) may differ."""
+    the method set (``--baselines``, ``--variants``) may differ. Returns what earlier
+    invocations recorded (``benchmark.json``; {} for a new OUT)."""
     path = out / "benchmark.json"
     if path.is_file():
         try:
-            old = json.loads(path.read_text())["settings"]
-            old = {k: v for k, v in old.items() if k not in _METHOD_SET}
+            record = json.loads(path.read_text())
+            old = {k: v for k, v in record["settings"].items() if k not in _METHOD_SET}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path}: not a benchmark record ({exc}); choose another OUT") from exc
         new = s.model_dump(mode="json", exclude=set(_METHOD_SET))
@@ -302,10 +303,12 @@ def _check_out(out: Path, s: BenchmarkSettings) -> None:
                 f"{out} holds a benchmark made with other settings (differing: {diff}): "
                 "choose another OUT, or repeat the same settings to resume"
             )
-    elif out.exists() and any(out.iterdir()):
+        return dict(record)
+    if out.exists() and any(out.iterdir()):
         raise ValueError(
             f"{out} exists, is not empty and holds no benchmark.json: choose another OUT"
         )
+    return {}
 
 
 def _train(
@@ -386,15 +389,6 @@ def _check_has_sequences(synth: Path) -> None:
         )
 
 
-def _earlier_record(out: Path) -> dict[str, Any]:
-    """What earlier invocations into ``out`` recorded (``benchmark.json``; {} when none)."""
-    try:
-        old = json.loads((out / "benchmark.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return old if isinstance(old, dict) else {}
-
-
 def _earlier_seconds(old: dict[str, Any]) -> dict[str, float]:
     """Seconds that earlier invocations spent on synth, the builds and each training run (their
     record, ``old``), so that a resumed benchmark reports what the whole took (evaluations are
@@ -438,13 +432,12 @@ def run_benchmark(
     t0 = time.perf_counter()
     out = Path(out).resolve()
     s = settings
-    _check_out(out, s)
+    old_record = _check_out(out, s)
     synth = out / "synth"
     want_clips = "clips" in s.variants
     if want_clips and (synth / "synth.json").is_file():
         _check_has_sequences(synth)  # before the record is rewritten: nothing of it is lost
     out.mkdir(parents=True, exist_ok=True)
-    old_record = _earlier_record(out)
     earlier = _earlier_seconds(old_record)
     earlier_runs = _earlier_runs(old_record)
     if command is None:
@@ -554,9 +547,8 @@ def run_benchmark(
     plan += [(b, static, BASELINES[b][1]) for b in s.baselines]
     plan += [(v, clips if v == "clips" else static, VARIANTS[v][1]) for v in s.variants]
     # runs of an earlier, larger method set stay on record (and on disk), outside this report
-    record["other_runs"] = {
-        k: v for k, v in earlier_runs.items() if k not in {name for name, _, _ in plan}
-    }
+    planned = {name for name, _, _ in plan}
+    record["other_runs"] = {k: v for k, v in earlier_runs.items() if k not in planned}
     for name, data, extra in plan:
         runs[name] = _train(s, out, name, data, extra, echo)
         # time spent on this run by earlier invocations (a finished or resumed run) counts too

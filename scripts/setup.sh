@@ -3,6 +3,7 @@
 # System: Mesa's EGL + llvmpipe for headless rendering (Debian: libegl1, libgl1-mesa-dri).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/free-space.sh
 PY=${PYTHON:-python3}
 
 if command -v dpkg >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
@@ -28,13 +29,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   if [ ! -x .venv/bin/python ]; then
     # A new environment is about 7.5 GB (torch's CUDA build alone is 5.5 GB). Say so up front: a
     # disk that fills mid-install leaves pip's OSError buried and a half-unpacked torch behind.
-    need_gb=${MVDATA_MIN_FREE_GB:-8}
-    free_gb=$(( $(df -Pk . | awk 'NR==2 {print $4}') / 1048576 ))
-    if [ "$free_gb" -lt "$need_gb" ]; then
-      echo "error: $(pwd) has $free_gb GB free; installing into .venv needs about $need_gb GB" \
-           "(free some space, or set MVDATA_MIN_FREE_GB to override)" >&2
-      exit 1
-    fi
+    require_free_gb "$(pwd)" "${MVDATA_MIN_FREE_GB:-8}" "installing into .venv" MVDATA_MIN_FREE_GB
     "$PY" -m venv .venv
   fi
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true

@@ -16,12 +16,7 @@ echo "== schema files"; python -m schemas.export --check
 # The suite's training tests write checkpoints (resnet18 + optimizer state) under the temp dir:
 # ~2.3 GB at peak with pyproject's retention policy (only failed tests' folders are kept). One clear
 # line here beats twenty "No space left on device" failures midway.
-tmp_dir=${TMPDIR:-/tmp}
-need_tmp_gb=${MVDATA_TEST_MIN_TMP_GB:-3}
-tmp_free_gb=$(( $(df -Pk "$tmp_dir" | awk 'NR==2 {print $4}') / 1048576 ))
-if [ "$tmp_free_gb" -lt "$need_tmp_gb" ]; then
-  echo "error: $tmp_dir has $tmp_free_gb GB free; the test suite needs about $need_tmp_gb GB there" \
-       "(free some space, point TMPDIR elsewhere, or set MVDATA_TEST_MIN_TMP_GB to override)" >&2
-  exit 1
-fi
+source scripts/free-space.sh
+require_free_gb "${TMPDIR:-/tmp}" "${MVDATA_TEST_MIN_TMP_GB:-3}" "the test suite" \
+  MVDATA_TEST_MIN_TMP_GB "point TMPDIR elsewhere"
 echo "== pytest"; python -m pytest -q -p no:cacheprovider "$@"

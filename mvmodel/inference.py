@@ -67,12 +67,14 @@ def pick_views(batch: MultiviewBatch, pick: Sequence[int]) -> MultiviewBatch:
 @dataclass
 class EmbeddedBatch:
     """One loader batch embedded: only valid rows, ``f [N, D]`` and ``z [N, T·V, D]`` (float32,
-    unit rows, on the CPU), with the rows' keys and parsed json members."""
+    unit rows, on the CPU), with the rows' keys and parsed json members. ``fused [N, F]``: the
+    fused backbone feature ``f`` is projected from (not normalised)."""
 
     keys: list[str]
     meta: list[dict[str, Any]]
     f: np.ndarray
     z: np.ndarray
+    fused: np.ndarray
 
 
 class TrainedModel:
@@ -176,6 +178,7 @@ class TrainedModel:
             meta=meta,
             f=out.f[idx].float().cpu().numpy(),
             z=out.z[idx].float().cpu().numpy(),
+            fused=out.fused[idx].float().cpu().numpy(),
         )
 
     def embed_shards(

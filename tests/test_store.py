@@ -201,6 +201,7 @@ def test_embed_writes_contract_rows(db: str, shards: Path, model: TrainedModel) 
     assert len(rows) == 21 and len({r["key"] for r in rows}) == 21
     expected = {}
     for eb in model.embed_shards(shards, batch_size=8):
+        assert eb.fused.shape == (len(eb.keys), model.trainer.vision.feature_dim)
         expected.update({k: (eb.f[i], eb.z[i]) for i, k in enumerate(eb.keys)})
     for r in rows:
         EmbeddingRow.model_validate(r)  # every stored row is a valid contract row

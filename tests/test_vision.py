@@ -65,6 +65,12 @@ def test_shapes_and_unit_norms(model: MultiviewVLM, frames: int) -> None:
     assert out.z.shape == (2, frames * 3, 32)
     assert out.f.shape == (2, 32)
     assert out.tokens.shape == (2, frames * 3, model.feature_dim)
+    assert out.fused.shape == (2, model.feature_dim)
+    # f is the projection of the fused feature the probe script reads, nothing else
+    with torch.no_grad():
+        torch.testing.assert_close(
+            out.f, torch.nn.functional.normalize(model.fused_head(out.fused).float(), dim=-1)
+        )
     torch.testing.assert_close(out.z.norm(dim=-1), torch.ones(2, frames * 3))
     torch.testing.assert_close(out.f.norm(dim=-1), torch.ones(2))
     assert out.z.dtype == out.f.dtype == torch.float32

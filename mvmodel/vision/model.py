@@ -111,6 +111,9 @@ class VisionOutput:
     ``z``: ``[B, T·V, D]`` per-view embeddings, L2-normalised, index ``t·V + v``.
     ``f``: ``[B, D]`` fused sample embeddings, L2-normalised.
     ``tokens``: ``[B, T·V, F]`` backbone features before projection (F = feature dim).
+    ``fused``: ``[B, F]`` the fusion's output before its projection head (``f`` is its
+    projection; in autocast's dtype): the layer a SimCLR/CLIP-style linear probe reads
+    (``scripts/probe_layers.py``).
     ``z`` and ``f`` are float32 even under autocast (the losses divide their cosines by a
     temperature as small as 0.01, where bf16's 3 significant digits are not enough).
     """
@@ -118,6 +121,7 @@ class VisionOutput:
     z: torch.Tensor
     f: torch.Tensor
     tokens: torch.Tensor
+    fused: torch.Tensor
 
 
 class BatchLike(Protocol):
@@ -201,7 +205,9 @@ class MultiviewVLM(nn.Module):
         z = F.normalize(self.view_head(feats).float(), dim=-1).reshape(b, t * v, -1)
         fused = self.fusion(feats, view_ids)  # [B, F]
         f = F.normalize(self.fused_head(fused).float(), dim=-1)
-        return VisionOutput(z=z, f=f, tokens=feats.reshape(b, t * v, self.feature_dim))
+        return VisionOutput(
+            z=z, f=f, tokens=feats.reshape(b, t * v, self.feature_dim), fused=fused
+        )
 
     def encode(self, batch: BatchLike) -> VisionOutput:
         """Embed a ``MultiviewBatch`` (or anything with ``images``, ``depth``, ``normals``).

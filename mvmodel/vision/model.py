@@ -205,9 +205,7 @@ class MultiviewVLM(nn.Module):
         z = F.normalize(self.view_head(feats).float(), dim=-1).reshape(b, t * v, -1)
         fused = self.fusion(feats, view_ids)  # [B, F]
         f = F.normalize(self.fused_head(fused).float(), dim=-1)
-        return VisionOutput(
-            z=z, f=f, tokens=feats.reshape(b, t * v, self.feature_dim), fused=fused
-        )
+        return VisionOutput(z=z, f=f, tokens=feats.reshape(b, t * v, self.feature_dim), fused=fused)
 
     def encode(self, batch: BatchLike) -> VisionOutput:
         """Embed a ``MultiviewBatch`` (or anything with ``images``, ``depth``, ``normals``).

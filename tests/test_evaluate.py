@@ -19,9 +19,11 @@ import pytest
 from mvmodel.evaluate.metrics import (
     FitResult,
     clustering_scores,
+    evaluate_representation,
     fit_linear_probe,
     fold_stats,
     hungarian_accuracy,
+    l2_normalise,
     predict_by_fold,
     predict_from_scores,
     prediction_metrics,
@@ -388,6 +390,57 @@ def test_geometry_baselines_on_a_real_build(shards: Path, tmp_path: Path) -> Non
     assert geo["linear_probe"]["pooled"] >= 0.9 and geo["kmeans"]["nmi"]["pooled"] >= 0.8
     assert geo["undefined_fraction"] == 0.0 and len(geo["features"]) >= 8
     assert all(p["selected_by"] == "inner CV" for p in geo["linear_probe"]["params"].values())
+
+
+def test_probe_layers_script_repeats_the_report_and_refuses_a_mismatch(
+    shards: Path, run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """scripts/probe_layers.py on a benchmark-shaped OUT: its first row is the report's own
+    computation (the cached joint embedding through evaluate_representation), and a report whose
+    number differs stops it with exit 1 before anything is written."""
+    import importlib.util
+
+    from mvmodel.evaluate.features import embed_features
+    from mvmodel.evaluate.protocols import sample_table
+
+    spec = importlib.util.spec_from_file_location("probe_layers", REPO / "scripts/probe_layers.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "OUT"
+    (out / "runs").mkdir(parents=True)
+    (out / "shards").mkdir()
+    (out / "runs" / "main").symlink_to(run)
+    (out / "shards" / "static").symlink_to(shards)
+
+    assert script.main([str(out), "--out", str(tmp_path / "probe.json")]) == 0
+    doc = json.loads((tmp_path / "probe.json").read_text())
+    got = doc["runs"]["main"]
+    assert got["test_folds"] == [0] and got["report's linear probe"] is None
+    rows = {k for k, v in got.items() if isinstance(v, dict)}
+    assert rows == {
+        f"linear probe, {layer}, {grid}"
+        for layer in ("joint embedding", "backbone (pre-projection)")
+        for grid in ("report grid", "wide grid")
+    } | {"kNN, joint embedding", "kNN, backbone (pre-projection)"}
+    model = TrainedModel.load(run, device="cpu")
+    feats = embed_features(model, shards, tmp_path / "features", name="m", batch_size=16)
+    protocol = make_protocol("bu3dfe", num_subjects=None, num_folds=None)
+    sel = select(sample_table(_samples(shards)), protocol, mode="holdout", holdout_folds=(0,))
+    ref = evaluate_representation(l2_normalise(feats.f[feats.rows(sel.keys)]), sel)
+    assert got["linear probe, joint embedding, report grid"]["mean"] == round(
+        100 * ref["linear_probe"]["mean"], 1
+    )
+
+    report = out / "report" / "report.json"
+    report.parent.mkdir()
+    wrong = round(100 * ref["linear_probe"]["mean"], 1) + 1.0
+    report.write_text(
+        json.dumps({"methods": {"MultiviewVLM": {"linear_probe": {"mean": wrong / 100}}}})
+    )
+    assert script.main([str(out), "--out", str(tmp_path / "again.json")]) == 1
+    assert "in the report" in capsys.readouterr().err
+    assert not (tmp_path / "again.json").exists()
 
 
 def test_random_init_features_cache_and_view_subsets(

@@ -27,6 +27,7 @@ import numpy as np
 from mvdata.io import atomic_write_json
 from mvdata.shards.meta import iter_sample_jsons
 from mvmodel.evaluate.benchmark import BASELINES, VARIANTS
+from mvmodel.evaluate.features import FeatureSet
 from mvmodel.evaluate.metrics import (
     C_GRID,
     fit_knn,
@@ -102,8 +103,8 @@ def main(argv: list[str]) -> int:
         sel = select(
             table, protocol, mode="holdout", holdout_folds=tuple(model.config.data.exclude_folds)
         )
-        index = {k: i for i, k in enumerate(keys)}
-        rows = np.asarray([index[k] for k in sel.keys])
+        # FeatureSet.rows: the report's own key lookup (a clear error for samples not embedded)
+        rows = FeatureSet(name, keys, joint, None, []).rows(sel.keys)
         # embeddings are L2-normalised as the report does; the raw backbone features are
         # standardised inside each fit (on its training samples), as the geometry features are
         layers = {

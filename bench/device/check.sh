@@ -7,8 +7,12 @@
 set -euo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p /tmp/parts "$OUT"
-cp .devwheels/* /tmp/parts/
+if [ -d .devwheels ]; then cp .devwheels/* /tmp/parts/; fi
 cd /tmp/parts
+# bench/device/repack.py's five parts: one tar of every wheel (DALI without other Pythons' modules).
+if ls bundle.part* >/dev/null 2>&1; then
+  cat bundle.part* | tar -x && rm bundle.part*
+fi
 if ls dali.part* >/dev/null 2>&1; then
   cat dali.part* > nvidia_dali_cuda130-2.4.0-py3-none-manylinux_2_28_x86_64.whl && rm dali.part*
 fi

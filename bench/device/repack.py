@@ -6,7 +6,8 @@ extension modules for Pythons other than 3.12 (14 files, ~13 MiB compressed; the
 3.12), rewrites its RECORD to match, tars every wheel into one stream and cuts it into five
 equal parts ``.dev1``-``.dev5`` (``split`` does the cutting; ``tarfile``/``zipfile`` the rest).
 
-Usage (from the repository root, after ``dali-for-device.sh`` and the .devwheels download)::
+Run by ``bench/device/prepare.sh`` (from the repository root, after ``dali-for-device.sh`` and
+the .devwheels download), or alone::
 
     python bench/device/repack.py
 """

@@ -191,7 +191,7 @@ def plot_training(path: Path, curves: dict[str, list[dict[str, Any]]]) -> bool:
     plt = _plt()
     if not any(curves.values()):
         return False
-    fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(11, 4.5), constrained_layout=True)
     cmap = plt.get_cmap("tab10")
     for i, (name, recs) in enumerate(curves.items()):
         for key, style, label in (
@@ -218,7 +218,8 @@ def plot_training(path: Path, curves: dict[str, list[dict[str, Any]]]) -> bool:
         "measured on the training samples each epoch (labels train only a supervised run)",
         fontsize=9,
     )
-    ax.legend(fontsize=7)
+    # Beside the axes, not inside: with seven methods a legend inside hides the curves.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
     return True
 

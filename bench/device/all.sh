@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# On the GPU machine, as the last of the five back-to-back calls (bench/device/README.md): the
-# loader checks (check.sh) and the training step (train.sh) in one call, so that a session's
-# 15 device minutes are not spent on a sixth start. Each part has its own time limit and a
-# failure in one does not stop the other; every log goes to $OUT, which comes back even when
-# the call runs past its limit.
+# On the GPU machine, after the five part calls (bench/device/README.md): the loader checks
+# (check.sh) and the training step (train.sh) in one call. Each part has its own time limit and
+# a failure in one does not stop the other; every log goes to $OUT, which comes back when the
+# call runs past its limit but not when the machine dies (2026-12-05): separate calls for each
+# step are the safer order, and a warm call costs seconds.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"

@@ -1,21 +1,16 @@
 #!/usr/bin/env bash
-# On the GPU machine, in the repository root, once .dali1-.dali5 are gathered in /tmp/parts and
-# this call carried .devwheels (bench/device/README.md): install DALI and the loaders'
+# On the GPU machine, in the repository root, once the parts of .dev1-.dev5 (bench/device/repack.py)
+# are gathered in /tmp/parts (bench/device/README.md): install DALI and the loaders'
 # dependencies into /tmp/site, then run the GPU loader checks (bench/device/gpu_checks.py) and
 # the loader benchmark (the loader vs a bare reader -> mixed decode -> normalise pipeline, same
 # run). Results go to $OUT.
 set -euo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p /tmp/parts "$OUT"
-if [ -d .devwheels ]; then cp .devwheels/* /tmp/parts/; fi
 cd /tmp/parts
-# bench/device/repack.py's five parts: one tar of every wheel (DALI without other Pythons' modules).
-if ls bundle.part* >/dev/null 2>&1; then
-  cat bundle.part* | tar -x && rm bundle.part*
-fi
-if ls dali.part* >/dev/null 2>&1; then
-  cat dali.part* > nvidia_dali_cuda130-2.4.0-py3-none-manylinux_2_28_x86_64.whl && rm dali.part*
-fi
+# bench/device/repack.py's five parts: one tar of every wheel (DALI without other Pythons'
+# modules, its dependencies and .devwheels' packages).
+cat bundle.part* | tar -x && rm bundle.part*
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site /tmp/parts/*.whl
 cd - >/dev/null
 export PYTHONPATH=/tmp/site:$PWD

@@ -14,6 +14,8 @@ On a GPU it also reports model FLOP utilisation: ``3 x forward FLOPs x samples/s
 the same with ``torch.compile``. Writes JSON (``--out``, default bench/results/train.json).
 
     python bench/bench_train.py                         # CPU default model (resnet18, 112 px)
+    python bench/bench_train.py --amp off,bf16 --out bench/results/train_cpu_bf16.json
+                                                        # float32 against bf16 autocast on the CPU
     python bench/bench_train.py --device cuda --backbone vit_small_patch16_224 --size 224 \\
         --batch-size 128 --compile                      # the GPU check (bench/device/check.sh)
 """
@@ -42,7 +44,13 @@ from mvdata.loaders.batch import MultiviewBatch  # noqa: E402
 from mvmodel.config import load_config  # noqa: E402
 from mvmodel.dist import DistInfo  # noqa: E402
 from mvmodel.pseudolabels import PseudoLabeler  # noqa: E402
-from mvmodel.train.loop import _param_groups, _step, _update  # noqa: E402
+from mvmodel.train.loop import (  # noqa: E402
+    _param_groups,
+    _step,
+    _update,
+    cpu_has_native_bf16,
+    uses_bf16,
+)
 from mvmodel.train.module import MultiviewVLMTrainer  # noqa: E402
 from mvmodel.vision.model import example_input, flops_per_sample  # noqa: E402
 
@@ -93,7 +101,7 @@ def _setup(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         "info": info,
         "prior": uniform_prior,
         "labeler": PseudoLabeler(CLASSES, cfg.pseudo.labeler_config()),
-        "bf16": device.type == "cuda",
+        "bf16": uses_bf16(args.amp, device),
     }
 
 
@@ -149,10 +157,10 @@ def _timed(fn: Any, steps: int, warmup: int, device: torch.device) -> dict[str, 
 
 
 def _run_variant(
-    args: argparse.Namespace, data: Path, device: torch.device, compiled: bool
+    args: argparse.Namespace, data: Path, device: torch.device, compiled: bool, amp: str
 ) -> dict[str, Any]:
-    """The three timings for the eager or the compiled model."""
-    s = _setup(argparse.Namespace(**{**vars(args), "compile": compiled}), device)
+    """The three timings for the eager or the compiled model under one ``optim.amp``."""
+    s = _setup(argparse.Namespace(**{**vars(args), "compile": compiled, "amp": amp}), device)
     loader = make_loader(
         data,
         batch_size=args.batch_size,
@@ -189,6 +197,8 @@ def _run_variant(
         "overhead_full_vs_model_only": model_only["samples_per_s"] / full["samples_per_s"] - 1.0,
         "loader_share": 1.0 - full["samples_per_s"] / in_memory["samples_per_s"],
         "forward_gflops_per_sample": fwd / 1e9,
+        "amp": amp,
+        "bf16": s["bf16"],
     }
     if device.type == "cuda":
         for name in ("full", "model_only"):
@@ -214,6 +224,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--samples", type=int, default=256)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile")
+    ap.add_argument(
+        "--amp",
+        default="auto",
+        help="optim.amp values to time, comma-separated (auto: bf16 on CUDA, float32 on the CPU)",
+    )
     ap.add_argument("--data", type=Path, default=None, help="existing shards (else synthetic)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -234,11 +249,22 @@ def main() -> None:
                 normals="normal" in args.channels,
             )
         res["data"] = {"path": str(data), "samples": open_dataset(data).total}
+        if device.type == "cpu":
+            res["cpu_native_bf16"] = cpu_has_native_bf16()
         variants = [False, True] if args.compile else [False]
-        for compiled in variants:
-            entry = _run_variant(args, data, device, compiled)
-            res["compiled" if compiled else "eager"] = entry
-            print({k: v for k, v in entry.items() if not isinstance(v, dict)}, flush=True)
+        amps = [a.strip() for a in args.amp.split(",") if a.strip()]
+        for amp in amps:
+            for compiled in variants:
+                entry = _run_variant(args, data, device, compiled, amp)
+                # The first --amp value keeps the historical keys ("eager", "compiled").
+                name = ("compiled" if compiled else "eager") + ("" if amp == amps[0] else f"_{amp}")
+                res[name] = entry
+                print(name, {k: v for k, v in entry.items() if not isinstance(v, dict)}, flush=True)
+        if len(amps) > 1:
+            base = res["eager"]["model_only"]["samples_per_s"]
+            res["speedup_model_only_vs_first_amp"] = {
+                a: res[f"eager_{a}"]["model_only"]["samples_per_s"] / base for a in amps[1:]
+            }
     res["reference"] = (
         "target: full step within 10 % of model_only on the CPU; on an H200 MFU >= 40 % of "
         f"{H200_MATMUL_TFLOPS} TFLOP/s with the loader costing <= 5 % (eager CLIP-style ViT-S "

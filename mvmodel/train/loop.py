@@ -62,7 +62,14 @@ from mvmodel.train.module import MultiviewVLMTrainer, image_scores
 if TYPE_CHECKING:
     from mvmodel.prior.table import PriorIndex
 
-__all__ = ["TrainSummary", "TrainingDiverged", "forward_rows", "train"]
+__all__ = [
+    "TrainSummary",
+    "TrainingDiverged",
+    "cpu_has_native_bf16",
+    "forward_rows",
+    "train",
+    "uses_bf16",
+]
 
 Echo = Callable[[str], None]
 
@@ -352,7 +359,12 @@ def _train(
         total_steps=total_steps,
     )
     prompt_emb, class_index = (t.to(device) for t in emb.tensors())
-    use_bf16 = cfg.optim.amp == "bf16" or (cfg.optim.amp == "auto" and device.type == "cuda")
+    use_bf16 = uses_bf16(cfg.optim.amp, device)
+    if use_bf16 and device.type == "cpu" and not cpu_has_native_bf16():
+        say(
+            "optim.amp=bf16 on a CPU without native bf16 (avx512_bf16 / AMX): autocast emulates "
+            "it and is likely slower than float32 (optim.amp=off)"
+        )
     if resumed_from is not None:
         say(f"resumed {run_dir} from step {resumed_from} ({ckpt})")
     say(
@@ -650,6 +662,23 @@ def _step(
         "global_valid": int(valid_all.sum()),
         "measures": measures,
     }
+
+
+def uses_bf16(amp: str, device: torch.device) -> bool:
+    """Whether the training step runs under bf16 autocast: ``bf16`` always, ``auto`` on CUDA
+    only. ``auto`` keeps float32 on the CPU so that every recorded CPU run stays reproducible
+    by its config hash; ``bf16`` is the faster choice on CPUs with native bf16 (README)."""
+    return amp == "bf16" or (amp == "auto" and device.type == "cuda")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (avx512_bf16 or AMX): there bf16 autocast
+    roughly halves a ResNet step (1.8x on the 2-core AMD EPYC, bench/results/train_cpu_bf16.json);
+    elsewhere it is emulated and slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN: no native path
+        return False
 
 
 def forward_rows(valid: Sequence[bool]) -> tuple[list[int], bool]:

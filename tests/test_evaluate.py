@@ -305,6 +305,17 @@ def test_target_checks_follow_the_issue() -> None:
         "linear probe ≥ 5 points above mv": False,  # 97.5 vs 93: 4.5 points
         "linear probe ≥ 5 points above random-init encoder": True,
     }
+    # Means over folds of equal counts differ in the last bits: a tie is not "above", and a
+    # threshold hit exactly is met (seed 7: 0.938888888888889 against 0.9388888888888888).
+    main = doc["methods"]["MultiviewVLM"]
+    main["zero_shot"] = stat(np.mean([106 / 120, 115 / 120, 117 / 120]))
+    doc["methods"]["geometry alone"]["zero_shot"] = stat(np.mean([116 / 120, 110 / 120, 112 / 120]))
+    main["linear_probe"] = stat(np.mean([188 / 200, 197 / 200, 197 / 200]))  # 0.9699999999999999
+    assert main["linear_probe"]["mean"] < 0.97
+    assert main["zero_shot"]["mean"] != doc["methods"]["geometry alone"]["zero_shot"]["mean"]
+    got = {t["target"]: t["met"] for t in target_checks(doc)}
+    assert got["MultiviewVLM zero-shot above the AU prior's own naming"] is False
+    assert got["MultiviewVLM linear probe ≥ 97 %"] is True
     doc["protocol"] = {"kind": "static", "intensities": [1, 2, 3, 4]}
     assert target_checks(doc) == []  # targets are for the two highest intensities only
 

@@ -518,6 +518,10 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(L)
 
 
+#: Accuracy differences below this are floating-point noise of a mean over folds, not a result.
+_TIE = 1e-9
+
+
 def target_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 13's targets, checked on a benchmark report of the static protocol at the two
     highest intensities on held-out subjects (empty for any other report): MultiviewVLM
@@ -542,18 +546,21 @@ def target_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     def add(what: str, value: str, ok: bool | None) -> None:
-        rows.append({"target": what, "value": value, "met": ok})
+        rows.append({"target": what, "value": value, "met": None if ok is None else bool(ok)})
 
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{100 * v:.1f} %"
 
-    add("MultiviewVLM zero-shot ≥ 90 %", pct(zs), None if zs is None else zs >= 0.90)
-    add("MultiviewVLM linear probe ≥ 97 %", pct(lp), None if lp is None else lp >= 0.97)
+    # Means over folds of count ratios: equal accuracies can differ in the last bits (seed 7's
+    # 2x-budget run: zero-shot 0.938888888888889 vs the prior's 0.9388888888888888, both 338 of
+    # 360, read as "above"). Differences under _TIE are ties, never a target met or missed.
+    add("MultiviewVLM zero-shot ≥ 90 %", pct(zs), None if zs is None else zs >= 0.90 - _TIE)
+    add("MultiviewVLM linear probe ≥ 97 %", pct(lp), None if lp is None else lp >= 0.97 - _TIE)
     for label, v in (("zero-shot", zs), ("linear probe", lp)):
         add(
             f"MultiviewVLM {label} above the AU prior's own naming",
             f"{pct(v)} vs {pct(pz)}",
-            None if v is None or pz is None else v > pz,
+            None if v is None or pz is None else v > pz + _TIE,
         )
     for name, res in methods.items():
         unsupervised = res.get("kind") == "untrained" or (
@@ -565,7 +572,7 @@ def target_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
         add(
             f"linear probe ≥ 5 points above {name}",
             f"{pct(lp)} vs {pct(b)}",
-            None if lp is None or b is None else lp >= b + 0.05,
+            None if lp is None or b is None else lp >= b + 0.05 - _TIE,
         )
     return rows
 

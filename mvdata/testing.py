@@ -9,6 +9,7 @@ contract); ``bench/`` uses it instead of importing from ``tests/``.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -293,3 +294,20 @@ def write_build_root_files(out: Path) -> None:
     atomic_write(out / "manifest.parquet", buf.getvalue())
     sizes = SizesJson.model_validate_json((out / "sizes.json").read_bytes())
     atomic_write(out / "README.md", dataset_card(meta, sizes).encode())
+
+
+def assign_folds(out: Path, num_folds: int) -> dict[str, int]:
+    """Write the build root files of :func:`write_build_root_files` with sample ``i`` (in
+    manifest order) in fold ``i % num_folds`` (:func:`build_shard_dir` puts every sample in fold
+    0; a loader's ``exclude_folds`` reads the manifest's folds); returns key -> fold."""
+    import polars as pl
+
+    write_build_root_files(out)
+    manifest = pl.read_parquet(out / "manifest.parquet")
+    manifest = manifest.with_columns(
+        (pl.col("order") % num_folds).cast(manifest.schema["fold"]).alias("fold")
+    )
+    buf = io.BytesIO()
+    manifest.write_parquet(buf, statistics=False)
+    atomic_write(out / "manifest.parquet", buf.getvalue())
+    return dict(zip(manifest["key"].to_list(), manifest["fold"].to_list(), strict=True))

@@ -64,8 +64,14 @@ class DataConfig(_Section):
     #: Train on these view positions only (``None``: every view of the shards).
     views: tuple[int, ...] | None = None
     #: Samples of these subject-independent folds (``fold`` in each sample's json) never take
-    #: part in training: they are masked like padding rows (evaluation holds them out).
+    #: part in training (evaluation holds them out): masked like padding rows, or never read
+    #: (``skip_excluded``).
     exclude_folds: tuple[int, ...] = ()
+    #: True: the loader never reads the ``exclude_folds`` samples (the build's manifest says
+    #: which), so every batch is full of training subjects and an epoch is theirs only. False
+    #: (every run recorded before 2026-12-06): they are read and masked, and an epoch counts them.
+    #: Left out of the config hash while False, so those runs keep their hashes.
+    skip_excluded: bool = False
 
 
 class TextConfig(_Section):
@@ -231,9 +237,17 @@ class TrainConfig(_Section):
 _UNHASHED = ("run",)
 
 
+#: Settings added after runs were recorded, left out of the hash at the value those runs had (the
+#: behaviour before the setting existed), so their hashes and reuse stand.
+_HASHED_UNLESS = {("data", "skip_excluded"): False}
+
+
 def config_hash(cfg: TrainConfig) -> str:
     """sha256 (16 hex digits) of every setting that changes the trained parameters."""
     doc = cfg.model_dump(mode="json", exclude=set(_UNHASHED))
+    for (section, name), legacy in _HASHED_UNLESS.items():
+        if doc[section][name] == legacy:
+            del doc[section][name]
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 

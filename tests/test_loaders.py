@@ -19,11 +19,18 @@ import pytest
 import torch
 from PIL import Image
 
-from mvdata.loaders import Backend, LoaderDataError, make_loader, open_dataset, steps_per_epoch
+from mvdata.loaders import (
+    Backend,
+    LoaderDataError,
+    make_loader,
+    open_dataset,
+    steps_per_epoch,
+    without_folds,
+)
 from mvdata.loaders.batch import MultiviewBatch, unnormalise
 from mvdata.loaders.dali.loader import DaliLoader
 from mvdata.loaders.wds import WdsLoader
-from mvdata.testing import CORRUPT, build_shard_dir, rows
+from mvdata.testing import CORRUPT, assign_folds, build_shard_dir, rows, write_build_root_files
 from schemas.models import SampleJson
 
 SIZE, T, V = 32, 2, 2  # mvdata.testing.build_shard_dir's defaults
@@ -180,6 +187,77 @@ def test_checkpoint_resume(shard_dir: tuple[Path, list[str]], backend: Backend) 
     assert [b.keys for b in got] == [b.keys for b in ref]
     for x, y in zip(got, ref, strict=True):
         assert torch.equal(x.images, y.images)  # augmentation state restored too
+
+
+@pytest.mark.parametrize("backend", ["dali", "wds"])
+def test_exclude_folds_never_reads_them(tmp_path: Path, backend: Backend) -> None:
+    """``exclude_folds``: the left-out folds' samples are in no batch, every other sample is in
+    exactly one valid row per epoch, ``len(loader)`` counts only those, the shard whose samples
+    are all left out is not opened, and a resumed loader continues with the same batches."""
+    build_shard_dir(tmp_path, [5, 5, 3])
+    fold = assign_folds(tmp_path, 3)
+    kept = sorted(k for k, f in fold.items() if f not in (0, 2))  # keys 1, 4, 7, 10: fold 1
+    kw: dict[str, Any] = dict(
+        batch_size=2, backend=backend, device="cpu", train=True, seed=5, num_workers=1
+    )
+    loader = make_loader(tmp_path, exclude_folds=[0, 2], **kw)
+    assert loader.info.total == len(kept) == 4 and loader.info.left_out_folds == (0, 2)
+    assert len(loader) == steps_per_epoch(len(kept), 1, 2)  # 2, not 7 (all 13 samples)
+    ref = [b for _ in range(2) for b in loader]
+    for epoch in (ref[:2], ref[2:]):
+        got = [k for k, ok in _rows(epoch) if ok]
+        assert sorted(got) == kept  # every training sample once, no held-out one
+    part = make_loader(tmp_path, exclude_folds=[0, 2], **kw)
+    first = [next(iter(part))]
+    state = json.loads(json.dumps(part.state_dict()))
+    resumed = make_loader(tmp_path, exclude_folds=[0, 2], state=state, **kw)
+    got_rows = first + list(resumed) + list(resumed)
+    assert [b.keys for b in got_rows] == [b.keys for b in ref]
+    # nothing left out: the plain loader, every sample
+    assert make_loader(tmp_path, exclude_folds=[], **kw).info.total == 13
+
+
+def test_exclude_folds_drops_an_emptied_shard(tmp_path: Path) -> None:
+    """A shard all of whose samples are left out is dropped from the view (DALI refuses an empty
+    index), and both backends still agree on the rest."""
+    build_shard_dir(tmp_path, [4, 2])
+    fold = assign_folds(tmp_path, 4)  # shard 1 holds keys 4, 5: folds 0, 1
+    info = without_folds(open_dataset(tmp_path), [0, 1])
+    assert info.shards == ["train-000000"] and info.sizes == {"train-000000": 2}
+    assert info.keep == {k for k, f in fold.items() if f >= 2}
+    kw: dict[str, Any] = dict(batch_size=3, device="cpu", train=False, exclude_folds=[0, 1])
+    a = _rows(make_loader(tmp_path, backend="dali", **kw))
+    b = _rows(make_loader(tmp_path, backend="wds", num_workers=0, **kw))
+    assert a == b == [("syn_0002", True), ("syn_0003", True), ("", False)]
+    index_dir = info.index_dir
+    assert index_dir is not None and os.path.isdir(index_dir)
+    del info  # the reduced indexes go with the view
+    import gc
+
+    gc.collect()
+    assert not os.path.exists(index_dir)
+
+
+def test_exclude_folds_bad_manifest(tmp_path: Path) -> None:
+    """One message naming the file: no manifest, a manifest from another build, every sample
+    left out."""
+    build_shard_dir(tmp_path, [3])
+    kw: dict[str, Any] = dict(batch_size=2, device="cpu", exclude_folds=[1])
+    with pytest.raises(ValueError, match=r"manifest.parquet not found: leaving folds out"):
+        make_loader(tmp_path, **kw)
+    (tmp_path / "manifest.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match=r"manifest.parquet: no readable key and fold columns"):
+        make_loader(tmp_path, **kw)
+    write_build_root_files(tmp_path)
+    import polars as pl
+
+    m = pl.read_parquet(tmp_path / "manifest.parquet")
+    m.filter(pl.col("key") != "syn_0001").write_parquet(tmp_path / "manifest.parquet")
+    with pytest.raises(ValueError, match=r"train-000000.idx lists sample syn_0001, which .*"):
+        make_loader(tmp_path, **kw)
+    write_build_root_files(tmp_path)  # every sample in fold 0
+    with pytest.raises(ValueError, match=r"every sample is in the left-out folds \[0\]"):
+        make_loader(tmp_path, batch_size=2, device="cpu", exclude_folds=[0])
 
 
 def test_normals(tmp_path: Path) -> None:

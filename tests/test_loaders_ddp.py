@@ -12,12 +12,12 @@ import torch.distributed as dist
 import torch.multiprocessing as tmp_mp
 
 from mvdata.loaders import Backend, make_loader
-from mvdata.testing import build_shard_dir
+from mvdata.testing import assign_folds, build_shard_dir
 
 WORLD = 2
 
 
-def _worker(rank: int, data: str, backend: Backend, out: str) -> None:
+def _worker(rank: int, data: str, backend: Backend, out: str, exclude: list[int]) -> None:
     dist.init_process_group("gloo", init_method=f"file://{out}/pg", rank=rank, world_size=WORLD)
     try:
         # make_loader checks across ranks that the step counts agree (all_reduce on gloo).
@@ -31,6 +31,7 @@ def _worker(rank: int, data: str, backend: Backend, out: str) -> None:
             train=True,
             seed=5,
             num_workers=0 if backend == "wds" else 1,  # wds workers: covered elsewhere
+            exclude_folds=exclude,
         )
         epochs = []
         for _ in range(2):
@@ -48,14 +49,32 @@ def _worker(rank: int, data: str, backend: Backend, out: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("backend", "corrupt"), [("dali", False), ("wds", False), ("dali", True), ("wds", True)]
+    ("backend", "corrupt", "exclude"),
+    [
+        ("dali", False, False),
+        ("wds", False, False),
+        ("dali", True, False),
+        ("wds", True, False),
+        ("dali", True, True),
+        ("wds", True, True),
+    ],
 )
-def test_two_ranks_exactly_once(tmp_path: Path, backend: Backend, corrupt: bool) -> None:
+def test_two_ranks_exactly_once(
+    tmp_path: Path, backend: Backend, corrupt: bool, exclude: bool
+) -> None:
+    """``exclude``: fold 1 of 3 left out of the loaders (``exclude_folds``): the other folds'
+    samples exactly once across ranks, none of fold 1's."""
     data = tmp_path / "shards"
     data.mkdir()
     bad = {"syn_0011": {"t00.v01.rgb.jpg": b"\xff\xd8\xff\xe0 not a jpeg"}} if corrupt else {}
     keys = build_shard_dir(data, [5, 5, 3], edit=bad)
-    tmp_mp.spawn(_worker, args=(str(data), backend, str(tmp_path)), nprocs=WORLD, join=True)
+    held = [1] if exclude else []
+    if exclude:
+        fold = assign_folds(data, 3)
+        keys = [k for k in keys if fold[k] not in held]
+        assert "syn_0011" in keys  # the corrupt sample is still read
+    args = (str(data), backend, str(tmp_path), held)
+    tmp_mp.spawn(_worker, args=args, nprocs=WORLD, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
     good = sorted(set(keys) - set(bad))
     for epoch in range(2):
@@ -64,5 +83,5 @@ def test_two_ranks_exactly_once(tmp_path: Path, backend: Backend, corrupt: bool)
         seen = per_rank[0]["keys"] + per_rank[1]["keys"]
         assert sorted(seen) == good  # every good sample exactly once across ranks
         assert sum(p["pads"] for p in per_rank) == WORLD * 3 * per_rank[0]["steps"] - len(good)
-    if backend == "dali":
-        assert ranks[0][0]["len"] == 3  # ceil(ceil(13 / 2) / 3)
+    if backend == "dali":  # ceil(ceil(13 / 2) / 3); with fold 1 left out ceil(ceil(9 / 2) / 3)
+        assert ranks[0][0]["len"] == (2 if exclude else 3)

@@ -4,6 +4,7 @@ input before any work, a NaN stop that keeps the last good checkpoint, and 2 glo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -22,6 +23,7 @@ from safetensors.torch import load_file
 
 from mvdata.build.config import BuildConfig
 from mvdata.build.driver import build
+from mvdata.loaders import steps_per_epoch
 from mvdata.shards.names import member_names
 from mvdata.shards.reader import iter_samples, list_shards
 from mvdata.shards.writer import ShardWriter
@@ -262,13 +264,16 @@ def test_scrambled_labels_train_bit_identically(
     assert ea["prior/overall"] != eb["prior/overall"]  # the labels did differ
 
 
+@pytest.mark.parametrize("skip", [False, True])
 def test_held_out_images_never_reach_the_model(
-    shards: Path, cache_dir: Path, tmp_path: Path
+    shards: Path, cache_dir: Path, tmp_path: Path, skip: bool
 ) -> None:
     """Held-out subjects (data.exclude_folds) take no part in training, not even through
     BatchNorm's batch statistics: the same run on shards whose held-out samples carry other
     images ends with bit-identical weights and buffers. (Before, their rows went through the
-    backbone in train mode, masked in the losses only, and the weights differed.)"""
+    backbone in train mode, masked in the losses only, and the weights differed.) With
+    ``data.skip_excluded`` the loader does not read them at all: an epoch is the other
+    samples' steps only."""
     samples = _samples(shards)
     folds = [json.loads(s["json"])["fold"] for s in samples]
     held = max(set(folds), key=folds.count)
@@ -287,12 +292,30 @@ def test_held_out_images_never_reach_the_model(
     assert any(
         _samples(swapped)[i][k] != samples[i][k] for i in rows for k in image_keys
     )  # the held-out images did change
-    cfg = load_config(None, tiny(cache_dir, "optim.max_steps=4", f"data.exclude_folds=[{held}]"))
+    over = ["optim.max_steps=4", f"data.exclude_folds=[{held}]", f"data.skip_excluded={skip}"]
+    cfg = load_config(None, tiny(cache_dir, *over))
     a = train(str(shards), tmp_path / "a", cfg, echo=print)
     b = train(str(swapped), tmp_path / "b", cfg, echo=print)
     wa, wb = _weights(a.weights), _weights(b.weights)
     assert any("running_mean" in k for k in wa)  # BatchNorm's statistics are compared too
     assert _same(wa, wb), sorted(k for k in wa if not torch.equal(wa[k], wb[k]))[:8]
+    start = next(r for r in read_log(tmp_path / "a") if r.get("event") == "start")
+    reads = len(samples) - len(rows) if skip else len(samples)
+    assert start["steps_per_epoch"] == steps_per_epoch(reads, 1, 4)
+
+
+def test_skip_excluded_keeps_the_recorded_hashes(cache_dir: Path) -> None:
+    """``data.skip_excluded`` came after runs were recorded: at False (their behaviour) it is left
+    out of the config hash, so their hashes and reuse stand; True is another run."""
+    from mvmodel.config import config_hash
+
+    base = load_config(None, tiny(cache_dir, "data.exclude_folds=[0]"))
+    doc = base.model_dump(mode="json", exclude={"run"})
+    del doc["data"]["skip_excluded"]
+    recorded = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    assert config_hash(base) == recorded
+    skip = load_config(None, tiny(cache_dir, "data.exclude_folds=[0]", "data.skip_excluded=true"))
+    assert config_hash(skip) != recorded
 
 
 def test_forward_rows_keep_the_training_rows() -> None:

@@ -12,7 +12,8 @@ Contract shared by the backends:
   (computed from ``sizes.json``, checked across ranks at start when ``torch.distributed`` is up).
   Rows that carry no sample (the end of a rank's share) are padding: ``valid=False``.
 * **Exactly once.** Unless a sample is skipped as bad input, every sample appears in exactly one
-  valid row per epoch across all ranks.
+  valid row per epoch across all ranks (with ``exclude_folds``: every sample of the other folds,
+  and none of those folds').
 * **Shuffle.** The build already shuffled samples globally (recorded seed). In training the
   loaders add a per-epoch permutation of the *shard order* derived from ``(seed, epoch)`` only
   (:func:`~mvdata.loaders.dataset.shard_order`), so any rank can build any epoch without history, plus a buffer shuffle of
@@ -32,7 +33,7 @@ Contract shared by the backends:
 Modules: :mod:`~mvdata.loaders.options` (settings), :mod:`~mvdata.loaders.dataset` (the shard
 directory, steps, shard order), :mod:`~mvdata.loaders.batch` (the batch), :mod:`~mvdata.loaders.base`
 (what the backends share), :mod:`~mvdata.loaders.wds`, :mod:`~mvdata.loaders.dali` (graph, loader,
-quarantine), :mod:`~mvdata.loaders.factory`. No submodule imports this package's ``__init__``.
+quarantine), :mod:`~mvdata.loaders.factory`, :mod:`~mvdata.loaders.subset` (folds left out). No submodule imports this package's ``__init__``.
 """
 
 from mvdata.loaders.batch import LoaderDataError, MultiviewBatch
@@ -45,6 +46,7 @@ from mvdata.loaders.dataset import (
 )
 from mvdata.loaders.factory import Loader, benchmark, dali_available, make_loader
 from mvdata.loaders.options import Backend, LoaderOptions
+from mvdata.loaders.subset import without_folds
 
 __all__ = [
     "Backend",
@@ -60,4 +62,5 @@ __all__ = [
     "open_dataset",
     "shard_order",
     "steps_per_epoch",
+    "without_folds",
 ]

@@ -29,6 +29,14 @@ class DatasetInfo:
     sizes: dict[str, int]
     #: False when ``root`` is a remote fsspec URL (only the webdataset loader streams those).
     local: bool = True
+    #: The keys a loader reads (``None``: every sample); set with ``index_dir`` by
+    #: :func:`mvdata.loaders.subset.without_folds`, which also reduces ``shards`` and ``sizes``.
+    keep: frozenset[str] | None = None
+    #: Where the reduced ``.idx`` files of a :func:`~mvdata.loaders.subset.without_folds` view
+    #: live (``None``: the shards' own).
+    index_dir: str | None = None
+    #: The folds left out of this view (``()``: none).
+    left_out_folds: tuple[int, ...] = ()
 
     @property
     def frames(self) -> int:
@@ -47,7 +55,8 @@ class DatasetInfo:
 
     @property
     def total(self) -> int:
-        """Written samples over all shards (``sizes.json``)."""
+        """Written samples over all shards (``sizes.json``; in a view without some folds, those
+        left)."""
         return sum(self.sizes[s] for s in self.shards)
 
     @property
@@ -79,7 +88,9 @@ class DatasetInfo:
         return os.path.join(self.root, DATA_DIR, f"{shard}.tar")
 
     def idx_path(self, shard: str) -> str:
-        """Path of a shard's DALI index."""
+        """Path of a shard's DALI index (its reduced copy in a view without some folds)."""
+        if self.index_dir is not None:
+            return os.path.join(self.index_dir, f"{shard}.idx")
         return os.path.join(self.root, DATA_DIR, f"{shard}.idx")
 
 

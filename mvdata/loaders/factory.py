@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from mvdata.loaders.batch import MultiviewBatch
-from mvdata.loaders.dataset import check_same_steps, open_dataset
+from mvdata.loaders.dataset import DatasetInfo, check_same_steps, open_dataset
 from mvdata.loaders.options import Backend, LoaderOptions
+from mvdata.loaders.subset import without_folds
 
 
 class Loader(Protocol):
@@ -17,6 +18,8 @@ class Loader(Protocol):
 
     backend: str
     epoch: int
+    #: What it reads (a :func:`~mvdata.loaders.subset.without_folds` view with ``exclude_folds``).
+    info: DatasetInfo
     #: Batches of the current epoch handed out so far (the next one has this index).
     step: int
 
@@ -64,6 +67,7 @@ def make_loader(
     max_zoom: float = 0.1,
     jitter: float = 0.2,
     state: dict[str, Any] | None = None,
+    exclude_folds: Sequence[int] = (),
     **backend_kwargs: Any,
 ) -> Loader:
     """Build a loader over a shard directory for one rank.
@@ -79,13 +83,16 @@ def make_loader(
     (DALI: ``on_missing``, ``on_corrupt``, ``hw_decoder_load``, ``initial_fill``; webdataset:
     ``bufsize``, ``max_bad_fraction``: stop the epoch once more than this share of it, and more
     than one sample, is bad or lost; default 0.05). ``state`` (from ``loader.state_dict()``) resumes with the next unseen batch.
+    ``exclude_folds``: the samples of these folds (the build's ``manifest.parquet``) are never
+    read; the epoch, ``len(loader)`` and every batch are the other folds'
+    (:func:`mvdata.loaders.subset.without_folds`).
     Iterating the loader yields one epoch, then advances ``loader.epoch``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} not in 0..{world_size - 1}")
-    info = open_dataset(data_dir, split=split)
+    info = without_folds(open_dataset(data_dir, split=split), exclude_folds)
     if device == "auto":
         import torch
 

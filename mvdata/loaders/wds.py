@@ -109,12 +109,15 @@ TAR_ERRORS: tuple[type[Exception], ...] = (tarfile.TarError, OSError, EOFError, 
 EVENT = "__mvdata_event__"
 
 
-def expand_shards(src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def expand_shards(
+    src: Iterable[dict[str, Any]], keep: frozenset[str] | None = None
+) -> Iterator[dict[str, Any]]:
     """webdataset stage: each shard URL -> its raw samples (webdataset's own open, expand and
     group stages, shard by shard), then an ``end`` event carrying how many samples the shard
     yielded and the tar error that cut it short. A data error of the tar (:data:`TAR_ERRORS`)
     is logged and ends the shard (the rest of a broken stream cannot be trusted); anything
-    else propagates."""
+    else propagates. ``keep`` (a :func:`~mvdata.loaders.subset.without_folds` view's keys):
+    other samples are passed over before any decoding, and not counted."""
     for shard in src:
         url = shard["url"]
         broken: list[str] = []
@@ -136,6 +139,8 @@ def expand_shards(src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             try:
                 files = tar_file_expander([{"url": url, "stream": stream}], handler=on_error)
                 for sample in group_by_keys(files, handler=on_error):
+                    if keep is not None and sample.get("__key__") not in keep:
+                        continue
                     n += 1
                     yield sample
             finally:
@@ -411,7 +416,7 @@ class WdsLoader(LoaderBase):
             # the shard order is already this epoch's permutation, and this rank's share
             wds.SimpleShardList(urls),
             wds.split_by_worker,
-            expand_shards,
+            partial(expand_shards, keep=self.info.keep),
         ]
         if self.shuffle:
             seed = self.seed * 7919 + self.epoch

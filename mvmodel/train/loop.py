@@ -336,6 +336,7 @@ def _train(
         max_zoom=cfg.data.max_zoom,
         jitter=cfg.data.jitter,
         state=loader_state,
+        exclude_folds=cfg.data.exclude_folds if cfg.data.skip_excluded else (),
     )
     steps_per_epoch = len(loader)
     total_steps = cfg.optim.max_steps or cfg.optim.epochs * steps_per_epoch
@@ -367,8 +368,12 @@ def _train(
         )
     if resumed_from is not None:
         say(f"resumed {run_dir} from step {resumed_from} ({ckpt})")
+    left_out = loader.info.left_out_folds
+    reads = f"{loader.info.total} samples" + (
+        f" (folds {list(left_out)} left out, never read)" if left_out else ""
+    )
     say(
-        f"training on {data.total} samples ({info.world_size} rank(s), {steps_per_epoch} "
+        f"training on {reads} ({info.world_size} rank(s), {steps_per_epoch} "
         f"steps/epoch, {total_steps} steps) -> {run_dir}"
     )
 

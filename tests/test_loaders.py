@@ -224,6 +224,8 @@ def test_exclude_folds_drops_an_emptied_shard(tmp_path: Path) -> None:
     fold = assign_folds(tmp_path, 4)  # shard 1 holds keys 4, 5: folds 0, 1
     info = without_folds(open_dataset(tmp_path), [0, 1])
     assert info.shards == ["train-000000"] and info.sizes == {"train-000000": 2}
+    twice = without_folds(without_folds(open_dataset(tmp_path), [0]), [1])  # a view of a view
+    assert twice.sizes == info.sizes and twice.left_out_folds == (0, 1)
     assert info.keep == {k for k, f in fold.items() if f >= 2}
     kw: dict[str, Any] = dict(batch_size=3, device="cpu", train=False, exclude_folds=[0, 1])
     a = _rows(make_loader(tmp_path, backend="dali", **kw))

@@ -66,6 +66,7 @@ def without_folds(info: DatasetInfo, folds: Iterable[int]) -> DatasetInfo:
     drop = frozenset(int(f) for f in folds)
     if not drop:
         return info
+    drop |= frozenset(info.left_out_folds)  # a view of a view: from the shards' own indexes
     fold_of = fold_of_keys(info)
     fs, root = filesystem(info.root)
     tmp = tempfile.mkdtemp(prefix="mvdata-folds-")
@@ -73,7 +74,7 @@ def without_folds(info: DatasetInfo, folds: Iterable[int]) -> DatasetInfo:
         sizes: dict[str, int] = {}
         keep: set[str] = set()
         for shard in info.shards:
-            where = info.idx_path(shard)
+            where = os.path.join(info.root, DATA_DIR, f"{shard}.idx")
             with open_regular(fs, f"{root}/{DATA_DIR}/{shard}.idx") as f:
                 samples = read_index(f.read(), where=where)
             kept: list[list[IndexEntry]] = []

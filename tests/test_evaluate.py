@@ -845,3 +845,34 @@ def test_pseudo_label_column_says_when_the_loss_ignored_them() -> None:
     assert _pseudo_cell({"accuracy": 1.0, "role": "replaced by labels"}) == "100.0 (labels)"
     assert _pseudo_cell({"accuracy": 0.917, "role": "targets"}) == "91.7"
     assert _pseudo_cell({"accuracy": 0.5}) == "50.0" and _pseudo_cell(None) == "–"
+
+
+def test_seed_spread_script_reads_the_committed_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """scripts/seed_spread.py over two committed benchmark results of one budget: per seed the
+    reports' own numbers, over seeds their mean and sample std; a report of another budget or a
+    seed given twice is refused (exit 2) before anything is written."""
+    import importlib.util
+    import statistics
+
+    spec = importlib.util.spec_from_file_location("seed_spread", REPO / "scripts/seed_spread.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    results = REPO / "bench" / "results" / "benchmark"
+    folders = [results / "seed4-long", results / "seed7-long"]
+    assert script.main([*map(str, folders), "--out", str(tmp_path / "spread.json")]) == 0
+    doc = json.loads((tmp_path / "spread.json").read_text())
+    reports = [json.loads((f / "report" / "report.json").read_text()) for f in folders]
+    lp = [r["methods"]["MultiviewVLM"]["linear_probe"]["mean"] for r in reports]
+    assert [s["seed"] for s in doc["seeds"]] == [4, 7]
+    assert [s["linear_probe"] for s in doc["seeds"]] == lp
+    assert doc["over_seeds"]["linear_probe"]["mean"] == pytest.approx(statistics.fmean(lp))
+    assert doc["over_seeds"]["linear_probe"]["std"] == pytest.approx(statistics.stdev(lp))
+    assert doc["targets_met"]["MultiviewVLM linear probe ≥ 97 %"] == [4]
+    other = [str(folders[0]), str(results / "seed7-full"), "--out", str(tmp_path / "no.json")]
+    assert script.main(other) == 2
+    assert "not a spread over seeds" in capsys.readouterr().err
+    twice = [str(folders[0]), str(folders[0]), "--out", str(tmp_path / "no.json")]
+    assert script.main(twice) == 2 and not (tmp_path / "no.json").exists()

@@ -1,0 +1,111 @@
+"""The spread over seeds of finished benchmark reports: per seed, MultiviewVLM's linear probe,
+kNN and zero-shot on the held-out subjects, the AU prior's own naming and the issue-13 target
+checks; over seeds, mean, standard deviation, min and max of each. It reads the reports' JSON
+only: it trains, embeds and chooses nothing.
+
+    python scripts/seed_spread.py bench/results/benchmark/seed{4,7,8,9}-long --out spread.json
+
+Each argument is a benchmark result folder holding ``report/report.json`` (as committed under
+``bench/results/benchmark/``) or a ``mvmodel benchmark`` OUT. Reports of different protocols,
+budgets or settings are refused: a spread is over seeds only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from mvdata.io import atomic_write_json
+
+#: The benchmark settings that must agree between the reports (every one but the seed).
+SAME = ("resolved", "overrides", "identities", "holdout_folds", "noise_mm", "pose_jitter_deg")
+
+MAIN = "MultiviewVLM"
+GEOMETRY_PREFIX = "geometry alone"
+
+
+def read_report(folder: Path) -> dict[str, Any]:
+    """``folder/report/report.json``, parsed; a ``SystemExit`` naming the file when absent."""
+    path = folder / "report" / "report.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no report (is {folder} a benchmark result folder?)")
+    doc: dict[str, Any] = json.loads(path.read_text())
+    return doc
+
+
+def seed_row(doc: dict[str, Any]) -> dict[str, Any]:
+    """One seed's numbers (fractions) and its target checks, from one report."""
+    methods = doc["methods"]
+    main = methods[MAIN]
+    geometry = next(v for k, v in methods.items() if k.startswith(GEOMETRY_PREFIX))
+    return {
+        "seed": doc["benchmark"]["seed"],
+        "linear_probe": main["linear_probe"]["mean"],
+        "knn": main["knn"]["mean"],
+        "zero_shot": main["zero_shot"]["mean"],
+        "prior_naming": geometry["zero_shot"]["mean"],
+        "linear_probe_folds": main["linear_probe"]["folds"],
+        "zero_shot_folds": main["zero_shot"]["folds"],
+        "targets": {t["target"]: bool(t["met"]) for t in doc["targets"]},
+    }
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (0 for one value), min and max."""
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": sd, "min": min(values), "max": max(values)}
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folders", type=Path, nargs="+", help="benchmark result folders")
+    ap.add_argument("--out", type=Path, required=True, help="the JSON result")
+    args = ap.parse_args(argv)
+    docs = [read_report(f) for f in args.folders]
+    first = docs[0]["benchmark"]
+    for folder, doc in zip(args.folders, docs, strict=True):
+        for key in SAME:
+            if doc["benchmark"].get(key) != first.get(key):
+                print(
+                    f"error: {folder}: benchmark setting {key}={doc['benchmark'].get(key)!r}, "
+                    f"{args.folders[0]} has {first.get(key)!r}: not a spread over seeds",
+                    file=sys.stderr,
+                )
+                return 2
+    rows = [seed_row(d) for d in docs]
+    seeds = [r["seed"] for r in rows]
+    if len(set(seeds)) != len(seeds):
+        print(f"error: a seed appears twice: {seeds}", file=sys.stderr)
+        return 2
+    metrics = ("linear_probe", "knn", "zero_shot", "prior_naming")
+    targets = sorted({t for r in rows for t in r["targets"]})
+    result = {
+        "command": " ".join(["python", "scripts/seed_spread.py", *argv]),
+        "settings": {k: first.get(k) for k in SAME},
+        "seeds": rows,
+        "over_seeds": {m: spread([r[m] for r in rows]) for m in metrics},
+        "zero_shot_minus_prior": spread([r["zero_shot"] - r["prior_naming"] for r in rows]),
+        "targets_met": {t: [r["seed"] for r in rows if r["targets"].get(t)] for t in targets},
+    }
+    atomic_write_json(args.out, result)
+    for r in rows:
+        print(
+            f"seed {r['seed']}: linear probe {100 * r['linear_probe']:.1f}, kNN "
+            f"{100 * r['knn']:.1f}, zero-shot {100 * r['zero_shot']:.1f}, prior "
+            f"{100 * r['prior_naming']:.1f}"
+        )
+    for m in metrics:
+        s = result["over_seeds"][m]
+        print(
+            f"{m}: {100 * s['mean']:.1f} ± {100 * s['std']:.1f} "
+            f"(min {100 * s['min']:.1f}, max {100 * s['max']:.1f})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -573,7 +573,9 @@ def _step(
         cams = cams + cams
     view_ids = torch.as_tensor(cams, device=device)
     valid_list = batch.valid.tolist()
-    if cfg.data.exclude_folds:  # held-out subjects never take part: masked like padding rows
+    # Held-out subjects never take part: masked like padding rows. With data.skip_excluded the
+    # loader never reads them, so there is nothing to mask and no row's json to parse per step.
+    if cfg.data.exclude_folds and not cfg.data.skip_excluded:
         held_out = set(cfg.data.exclude_folds)
         valid_list = [
             ok and int((batch.meta[i] or {}).get("fold", -1)) not in held_out

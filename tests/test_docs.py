@@ -19,8 +19,7 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
 def _documents() -> list[Path]:
-    docs = [REPO / "README.md", *sorted((REPO / "bench").rglob("README.md"))]
-    return [d for d in docs if d.is_file()]
+    return [REPO / "README.md", *sorted((REPO / "bench").rglob("README.md"))]
 
 
 def local_targets(markdown: str) -> list[str]:

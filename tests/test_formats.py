@@ -612,3 +612,120 @@ def test_bnd_cut_inside_its_last_row_is_truncated(tmp_path: Path) -> None:
     p.write_bytes(b"".join(p.read_bytes().splitlines(keepends=True)[:40]))
     with pytest.raises(MeshReadError, match="40 landmark rows"):
         read_bnd(p)
+
+
+# --------------------------------------------------------------------------- edge cases of the specs
+
+_TRI_WRL = (
+    "#VRML V2.0 utf8\nShape { geometry IndexedFaceSet {\n"
+    "  coord Coordinate { point [ 0 0 0, 1 0 0, 0 1 0 ] }\n  coordIndex [ %s ]\n"
+    "  texCoord TextureCoordinate { point [ %s ] }\n  texCoordIndex [ %s ]\n} }\n"
+)
+
+
+@pytest.mark.parametrize("empty", ["", " ", "\n  \n"])
+def test_vrml_empty_lists(empty: str) -> None:
+    """VRML97: an empty ``texCoordIndex`` means ``coordIndex`` indexes the texCoords; an empty
+    texCoord list is no UVs; an empty ``coordIndex`` or ``point`` is an "empty" error. (numpy
+    reads whitespace alone as ``[0]`` or ``[-1.]``: none of that may reach the mesh.)"""
+    full = parse_vrml((_TRI_WRL % ("0 1 2 -1", "0 0, 1 0, 0 1", "0 1 2 -1")).encode()).mesh
+    m = parse_vrml((_TRI_WRL % ("0 1 2 -1", "0 0, 1 0, 0 1", empty)).encode()).mesh
+    assert m.uv_faces is not None and full.uv_faces is not None
+    assert _eq(m.uv_faces, full.uv_faces) and _eq(m.uvs, full.uvs)
+    no_uv = parse_vrml((_TRI_WRL % ("0 1 2 -1", empty, empty)).encode()).mesh
+    assert no_uv.uvs is None and no_uv.uv_faces is None
+    _raises("empty", parse_vrml, (_TRI_WRL % (empty, "0 0", "")).encode(), "e.wrl")
+    no_points = _TRI_WRL.replace("0 0 0, 1 0 0, 0 1 0", empty) % ("0 1 2 -1", "", "")
+    _raises("empty", parse_vrml, no_points.encode(), "e.wrl")
+
+
+def _ply_head(face_props: str, faces: int = 1, vertex_props: str = "x y z") -> bytes:
+    props = "".join(f"property float {p}\n" for p in vertex_props.split())
+    return (
+        f"ply\nformat ascii 1.0\ncomment TextureFile t.png\nelement vertex 4\n{props}"
+        f"element face {faces}\n{face_props}end_header\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n"
+    ).encode()
+
+
+def test_ply_meshlab_per_corner_texcoord() -> None:
+    """MeshLab's ``property list uchar float texcoord`` on faces: one u v pair per corner,
+    fan-triangulated with the face; all-empty lists mean no UVs; a wrong length is an error."""
+    lists = "property list uchar int vertex_indices\nproperty list uchar float texcoord\n"
+    tri = parse_ply(_ply_head(lists, 2) + b"3 0 1 2 6 0 0 1 0 1 1\n3 0 2 3 6 0 0 1 1 0 1\n")
+    m = tri.mesh
+    assert tri.texture_file == "t.png" and m.faces.tolist() == [[0, 1, 2], [0, 2, 3]]
+    assert m.uv_faces is not None and m.uvs is not None
+    assert m.uv_faces.tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert m.uvs[m.uv_faces[1]].tolist() == [[0, 0], [1, 1], [0, 1]]
+    quad = parse_ply(_ply_head(lists) + b"4 0 1 2 3 8 0 0 1 0 1 1 0 1\n").mesh
+    assert quad.uvs is not None and quad.uv_faces is not None
+    assert _eq(quad.uvs[quad.uv_faces], [[[0, 0], [1, 0], [1, 1]], [[0, 0], [1, 1], [0, 1]]])
+    assert parse_ply(_ply_head(lists) + b"4 0 1 2 3 0\n").mesh.uvs is None
+    _raises("parse", parse_ply, _ply_head(lists) + b"4 0 1 2 3 6 0 0 1 0 1 1\n", "t.ply")
+    # per-vertex UVs win where a file has both
+    both = _ply_head(lists, vertex_props="x y z s t").replace(b"0 0 0\n1 0 0\n1 1 0\n0 1 0\n", b"")
+    both += b"0 0 0 0 0\n1 0 0 1 0\n1 1 0 1 1\n0 1 0 0 1\n3 0 1 2 6 9 9 9 9 9 9\n"
+    bm = parse_ply(both).mesh
+    assert bm.uvs is not None and bm.uvs.tolist()[1] == [1, 0] and _eq(bm.uv_faces, bm.faces)
+
+
+def test_ply_binary_meshlab_per_corner_texcoord(tmp_path: Path) -> None:
+    v = np.array([(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0)], dtype="<f4")
+    head = (
+        _ply_head("property list uchar int vertex_indices\nproperty list uchar float texcoord\n")
+        .split(b"end_header\n")[0]
+        .replace(b"ascii", b"binary_little_endian")
+    )
+    body = v.tobytes() + bytes([4]) + np.array([0, 1, 2, 3], "<i4").tobytes()
+    body += bytes([8]) + np.array([0, 0, 1, 0, 1, 1, 0, 1], "<f4").tobytes()
+    p = tmp_path / "b.ply"
+    p.write_bytes(head + b"end_header\n" + body)
+    m = read_ply(p).mesh
+    assert (
+        m.uvs is not None
+        and m.uv_faces is not None
+        and m.uv_faces.tolist() == [[0, 1, 2], [0, 2, 3]]
+    )
+
+
+def test_ply_scalar_face_indices_and_repeated_properties_are_errors() -> None:
+    scalar = _ply_head("property int vertex_indices\n") + b"0\n"
+    assert "not a list" in str(_raises("parse", parse_ply, scalar, "s.ply"))
+    twice = _ply_head("property list uchar int vertex_indices\n", vertex_props="x x y z")
+    twice = twice.replace(b"0 0 0\n1 0 0\n1 1 0\n0 1 0\n", b"0 0 0 0\n1 1 0 0\n1 1 1 0\n0 0 1 0\n")
+    err = _raises("parse", parse_ply, twice + b"3 0 1 2\n", "d.ply")
+    assert "already has property 'x'" in str(err)
+
+
+def test_obj_negative_indices_count_back_from_their_own_line() -> None:
+    """OBJ: a negative index counts back from the last element defined BEFORE its face line,
+    so ``f -3 -2 -1`` after each ``v`` triple is a face of that triple (not of the last)."""
+    text = (
+        "v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 0 1\nf -3/-3 -2/-2 -1/-1\n"
+        "v 5 5 5\nv 6 5 5\nv 5 6 5\nv 6 6 5\nvt .5 .5\nf -4/-1 -3/-1 -1/-1 -2/-1\n"
+    )
+    m = parse_obj(text.encode()).mesh
+    assert m.faces.tolist() == [[0, 1, 2], [3, 4, 6], [3, 6, 5]]
+    assert m.uv_faces is not None and m.uv_faces.tolist() == [[0, 1, 2], [3, 3, 3], [3, 3, 3]]
+    _raises("parse", parse_obj, b"v 0 0 0\nv 1 0 0\nf -3 -2 -1\nv 0 1 0\n", "n.obj")
+    _raises("parse", parse_obj, b"f -3 -2 -1\nv 0 0 0\nv 1 0 0\nv 0 1 0\n", "n.obj")
+
+
+def test_landmark_files_with_too_many_rows_are_wrong_size(tmp_path: Path) -> None:
+    """A .bnd with more than 83 rows (two files run together) and a .lm2 with more points
+    than it announces are "wrong-size"; errors name the file's real line numbers."""
+    rows = "".join(f"{i}\t\t{i} {i} {i}\n" for i in range(83))
+    b = tmp_path / "x.bnd"
+    b.write_text(rows + rows)
+    assert "166 landmark rows" in str(_raises("wrong-size", read_bnd, b))
+    b.write_text(rows + "\n")  # the empty 84th line of some BU-4DFE files
+    assert len(read_bnd(b).points) == 83
+    lm2 = tmp_path / "x.lm2"
+    head = "# 2D Landmark File\r\n\r\n2 landmarks\r\n\r\nLabels:\r\nA\r\nB\r\n\r\n"
+    lm2.write_bytes((head + "2D Image coordinates:\r\n1 2\r\n3 4\r\n5 6\r\n").encode())
+    _raises("wrong-size", read_lm2, lm2)
+    lm2.write_bytes((head + "2D Image coordinates:\r\n1 2\r\n3 x\r\n").encode())
+    assert "line 11:" in str(_raises("parse", read_lm2, lm2))
+    lm3 = tmp_path / "x.lm3"
+    lm3.write_bytes(b"# 3D Landmark File\r\n\r\n1 landmarks:\r\nA\r\n1 2\r\n")
+    assert "line 5:" in str(_raises("parse", read_lm3, lm3))

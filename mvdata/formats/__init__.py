@@ -142,7 +142,9 @@ def fan_triangulate(
     Polygons with fewer than three corners are dropped.
     """
     idx = np.asarray(indices, dtype=np.int64)
-    if idx.size and idx[-1] != -1:
+    if idx.size == 0:
+        return np.zeros((0, 3), dtype=np.int32), np.zeros(0, dtype=np.int64)
+    if idx[-1] != -1:
         idx = np.append(idx, -1)
     ends = np.flatnonzero(idx == -1)
     starts = np.concatenate(([0], ends[:-1] + 1))

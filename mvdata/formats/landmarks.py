@@ -97,6 +97,10 @@ def read_bnd(path: Path | str) -> Landmarks:
         raise MeshReadError(p, "empty", "no landmark rows")
     if len(pts) < BND_ROWS:
         raise MeshReadError(p, "truncated", f"{len(pts)} landmark rows, a .bnd has {BND_ROWS}")
+    if len(pts) > BND_ROWS:
+        # two files run together, or another landmark set: which 83 rows are meant is unknown
+        msg = f"{len(pts)} landmark rows, a .bnd has {BND_ROWS}"
+        raise MeshReadError(p, "wrong-size", msg)
     if not text.endswith(("\n", "\r")):
         raise MeshReadError(p, "truncated", "the last row is cut short (no final newline)")
     labels = tuple(f"bnd{i:02d}" for i in range(len(pts)))
@@ -142,15 +146,15 @@ def read_lm3(path: Path | str) -> Landmarks:
     if not lines or not lines[0].startswith("#") or "3D" not in lines[0]:
         raise MeshReadError(p, "bad-magic", "first line is not '# 3D Landmark File'")
     n, i = _count(lines, p, 1)
-    body = [ln for ln in lines[i:] if ln]
+    body = [(k + 1, ln) for k, ln in enumerate(lines[i:], i) if ln]  # (line number, text)
     if len(body) < 2 * n:
         raise MeshReadError(p, "truncated", f"{n} landmarks announced, {len(body) // 2} present")
     if len(body) > 2 * n:
         raise MeshReadError(
             p, "wrong-size", f"{n} landmarks announced, {len(body)} label and point lines follow"
         )
-    labels = tuple(body[0 : 2 * n : 2])
-    pts = [_floats(body[2 * k + 1].split(), 3, p, 0) for k in range(n)]
+    labels = tuple(ln for _, ln in body[0 : 2 * n : 2])
+    pts = [_floats(ln.split(), 3, p, lineno) for lineno, ln in body[1 : 2 * n : 2]]
     return Landmarks(np.asarray(pts, np.float64).reshape(-1, 3), labels)
 
 
@@ -168,12 +172,12 @@ def read_lm2(path: Path | str) -> Landmarks:
         msg = "missing 'Labels:' or '2D Image coordinates:'"
         raise MeshReadError(p, "truncated", msg) from None
     labels = tuple(ln for ln in lines[li + 1 : ci] if ln)
-    rows = [ln for ln in lines[ci + 1 :] if ln]
-    if len(labels) != n or len(rows) < n:
-        raise MeshReadError(
-            p, "truncated", f"{n} landmarks announced, {len(labels)} labels and {len(rows)} rows"
-        )
-    pts = [_floats(rows[k].split(), 2, p, 0) for k in range(n)]
+    rows = [(k + 1, ln) for k, ln in enumerate(lines[ci + 1 :], ci + 1) if ln]
+    if len(labels) != n or len(rows) != n:
+        kind = "truncated" if len(labels) < n or len(rows) < n else "wrong-size"
+        msg = f"{n} landmarks announced, {len(labels)} labels and {len(rows)} rows"
+        raise MeshReadError(p, kind, msg)
+    pts = [_floats(ln.split(), 2, p, lineno) for lineno, ln in rows]
     return Landmarks(np.asarray(pts, np.float64).reshape(-1, 2), labels)
 
 

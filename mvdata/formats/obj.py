@@ -105,14 +105,37 @@ def _floats(block: _Block, path: str, what: str) -> NDArray[np.float64]:
         raise MeshReadError(path, "parse", msg) from None
 
 
-def _resolve(idx: NDArray[np.int64], count: int, path: str, what: str) -> NDArray[np.int64]:
-    # OBJ is 1-based; negative indices count back from the end (relative to the whole list here)
+def _resolve(
+    idx: NDArray[np.int64],
+    count: int,
+    path: str,
+    what: str,
+    defined: int | NDArray[np.int64],
+) -> NDArray[np.int64]:
+    """0-based indices of OBJ's 1-based ones. A negative index counts back from the last
+    element defined *before its face line* (``defined``: that count, for every corner or one
+    for all), as the OBJ format says: ``f -3 -2 -1`` after each ``v`` triple is its own face."""
     if idx.size and idx.min() > 0 and idx.max() <= count:
         return idx - 1  # the common case, without the three full-size temporaries below
-    out = np.where(idx > 0, idx - 1, idx + count)
+    out = np.where(idx > 0, idx - 1, idx + defined)
     if (idx == 0).any() or (out < 0).any() or (out >= count).any():
         raise MeshReadError(path, "parse", f"face {what} index out of range (1..{count})")
     return out
+
+
+def _defined_per_corner(
+    f_defined: list[tuple[int, int]], sep: NDArray[np.int64] | None, corners: int
+) -> tuple[int | NDArray[np.int64], int | NDArray[np.int64]]:
+    """The ``v`` and ``vt`` counts defined before each face corner's line (for negative
+    indices): one pair for the whole file where every face line sees the same counts, else one
+    per corner (``sep``: the polygons' ends; None where every face is a triangle)."""
+    if len(set(f_defined)) == 1:
+        return f_defined[0]
+    per_line = np.asarray(f_defined, dtype=np.int64).reshape(-1, 2)
+    sizes = np.full(len(per_line), 3) if sep is None else np.diff(sep, prepend=0)
+    if int(sizes.sum()) != corners:  # cannot happen: one entry per 'f' line
+        raise AssertionError("face lines and their corners disagree")
+    return np.repeat(per_line[:, 0], sizes), np.repeat(per_line[:, 1], sizes)
 
 
 def _triangle_corners(fb: _Block, nparts: int) -> NDArray[np.int64] | None:
@@ -250,12 +273,18 @@ def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
     vtb: _Block
     fb: _Block
     mtllib: str | None
+    f_defined: list[tuple[int, int]]  # the v and vt lines defined before each f line
     if classified is not None:
         vb, vtb, fb, mtllib = classified
+        # each kind of line in one block: a face line sees all of a block before it, or none
+        f_defined = [
+            (vb.n if vb.span[0] < fb.span[0] else 0, vtb.n if vtb.span[0] < fb.span[0] else 0)
+        ]
     else:
         vl: list[str] = []
         vtl: list[str] = []
         fl: list[str] = []
+        f_defined = []
         mtllib = None
         for raw in _decode(data, path).splitlines():
             # any whitespace separates tokens (tabs too); lines are rebuilt as "key values"
@@ -269,6 +298,7 @@ def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
                 vtl.append("vt " + rest)
             elif key == "f":
                 fl.append("f " + rest)
+                f_defined.append((len(vl), len(vtl)))
             elif key == "mtllib" and mtllib is None:
                 mtllib = rest
         vb, vtb, fb = _Block.of(vl), _Block.of(vtl), _Block.of(fl)
@@ -326,7 +356,8 @@ def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
             msg = "a face index is too large (beyond 64 bits): damaged file"
             raise MeshReadError(path, "parse", msg) from None
         sep = np.asarray(ends, dtype=np.int64)
-    vi = _resolve(vi, len(verts), path, "vertex")
+    defined = _defined_per_corner(f_defined, sep, len(vi))
+    vi = _resolve(vi, len(verts), path, "vertex", defined[0])
     faces = _faces(vi, sep, path)
     uvs = uv_faces = None
     if has_vt and ti is not None:
@@ -337,7 +368,7 @@ def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
         uvs = as_float32(uv.reshape(vtb.n, ucols)[:, :2])
         if uvs is None:
             raise MeshReadError(path, "nan", "texture coordinates hold NaN or inf")
-        ti = _resolve(ti, len(uvs), path, "texture")
+        ti = _resolve(ti, len(uvs), path, "texture", defined[1])
         uv_faces = _faces(ti, sep, path)
     if len(faces) == 0:
         raise MeshReadError(path, "empty", "no triangle in the 'f' lines")

@@ -124,6 +124,10 @@ def _read_header(data: bytes, path: str) -> _Header:
                 raise MeshReadError(path, "parse", f"{bad}: the count is not an integer")
             elements.append(_Element(t[1], int(t[2])))
         elif t[0] == "property" and elements and len(t) >= 3:
+            if t[-1] in (name for name, _ in elements[-1].props):
+                # numpy and plyfile cannot hold two columns of one name: which one is meant?
+                msg = f"{bad}: element {elements[-1].name!r} already has property {t[-1]!r}"
+                raise MeshReadError(path, "parse", msg)
             if t[1] == "list" and len(t) == 5 and t[2] in _SIZES and t[3] in _SIZES:
                 elements[-1].props.append((t[4], t[3]))
                 elements[-1].lists[t[4]] = t[2]
@@ -242,6 +246,9 @@ def _face_array(flist: np.ndarray, nv: int, path: str) -> NDArray[np.int32]:
         faces = np.array(flist, dtype=np.int32)
         check_indices(faces, nv, path, "face", separators=False, noun="vertex")
         return faces
+    if flist.dtype != object and flist.ndim != 2:
+        # a scalar property (``property int vertex_indices``): not a polygon list
+        raise MeshReadError(path, "parse", "PLY face vertex_indices is not a list property")
     lists = list(flist)
     if any(len(f) < 3 for f in lists):
         raise MeshReadError(path, "parse", "a PLY face has fewer than 3 corners")
@@ -275,6 +282,7 @@ def _mesh_from(ply: PlyData, path: str) -> PlyMesh:
     if fprop is None:
         raise MeshReadError(path, "parse", "PLY face element lacks vertex_indices")
     faces = _face_array(fd[fprop], len(verts), path)
+    corner_uvs = _corner_uvs(fd, path) if "texcoord" in fnames else None
     colors = None
     if {"red", "green", "blue"} <= props:
         c = np.stack([_column(vd, n, path) for n in ("red", "green", "blue")], 1)
@@ -290,12 +298,40 @@ def _mesh_from(ply: PlyData, path: str) -> PlyMesh:
             if uvs is None:
                 raise MeshReadError(path, "nan", "texture coordinates hold NaN or inf")
             break
+    uv_faces = None
+    if uvs is None and corner_uvs is not None:
+        uvs, uv_faces = corner_uvs
     tex = None
     for c in ply.comments:
         parts = c.split(None, 1)
         if len(parts) == 2 and parts[0].lower() == "texturefile":
             tex = parts[1].strip()
-    return PlyMesh(Mesh(verts, faces, vertex_colors=colors, uvs=uvs), tex)
+    mesh = Mesh(verts, faces, vertex_colors=colors, uvs=uvs, uv_faces=uv_faces)
+    return PlyMesh(mesh, tex)
+
+
+def _corner_uvs(fd: np.ndarray, path: str) -> tuple[NDArray[np.float32], NDArray[np.int32]] | None:
+    """Per-corner texture coordinates of MeshLab's face property ``list uchar float texcoord``
+    (``u v`` for each corner of the face, in the face's corner order): the UVs, one row per
+    corner, and their triangles, fan-triangulated exactly like the faces' corners. None where
+    every face's list is empty (no texture)."""
+    tc = fd["texcoord"]
+    polys = fd["vertex_indices"] if "vertex_indices" in (fd.dtype.names or ()) else None
+    if polys is None:
+        polys = fd["vertex_index"]
+    sizes = [len(p) for p in polys]
+    rows = [np.asarray(t, dtype=np.float64).reshape(-1) for t in tc]
+    if all(r.size == 0 for r in rows):
+        return None
+    if any(r.size != 2 * n for r, n in zip(rows, sizes, strict=True)):
+        msg = "PLY face texcoord does not hold one u v pair per corner"
+        raise MeshReadError(path, "parse", msg)
+    uvs = as_float32(np.concatenate(rows).reshape(-1, 2)) if rows else None
+    if uvs is None:
+        raise MeshReadError(path, "nan", "face texture coordinates hold NaN or inf")
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+    corners = [np.arange(s, s + n, dtype=np.int64) for s, n in zip(starts, sizes, strict=True)]
+    return uvs, fan_triangulate_lists(corners)
 
 
 def _fast_binary_triangles(path: Path, data: bytes, h: _Header) -> PlyData | None:

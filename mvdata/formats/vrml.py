@@ -118,6 +118,9 @@ def _numbers(block: str, dtype: type, path: str, what: str) -> NDArray[np.generi
     if "#" in block:
         block = _RE_COMMENT.sub(" ", block)
     block = block.replace(",", " ")
+    if not block.strip():
+        # np.fromstring reads whitespace alone as one number ([0] as int, [-1.] as float)
+        return np.zeros(0, dtype=dtype)
     try:
         with warnings.catch_warnings():
             # numpy < 2.3 only warns when it stops at an unparsable token; make that an error.
@@ -231,21 +234,23 @@ def parse_vrml(data: bytes, path: str = "<bytes>") -> VrmlMesh:
 
     uvs = uv_faces = None
     tc = _node_block(text, _TEXCOORD, _POINT, path, "texCoord point", spans)
-    if tc is not None:
-        uv = _numbers(tc, np.float64, path, "texCoord point")
+    uv = None if tc is None else _numbers(tc, np.float64, path, "texCoord point")
+    if uv is not None and uv.size:  # an empty texCoord list: the mesh has no UVs
         if uv.size % 2:
             raise MeshReadError(path, "parse", "texCoord point does not hold u v pairs")
         uvs = as_float32(uv.reshape(-1, 2))
         if uvs is None:
             raise MeshReadError(path, "nan", "texCoord point holds NaN or inf")
         ti = _block(text, _TEXCOORDINDEX, path, "texCoordIndex", spans)
-        if ti is None:
-            uv_faces = faces  # VRML: without texCoordIndex, coordIndex indexes the texCoords
+        tidx = None if ti is None else _numbers(ti, np.int64, path, "texCoordIndex")
+        if tidx is None or tidx.size == 0:
+            # VRML97: without texCoordIndex, or with an empty one, coordIndex indexes the texCoords
+            uv_faces = faces
         else:
-            tidx = _numbers(ti, np.int64, path, "texCoordIndex").astype(np.int64)
+            tidx64: NDArray[np.int64] = np.asarray(tidx, dtype=np.int64)
             what, noun = "texCoordIndex", "texture coordinate"
-            check_indices(tidx, len(uvs), path, what, ti, noun=noun)
-            uv_faces, tpoly = fan_triangulate(tidx, path, "texCoordIndex")
+            check_indices(tidx64, len(uvs), path, what, ti, noun=noun)
+            uv_faces, tpoly = fan_triangulate(tidx64, path, "texCoordIndex")
             if uv_faces.shape != faces.shape or not np.array_equal(tpoly, poly):
                 raise MeshReadError(
                     path, "parse", "texCoordIndex polygons do not match coordIndex polygons"

@@ -24,10 +24,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mvdata.build.clips import MotionReference
-from mvdata.core import Mesh
+from mvdata.core import Mesh, MeshReadError
 from mvdata.formats.landmarks import read_bnd, read_lm2, read_lm3
-from mvdata.formats.obj import obj_text
-from mvdata.formats.ply import ply_bytes
+from mvdata.formats.obj import obj_text, read_obj
+from mvdata.formats.ply import ply_bytes, read_ply
 from mvdata.formats.vrml import vrml_text
 from mvdata.render.gl import Renderer
 from mvdata.render.normalise import normalise
@@ -125,6 +125,25 @@ def ply_quad(texture: str) -> str:
     return "\n".join([*head, *rows, "4 0 1 2 3"]) + "\n"
 
 
+def ply_quad_corner_uvs(texture: str) -> str:
+    """ASCII PLY with MeshLab's per-corner ``list uchar float texcoord`` face property (u v
+    for each corner of the face, v up) and no per-vertex UVs."""
+    head = [
+        "ply",
+        "format ascii 1.0",
+        f"comment TextureFile {texture}",
+        "element vertex 4",
+        *(f"property float {p}" for p in ("x", "y", "z")),
+        "element face 1",
+        "property list uchar int vertex_indices",
+        "property list uchar float texcoord",
+        "end_header",
+    ]
+    rows = [f"{x:g} {y:g} {z:g}" for x, y, z in QUAD]
+    uvs = " ".join(f"{u:g} {v:g}" for u, v in QUAD_UV_UP)
+    return "\n".join([*head, *rows, f"4 0 1 2 3 8 {uvs}"]) + "\n"
+
+
 def make_bosphorus(root: Path) -> None:
     (root / "bs000").mkdir(parents=True)
     (root / "bs000" / "bs000_N_N_0.bnt").write_bytes(bnt_file_bytes("bs000_N_N_0.png"))
@@ -169,6 +188,23 @@ def make_meshdir_ply(root: Path) -> None:
     two_tone(root / "S1" / "skin.png")
 
 
+def make_meshdir_ply_corner_uvs(root: Path) -> None:
+    write_text(root / "S1" / "face.ply", ply_quad_corner_uvs("skin.png"))
+    two_tone(root / "S1" / "skin.png")
+
+
+def make_bosphorus_upper_case(root: Path) -> None:
+    """Upper-case extensions (a copy made on Windows): ``.BNT`` beside its ``.PNG``."""
+    (root / "bs000").mkdir(parents=True)
+    (root / "bs000" / "bs000_N_N_0.BNT").write_bytes(bnt_file_bytes("bs000_N_N_0.PNG"))
+    two_tone(root / "bs000" / "bs000_N_N_0.PNG")
+
+
+def make_bp4d_upper_case(root: Path) -> None:
+    write_text(root / "F001" / "T1" / "0001.OBJ", obj_quad(None))  # same-stem image
+    two_tone(root / "F001" / "T1" / "0001.PNG")
+
+
 #: case -> (reader, file maker)
 HAND_MADE: dict[str, tuple[str, Callable[[Path], None]]] = {
     "bosphorus-bnt": ("bosphorus", make_bosphorus),
@@ -179,6 +215,9 @@ HAND_MADE: dict[str, tuple[str, Callable[[Path], None]]] = {
     "meshdir-obj": ("meshdir", make_meshdir_obj),
     "meshdir-wrl": ("meshdir", make_meshdir_wrl),
     "meshdir-ply": ("meshdir", make_meshdir_ply),
+    "meshdir-ply-corner-uvs": ("meshdir", make_meshdir_ply_corner_uvs),
+    "bosphorus-upper-case": ("bosphorus", make_bosphorus_upper_case),
+    "bp4d-upper-case": ("bp4d", make_bp4d_upper_case),
 }
 
 
@@ -571,6 +610,34 @@ def test_synthetic_landmarks_are_ibug_ids() -> None:
     assert canonical_name("ibug37") == "eye_outer_right"
 
 
+# --------------------------------------------------------------------------- text formats
+def test_text_files_must_end_with_a_newline(tmp_path: Path) -> None:
+    """GUESS: a complete OBJ, ASCII PLY or .bnd file ends with a newline. The same bytes with
+    the final newline off are refused as cut off, with a message naming the file and the
+    newline (a file cut inside its last line looks exactly like that)."""
+    obj = "v -50 -60 0\nv 50 -60 0\nv 50 60 0\nf 1 2 3\n"
+    ply = (
+        "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
+        "property float z\nelement face 1\nproperty list uchar int vertex_indices\n"
+        "end_header\n-50 -60 0\n50 -60 0\n50 60 0\n3 0 1 2\n"
+    )
+    bnd = "".join(f"{i}\t\t{i}.5 {-i}.25 {i % 7}\n" for i in range(83))
+    readers: dict[str, Callable[[Path], object]] = {
+        "a.obj": read_obj,
+        "a.ply": read_ply,
+        "a.bnd": read_bnd,
+    }
+    for (name, read), text in zip(readers.items(), (obj, ply, bnd), strict=True):
+        complete, cut = tmp_path / name, tmp_path / f"cut-{name}"
+        write_text(complete, text)
+        write_text(cut, text[:-1])
+        read(complete)
+        with pytest.raises(MeshReadError) as err:
+            read(cut)
+        assert err.value.kind == "truncated" and "newline" in err.value.message
+        assert str(err.value).startswith(str(cut))
+
+
 # --------------------------------------------------------------------------- inspect, README
 #: (source, convention topic) -> the test in this module that states it.
 STATED_BY: dict[tuple[str, str], str] = {
@@ -605,6 +672,12 @@ STATED_BY: dict[tuple[str, str], str] = {
     ("meshdir", "PLY texture v"): "test_texture_top_lands_at_the_top_of_the_face",
     ("synthetic", "landmarks"): "test_synthetic_landmarks_are_ibug_ids",
     ("synthetic", "texture v"): "test_writers_write_each_formats_texture_convention",
+    ("bu3dfe", "final newline"): "test_text_files_must_end_with_a_newline",
+    ("bu4dfe", "final newline"): "test_text_files_must_end_with_a_newline",
+    ("bp4d", "final newline"): "test_text_files_must_end_with_a_newline",
+    ("coma", "final newline"): "test_text_files_must_end_with_a_newline",
+    ("facescape", "final newline"): "test_text_files_must_end_with_a_newline",
+    ("meshdir", "final newline"): "test_text_files_must_end_with_a_newline",
 }
 
 

@@ -17,7 +17,7 @@ from mvdata.sources.conventions.bu4dfe import FOLDERS, FPS, LICENCE
 from mvdata.sources.registry import ScanResult, register
 
 _RE_SUBJECT = re.compile(r"^[FM]\d{3}$")
-_RE_FRAME = re.compile(r"^(\d{3,})\.wrl$")
+_RE_FRAME = re.compile(r"^(\d{3,})\.(?i:wrl)$")
 
 
 class BU4DFE:

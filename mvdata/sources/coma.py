@@ -17,7 +17,7 @@ from mvdata.sources.conventions.coma import CATEGORIES, EXPRESSIONS, FPS, LICENC
 from mvdata.sources.registry import ScanResult, register
 
 _RE_SUBJECT = re.compile(r"^FaceTalk_\d+_\d+_TA$")
-_RE_FRAME = re.compile(r"^(?P<cat>[a-z_]+)\.(?P<n>\d{6})\.ply$")
+_RE_FRAME = re.compile(r"^(?P<cat>[a-z_]+)\.(?P<n>\d{6})\.(?i:ply)$")
 
 
 class CoMA:

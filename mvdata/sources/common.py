@@ -167,10 +167,17 @@ def checked(mesh: Mesh, path: str) -> Mesh:
 
 
 def first_existing(root: Path, rels: Iterable[str]) -> str | None:
-    """The first of ``rels`` that exists under ``root`` (as a file), or None."""
-    for r in rels:
-        if (Path(root) / r).is_file():
-            return r
+    """The first of ``rels`` that exists under ``root`` (as a file), or None. Each is tried as
+    given, then with its suffix in upper case (``000.JPG`` beside ``000.wrl``: copies made on
+    Windows or from CDs can carry upper-case extensions; file systems here are case-sensitive)."""
+    rels = list(rels)
+    for variant in (False, True):
+        for r in rels:
+            stem, dot, ext = r.rpartition(".")
+            cand = f"{stem}.{ext.upper()}" if variant and dot else r
+            if (variant and cand == r) or not (Path(root) / cand).is_file():
+                continue
+            return cand
     return None
 
 

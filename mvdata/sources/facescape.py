@@ -15,7 +15,7 @@ from mvdata.sources.common import dedupe, first_existing, load_obj_frame, walk_f
 from mvdata.sources.conventions.facescape import EXPRESSIONS, LICENCE, NAMES
 from mvdata.sources.registry import ScanResult, register
 
-_RE_NAME = re.compile(r"^(?P<k>\d{1,2})_(?P<name>[a-z_]+)\.obj$")
+_RE_NAME = re.compile(r"^(?P<k>\d{1,2})_(?P<name>[a-z_]+)\.(?i:obj)$")
 
 
 class FaceScape:

@@ -7,6 +7,7 @@ writer, so each code is spelled once.
 from __future__ import annotations
 
 from mvdata.sources.conventions.status import Convention
+from mvdata.sources.conventions.text import final_newline
 
 TASK_EMOTIONS = {
     "T1": "happiness",
@@ -48,4 +49,5 @@ CONVENTIONS: tuple[Convention, ...] = (
         "guess",
         "the formats' conventions; no real file seen",
     ),
+    final_newline(".obj and .bnd files"),
 )

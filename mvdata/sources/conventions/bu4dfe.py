@@ -7,6 +7,7 @@ writer, so each code is spelled once.
 from __future__ import annotations
 
 from mvdata.sources.conventions.status import Convention
+from mvdata.sources.conventions.text import final_newline
 
 FOLDERS = {
     "Angry": "anger",
@@ -64,4 +65,5 @@ CONVENTIONS: tuple[Convention, ...] = (
         "guess",
         "second-hand code; schemas/landmarks.py BND_TO_CANONICAL",
     ),
+    final_newline(".bnd files"),
 )

@@ -7,6 +7,7 @@ writer, so each code is spelled once.
 from __future__ import annotations
 
 from mvdata.sources.conventions.status import Convention
+from mvdata.sources.conventions.text import final_newline
 
 CATEGORIES = (
     "bareteeth",
@@ -55,4 +56,5 @@ CONVENTIONS: tuple[Convention, ...] = (
         "second-hand code",
     ),
     Convention("frame rate", f"{FPS:g} fps", "guess", "CoMA paper, not checked against the files"),
+    final_newline("ASCII .ply files"),
 )

@@ -7,6 +7,7 @@ writer, so each code is spelled once.
 from __future__ import annotations
 
 from mvdata.sources.conventions.status import Convention
+from mvdata.sources.conventions.text import final_newline
 
 NAMES = (
     "neutral",
@@ -60,4 +61,5 @@ CONVENTIONS: tuple[Convention, ...] = (
         "guess",
         "this project's reading of the names",
     ),
+    final_newline(".obj files"),
 )

@@ -7,6 +7,7 @@ writer, so each code is spelled once.
 from __future__ import annotations
 
 from mvdata.sources.conventions.status import Convention
+from mvdata.sources.conventions.text import final_newline
 
 LICENCE = (
     "Unknown: a user-supplied mesh folder; the user is responsible for the data's terms "
@@ -35,4 +36,5 @@ CONVENTIONS: tuple[Convention, ...] = (
         "guess",
         "PLY defines no texture convention: MeshLab's, which most tools follow",
     ),
+    final_newline(".obj, ASCII .ply and .bnd files"),
 )

@@ -662,3 +662,47 @@ def test_a_shard_whose_samples_all_failed(synth_root, tmp_path):
         loader = make_loader(out, batch_size=4, backend=backend, device="cpu", train=False)
         got = [k for b in loader for k, ok in zip(b.keys, b.valid.tolist(), strict=True) if ok]
         assert len(got) == 11 and len(set(got)) == 11, backend
+
+
+def test_a_reader_bug_on_one_file_is_a_counted_failure(tmp_path, monkeypatch, capfd):
+    """A reader raising something other than MeshReadError on one file (a case its checks did
+    not foresee) fails that sample as ``reader-bug``, naming the file and the exception; the
+    other samples are written and the build succeeds."""
+    import mvdata.build.worker as worker
+
+    face = procedural_face()
+    root = tmp_path / "meshes"
+    root.mkdir()
+    for name in ("a.obj", "odd.obj", "b.obj"):
+        _write_obj(root / name, face.mean, face.faces)
+    real = worker.load_frame
+
+    def buggy(item, t):
+        if item.frame_paths[t][0].endswith("odd.obj"):
+            raise ZeroDivisionError("division by zero")
+        return real(item, t)
+
+    monkeypatch.setattr(worker, "load_frame", buggy)
+    cfg = BuildConfig(source="meshdir", source_root=str(root), image_size=32, num_folds=2)
+    s = build(cfg, str(tmp_path / "out"), workers=1)  # one worker: in this process
+    assert s.num_written == 2 and s.errors == {"reader-bug": 1}
+    rows_ = pl.concat([pl.read_parquet(p) for p in (tmp_path / "out" / "data").glob("*.parquet")])
+    failed = rows_.filter(pl.col("status") == "failed").row(0, named=True)
+    assert failed["error_kind"] == "reader-bug"
+    assert str(root / "odd.obj") in failed["error_message"]
+    assert "ZeroDivisionError: division by zero" in failed["error_message"]
+    assert "Traceback" in capfd.readouterr().err
+    # mvdata inspect lists it the same way instead of stopping
+    from mvdata.sources.inspect import inspect_dataset
+
+    src = get_source("meshdir")
+    real_load = src.load_frame
+
+    def buggy_source(item, t):
+        if item.frame_paths[t][0].endswith("odd.obj"):
+            raise ZeroDivisionError("division by zero")
+        return real_load(item, t)
+
+    monkeypatch.setattr(src, "load_frame", buggy_source)
+    rep = inspect_dataset(root, "meshdir")
+    assert [(e.kind, Path(e.path).name) for e in rep.errors] == [("reader-bug", "odd.obj")]

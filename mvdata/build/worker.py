@@ -9,6 +9,11 @@ shards while a resumed build writes the same ones.
 A sample whose views are (nearly) empty is a failure of kind ``blank-render``
 (:func:`blank_views`), not a written sample: one outlier landmark can push the face out of every
 view, and a black view teaches a model nothing while it counts as a positive pair.
+
+A reader that fails on one file with anything but its own ``MeshReadError`` (a case its checks
+did not foresee) fails that sample with kind ``reader-bug``, naming the file and the exception,
+and the build goes on: one odd file of a 2 TB dataset must not end the build, and the count and
+the message say plainly that a reader needs mending (the traceback goes to stderr).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,6 +68,15 @@ def _load_clip(item: Item, cfg: BuildConfig) -> tuple[list[int], list[Mesh], Mes
             return load_frame(item, t)
         except MeshReadError as exc:
             raise SampleError(exc.kind, str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - one file's reader bug is one failed sample
+            rel = item.frame_paths[t][0] if t < len(item.frame_paths) else item.key
+            where = os.path.join(item.root, rel)
+            traceback.print_exc(file=sys.stderr)
+            msg = (
+                f"{where}: the reader failed unexpectedly ({type(exc).__name__}: {exc}); "
+                "the sample is skipped: please report this file's format"
+            )
+            raise SampleError("reader-bug", msg) from exc
 
     if item.kind == "static" or cfg.kind == "static":
         return [0], [load(0)], None

@@ -100,6 +100,10 @@ def inspect_dataset(
                     rep.frames_checked += 1
                 except MeshReadError as exc:
                     rep.errors.append(exc.as_read_error())
+                except Exception as exc:  # noqa: BLE001 - listed like the build's reader-bug
+                    where = str(root / it.frame_paths[t][0])
+                    msg = f"the reader failed unexpectedly ({type(exc).__name__}: {exc})"
+                    rep.errors.append(ReadError(where, "reader-bug", msg))
                 done += 1
                 if progress is not None:
                     progress(done, total)

@@ -610,6 +610,27 @@ def test_synthetic_landmarks_are_ibug_ids() -> None:
     assert canonical_name("ibug37") == "eye_outer_right"
 
 
+def test_a_frame_number_is_read_once(tmp_path: Path) -> None:
+    """Two files with one frame number (``0001.obj`` beside ``0001.wrl``; ``000.wrl`` and
+    ``0000.wrl``) would play one moment twice: the first in name order is read, the other is a
+    "duplicate" error naming the file that is read."""
+    bp4d, bu4dfe = tmp_path / "bp4d", tmp_path / "bu4dfe"
+    for name in ("0001.obj", "0002.obj"):
+        write_text(bp4d / "F001" / "T1" / name, obj_quad(None))
+    write_text(bp4d / "F001" / "T1" / "0001.wrl", vrml_quad("0001.png"))
+    for name in ("000.wrl", "0000.wrl", "001.wrl"):
+        write_text(bu4dfe / "F001" / "Happy" / name, vrml_quad("000.jpg"))
+    for source, root, kept, dropped in (
+        ("bp4d", bp4d, ["F001/T1/0001.obj", "F001/T1/0002.obj"], "F001/T1/0001.wrl"),
+        ("bu4dfe", bu4dfe, ["F001/Happy/000.wrl", "F001/Happy/001.wrl"], "F001/Happy/0000.wrl"),
+    ):
+        res = get_source(source).scan(root)
+        (item,) = res.items
+        assert [paths[0] for paths in item.frame_paths] == kept
+        assert [(e.path, e.kind) for e in res.errors] == [(dropped, "duplicate")]
+        assert kept[0] in res.errors[0].message
+
+
 # --------------------------------------------------------------------------- text formats
 def test_text_files_must_end_with_a_newline(tmp_path: Path) -> None:
     """GUESS: a complete OBJ, ASCII PLY or .bnd file ends with a newline. The same bytes with

@@ -22,6 +22,7 @@ from mvdata.core import Item, ItemMeta, Mesh, ReadError
 from mvdata.formats.vrml import read_vrml
 from mvdata.sources.common import (
     dedupe,
+    distinct_frames,
     finish_frame,
     frame_files,
     load_obj_frame,
@@ -62,7 +63,7 @@ class BP4D:
             groups.setdefault((parts[0], parts[1]), []).append((int(fm.group(1)), rel))
         items = []
         for (subject, task), frames in sorted(groups.items()):
-            frames.sort()
+            frames = distinct_frames(frames, res.errors)
             meta = ItemMeta(
                 dataset=self.name,
                 subject=subject,

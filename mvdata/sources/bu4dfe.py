@@ -12,7 +12,14 @@ from pathlib import Path
 
 from mvdata.core import Item, ItemMeta, Mesh, ReadError
 from mvdata.formats.vrml import read_vrml
-from mvdata.sources.common import dedupe, finish_frame, frame_files, resolve, walk_files
+from mvdata.sources.common import (
+    dedupe,
+    distinct_frames,
+    finish_frame,
+    frame_files,
+    resolve,
+    walk_files,
+)
 from mvdata.sources.conventions.bu4dfe import FOLDERS, FPS, LICENCE
 from mvdata.sources.registry import ScanResult, register
 
@@ -45,7 +52,7 @@ class BU4DFE:
             groups.setdefault((parts[0], parts[1]), []).append((int(fm.group(1)), rel))
         items = []
         for (subject, folder), frames in sorted(groups.items()):
-            frames.sort()
+            frames = distinct_frames(frames, res.errors)
             meta = ItemMeta(
                 dataset=self.name,
                 subject=subject,

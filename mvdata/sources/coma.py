@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mvdata.core import Item, ItemMeta, Mesh, ReadError
 from mvdata.formats.ply import read_ply
-from mvdata.sources.common import dedupe, finish_frame, resolve, walk_files
+from mvdata.sources.common import dedupe, distinct_frames, finish_frame, resolve, walk_files
 from mvdata.sources.conventions.coma import CATEGORIES, EXPRESSIONS, FPS, LICENCE
 from mvdata.sources.registry import ScanResult, register
 
@@ -48,7 +48,7 @@ class CoMA:
             groups.setdefault((parts[0], parts[1]), []).append((int(fm["n"]), rel))
         items = []
         for (subject, cat), frames in sorted(groups.items()):
-            frames.sort()
+            frames = distinct_frames(frames, res.errors)
             meta = ItemMeta(
                 dataset=self.name,
                 subject=subject,

@@ -181,6 +181,23 @@ def first_existing(root: Path, rels: Iterable[str]) -> str | None:
     return None
 
 
+def distinct_frames(
+    frames: list[tuple[int, str]], errors: list[ReadError]
+) -> list[tuple[int, str]]:
+    """A sequence's ``(frame number, file)`` pairs sorted by number, one file per number. A
+    second file with a number already seen (``000.wrl`` and ``0000.wrl``, ``0001.obj`` beside
+    ``0001.wrl``) would play one moment twice: it is a ``"duplicate"`` error naming the file
+    that is read instead (the first in name order)."""
+    out: list[tuple[int, str]] = []
+    for number, rel in sorted(frames):
+        if out and out[-1][0] == number:
+            msg = f"frame {number} again: {out[-1][1]} is read for it"
+            errors.append(ReadError(rel, "duplicate", msg))
+            continue
+        out.append((number, rel))
+    return out
+
+
 def dedupe(items: list[Item], errors: list[ReadError]) -> list[Item]:
     """Items with unique keys, sorted by key; later duplicates become ``"duplicate"`` errors."""
     seen: dict[str, Item] = {}

@@ -102,7 +102,8 @@ def register(app: typer.Typer) -> None:
             if guesses:
                 con.print(
                     f"{guesses} of these are guesses: check them against your files "
-                    "(a wrong one shows as upside-down textures or bad landmarks in the views)."
+                    "(a wrong one shows as upside-down textures or bad landmarks in the views, "
+                    "or as most files listed unreadable for one reason below)."
                 )
         if rep.errors:
             t = Table(title=f"unreadable files ({dict(rep.error_kinds)})")

@@ -98,6 +98,21 @@ def vrml_quad(texture: str) -> str:
     )
 
 
+def vrml1_quad(texture: str) -> str:
+    """VRML 1.0: TextureCoordinate2 (0, 0) is the image's lower-left too, v up."""
+    pts = ", ".join(f"{x:g} {y:g} {z:g}" for x, y, z in QUAD)
+    uvs = ", ".join(f"{u:g} {v:g}" for u, v in QUAD_UV_UP)
+    return (
+        "#VRML V1.0 ascii\n"
+        "Separator {\n"
+        f'  Texture2 {{ filename "{texture}" }}\n'
+        f"  Coordinate3 {{ point [ {pts} ] }}\n"
+        f"  TextureCoordinate2 {{ point [ {uvs} ] }}\n"
+        "  IndexedFaceSet { coordIndex [ 0, 1, 2, 3, -1 ] textureCoordIndex [ 0, 1, 2, 3, -1 ] }\n"
+        "}\n"
+    )
+
+
 def obj_quad(mtl: str | None) -> str:
     """OBJ: ``vt`` with v up, (0, 0) the image's lower-left (the convention every tool reads)."""
     lines = [f"mtllib {mtl}"] if mtl else []
@@ -160,6 +175,11 @@ def make_bu4dfe(root: Path) -> None:
     two_tone(root / "F001" / "Happy" / "000.jpg")
 
 
+def make_bu4dfe_vrml1(root: Path) -> None:
+    write_text(root / "F001" / "Happy" / "000.wrl", vrml1_quad("000.jpg"))
+    two_tone(root / "F001" / "Happy" / "000.jpg")
+
+
 def make_bp4d(root: Path) -> None:
     write_text(root / "F001" / "T1" / "0001.obj", obj_quad(None))  # same-stem image
     two_tone(root / "F001" / "T1" / "0001.png")
@@ -210,6 +230,7 @@ HAND_MADE: dict[str, tuple[str, Callable[[Path], None]]] = {
     "bosphorus-bnt": ("bosphorus", make_bosphorus),
     "bu3dfe-wrl": ("bu3dfe", make_bu3dfe),
     "bu4dfe-wrl": ("bu4dfe", make_bu4dfe),
+    "bu4dfe-wrl-vrml1": ("bu4dfe", make_bu4dfe_vrml1),
     "bp4d-obj": ("bp4d", make_bp4d),
     "facescape-obj": ("facescape", make_facescape),
     "meshdir-obj": ("meshdir", make_meshdir_obj),
@@ -675,6 +696,7 @@ STATED_BY: dict[tuple[str, str], str] = {
     ("bu4dfe", "layout"): "test_bu4dfe_layout",
     ("bu4dfe", "no correspondence"): "test_bu4dfe_no_correspondence",
     ("bu4dfe", "frame rate"): "test_bu4dfe_frame_rate",
+    ("bu4dfe", "VRML version"): "test_texture_top_lands_at_the_top_of_the_face",
     ("bu4dfe", "texture v"): "test_texture_top_lands_at_the_top_of_the_face",
     ("bu4dfe", ".bnd landmark order"): "test_bu_bnd_rows_are_used_only_as_a_set",
     ("bp4d", "layout"): "test_bp4d_layout",

@@ -131,7 +131,8 @@ def test_fan_triangulate_matches_loop() -> None:
         (b"", "empty"),
         (BU_LIKE.encode()[: BU_LIKE.index("0.0, 1.0, 0.0")], "truncated"),
         (b"\x89\x13garbage\xff\xfe binary", "bad-magic"),
-        (b"#VRML V1.0 ascii\nSeparator {}", "bad-magic"),
+        (b"#VRML V1.0 ascii\nSeparator {}", "parse"),
+        (b"#VRML V3.0 utf8\nSeparator {}", "bad-magic"),
         (BU_LIKE.encode("utf-16"), "encoding"),
         (BU_LIKE.replace("0.5 1.5 0.25", "0.5 nan 0.25").encode(), "nan"),
         (BU_LIKE.replace("0.5 1.5 0.25", "0.5 1.5x 0.25").encode(), "parse"),
@@ -729,3 +730,20 @@ def test_landmark_files_with_too_many_rows_are_wrong_size(tmp_path: Path) -> Non
     lm3 = tmp_path / "x.lm3"
     lm3.write_bytes(b"# 3D Landmark File\r\n\r\n1 landmarks:\r\nA\r\n1 2\r\n")
     assert "line 5:" in str(_raises("parse", read_lm3, lm3))
+
+
+def test_vrml_1_0_is_read_like_2_0() -> None:
+    """VRML 1.0 spells the mesh with Coordinate3, TextureCoordinate2, textureCoordIndex and
+    Texture2 { filename }: the same mesh as the 2.0 file comes out."""
+    v2 = parse_vrml((_TRI_WRL % ("0 1 2 -1", "0 0, 1 0, 0 1", "2 1 0 -1")).encode()).mesh
+    v1 = (
+        '#VRML V1.0 ascii\n\nSeparator {\n  Texture2 { filename "frame.jpg" }\n'
+        "  DEF c Coordinate3 { point [ 0 0 0, 1 0 0, 0 1 0 ] }\n"
+        "  TextureCoordinate2 { point [ 0 0, 1 0, 0 1 ] }\n"
+        "  IndexedFaceSet { coordIndex [ 0, 1, 2, -1 ] textureCoordIndex [ 2, 1, 0, -1 ] }\n}\n"
+    )
+    r = parse_vrml(v1.encode(), "v1.wrl")
+    assert r.texture_url == "frame.jpg"
+    assert _eq(r.mesh.vertices, v2.vertices) and _eq(r.mesh.faces, v2.faces)
+    assert _eq(r.mesh.uvs, v2.uvs) and _eq(r.mesh.uv_faces, v2.uv_faces)
+    _raises("truncated", parse_vrml, v1[: v1.index("IndexedFaceSet")].encode(), "v1.wrl")

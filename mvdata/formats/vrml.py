@@ -1,4 +1,5 @@
-"""VRML 2.0 ``IndexedFaceSet`` reader and writer (BU-3DFE, BU-4DFE, BP4D-style ``.wrl``).
+"""VRML 2.0 ``IndexedFaceSet`` reader and writer (BU-3DFE, BU-4DFE, BP4D-style ``.wrl``); the
+reader takes VRML 1.0 files too.
 
 Hand-written because no maintained Python library reads VRML 2.0 meshes with their separately
 indexed texture coordinates (trimesh has no VRML loader). The parser works on nodes, not lines:
@@ -7,6 +8,11 @@ it locates ``coord Coordinate { point [ ... ] }``, ``coordIndex [ ... ]``,
 ``color Color { color [ ... ] }`` and ``ImageTexture { url "..." }`` by their keywords wherever
 they are, so header length, field order, ``", "`` vs ``" "`` separators and line breaks do not
 matter. Number blocks go through ``np.fromstring`` (C speed) after commas are turned into spaces.
+
+VRML 1.0 (``#VRML V1.0 ascii``) keeps the same lists in other nodes: ``Coordinate3 { point }``,
+``TextureCoordinate2 { point }``, ``IndexedFaceSet { coordIndex textureCoordIndex }`` and
+``Texture2 { filename }``; they are read the same way (raw-formats.md states the version of
+BU-3DFE's files only, so a dataset written as 1.0 is read rather than refused).
 
 Texture coordinates: VRML puts (0, 0) at the lower-left of the image, which is already the
 OpenGL convention of :class:`mvdata.core.Mesh`, so they are kept as they are.
@@ -41,6 +47,7 @@ from mvdata.io import atomic_write
 __all__ = ["VrmlMesh", "parse_vrml", "read_vrml", "vrml_text", "write_vrml"]
 
 _MAGIC = b"#VRML V2.0"
+_MAGIC_V1 = b"#VRML V1.0"
 _DEF = r"(?:DEF\s+[^\s{}\[\]]+\s+)?"
 # (literal anchor, pattern matched at the anchor): str.find runs at memchr speed, whereas a
 # regex search over a multi-megabyte file costs ~0.1 s per pattern.
@@ -56,6 +63,27 @@ _URL: _Anchor = (
     "ImageTexture",
     re.compile(r'ImageTexture\s*\{[^}]*?\burl\s*\[?\s*"([^"]*)"', re.S),
 )
+# VRML 1.0 spells the same mesh with other nodes: Coordinate3 / TextureCoordinate2 point lists,
+# textureCoordIndex, Texture2 { filename }. (No per-vertex colours are read from 1.0 files.)
+_COORD_V1: _Anchor = ("Coordinate3", re.compile(r"Coordinate3\s*\{"))
+_TEXCOORD_V1: _Anchor = ("TextureCoordinate2", re.compile(r"TextureCoordinate2\s*\{"))
+_TEXCOORDINDEX_V1: _Anchor = ("textureCoordIndex", re.compile(r"textureCoordIndex\s*\["))
+_URL_V1: _Anchor = ("Texture2", re.compile(r'Texture2\s*\{[^}]*?\bfilename\s*"([^"]*)"', re.S))
+
+
+@dataclass(frozen=True)
+class _Syntax:
+    """Where one VRML version keeps the mesh's parts."""
+
+    coord: _Anchor
+    texcoord: _Anchor
+    texcoord_index: _Anchor
+    url: _Anchor
+    color: _Anchor | None
+
+
+_V2 = _Syntax(_COORD, _TEXCOORD, _TEXCOORDINDEX, _URL, _COLOR)
+_V1 = _Syntax(_COORD_V1, _TEXCOORD_V1, _TEXCOORDINDEX_V1, _URL_V1, None)
 _RE_COMMENT = re.compile(r"#[^\n]*")
 _RE_STRING = re.compile(r'"[^"\n]*"')
 
@@ -182,21 +210,22 @@ def _check_closed(text: str, spans: Spans, path: str) -> None:
             raise MeshReadError(path, "parse", msg)
 
 
-def _decode(data: bytes, path: str) -> str:
+def _decode(data: bytes, path: str) -> tuple[str, _Syntax]:
     refuse_zero_filled(data, path)
     if _utf16(data):
         raise MeshReadError(path, "encoding", "file is UTF-16 encoded; VRML 2.0 must be UTF-8")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    if not data.startswith(_MAGIC):
+    syntax = _V2 if data.startswith(_MAGIC) else _V1 if data.startswith(_MAGIC_V1) else None
+    if syntax is None:
         if b"\x00" in data[:64]:
-            raise MeshReadError(path, "bad-magic", "binary data, not a VRML 2.0 file")
+            raise MeshReadError(path, "bad-magic", "binary data, not a VRML file")
         if data.startswith(b"#VRML"):
             head = data[:20].split(b"\n")[0].decode("ascii", "replace")
             raise MeshReadError(path, "bad-magic", f"unsupported VRML version {head!r}")
-        raise MeshReadError(path, "bad-magic", "not a VRML 2.0 file (no '#VRML V2.0' header)")
+        raise MeshReadError(path, "bad-magic", "not a VRML file (no '#VRML V2.0' header)")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), syntax
     except UnicodeDecodeError as exc:
         raise MeshReadError(
             path, "encoding", f"not valid UTF-8 at byte {exc.start} (binary data?)"
@@ -207,9 +236,9 @@ def parse_vrml(data: bytes, path: str = "<bytes>") -> VrmlMesh:
     """Parse the first ``IndexedFaceSet`` of a VRML 2.0 file's bytes into a :class:`Mesh`."""
     if not data:
         raise MeshReadError(path, "empty", "file is empty (0 bytes)")
-    text = _decode(data, path)
+    text, syntax = _decode(data, path)
     spans: Spans = []
-    pts = _node_block(text, _COORD, _POINT, path, "coord point", spans)
+    pts = _node_block(text, syntax.coord, _POINT, path, "coord point", spans)
     if pts is None:
         if "IndexedFaceSet" not in text:
             raise MeshReadError(path, "parse", "no IndexedFaceSet in the file")
@@ -233,7 +262,7 @@ def parse_vrml(data: bytes, path: str = "<bytes>") -> VrmlMesh:
         raise MeshReadError(path, "empty", "coordIndex holds no polygon")
 
     uvs = uv_faces = None
-    tc = _node_block(text, _TEXCOORD, _POINT, path, "texCoord point", spans)
+    tc = _node_block(text, syntax.texcoord, _POINT, path, "texCoord point", spans)
     uv = None if tc is None else _numbers(tc, np.float64, path, "texCoord point")
     if uv is not None and uv.size:  # an empty texCoord list: the mesh has no UVs
         if uv.size % 2:
@@ -241,7 +270,7 @@ def parse_vrml(data: bytes, path: str = "<bytes>") -> VrmlMesh:
         uvs = as_float32(uv.reshape(-1, 2))
         if uvs is None:
             raise MeshReadError(path, "nan", "texCoord point holds NaN or inf")
-        ti = _block(text, _TEXCOORDINDEX, path, "texCoordIndex", spans)
+        ti = _block(text, syntax.texcoord_index, path, "texCoordIndex", spans)
         tidx = None if ti is None else _numbers(ti, np.int64, path, "texCoordIndex")
         if tidx is None or tidx.size == 0:
             # VRML97: without texCoordIndex, or with an empty one, coordIndex indexes the texCoords
@@ -259,7 +288,9 @@ def parse_vrml(data: bytes, path: str = "<bytes>") -> VrmlMesh:
             raise MeshReadError(path, "parse", "texture coordinate index out of range")
 
     colors = None
-    cb = _node_block(text, _COLOR, _COLORFIELD, path, "color", spans)
+    cb = None
+    if syntax.color is not None:
+        cb = _node_block(text, syntax.color, _COLORFIELD, path, "color", spans)
     if cb is not None:
         c = _numbers(cb, np.float64, path, "color")
         if c.size == verts.size:  # per-vertex colours only; other layouts are ignored
@@ -267,7 +298,7 @@ def parse_vrml(data: bytes, path: str = "<bytes>") -> VrmlMesh:
             colors = colors.astype(np.uint8)
 
     _check_closed(text, spans, path)
-    m = _search(text, _URL)
+    m = _search(text, syntax.url)
     url = m.group(1) if m else None
     mesh = Mesh(verts32, faces, vertex_colors=colors, uvs=uvs, uv_faces=uv_faces)
     return VrmlMesh(mesh, url)

@@ -53,6 +53,13 @@ CONVENTIONS: tuple[Convention, ...] = (
         "raw-formats.md",
     ),
     Convention(
+        "VRML version",
+        "VRML 2.0 like BU-3DFE's files; VRML 1.0 frames (Coordinate3, TextureCoordinate2, "
+        "Texture2) are read too, any other version is refused",
+        "guess",
+        "raw-formats.md states BU-3DFE's version only",
+    ),
+    Convention(
         "texture v",
         "VRML97: (0, 0) is the image's lower-left, v grows up; kept as they are",
         "guess",

@@ -2,9 +2,10 @@
 
 ASCII and binary PLY both read. Vertex positions ``x y z``; optional colours
 ``red green blue`` (uint8, or float in [0, 1]); optional per-vertex texture coordinates ``s t``
-or ``texture_u texture_v`` (or ``u v``); faces ``vertex_indices`` / ``vertex_index`` lists of any
-length (fan-triangulated). A ``comment TextureFile NAME`` header line (MeshLab's convention)
-names the texture image. Vertex order is kept exactly.
+or ``texture_u texture_v`` (or ``u v``), else per face corner (MeshLab's face property
+``list uchar float texcoord``: u v for each corner); faces ``vertex_indices`` / ``vertex_index``
+lists of any length (fan-triangulated). A ``comment TextureFile NAME`` header line (MeshLab's
+convention) names the texture image. Vertex order is kept exactly.
 
 Declared sizes are checked before anything is allocated: the header is read here first (a few
 lines of text), and a file whose body cannot hold what the header declares is refused at once

@@ -706,3 +706,63 @@ def test_a_reader_bug_on_one_file_is_a_counted_failure(tmp_path, monkeypatch, ca
     monkeypatch.setattr(src, "load_frame", buggy_source)
     rep = inspect_dataset(root, "meshdir")
     assert [(e.kind, Path(e.path).name) for e in rep.errors] == [("reader-bug", "odd.obj")]
+
+
+def test_folds_are_shared_by_static_and_sequence_builds(synth_root, tmp_path):
+    """Folds come from every subject the reader found, of either kind: where one subject has
+    no sequences, the static and the sequence build of the root still give every shared
+    subject the same fold (and the static build the folds of the complete root)."""
+    import shutil
+
+    root = tmp_path / "set"
+    shutil.copytree(synth_root, root)
+    meta = pl.read_parquet(root / "metadata.parquet")
+    lacking = sorted(meta["subject"].unique().to_list())[0]
+    keep = ~((pl.col("kind") == "sequence") & (pl.col("subject") == lacking))
+    meta.filter(keep).write_parquet(root / "metadata.parquet")
+
+    def folds(r: Path, kind: str) -> dict[str, int]:
+        cfg = BuildConfig(source="synthetic", source_root=str(r), kind=kind, **SMALL)
+        m = make_plan(cfg).manifest
+        return dict(zip(m["subject"].to_list(), m["fold"].to_list(), strict=True))
+
+    static, seq = folds(root, "static"), folds(root, "sequence")
+    assert lacking in static and lacking not in seq
+    assert all(static[s] == f for s, f in seq.items())
+    assert static == folds(synth_root, "static")
+
+
+def test_a_sequence_named_twice_is_a_duplicate_not_a_replacement(synth_root, tmp_path):
+    """A hand-merged synthetic set naming one sequence under two subjects: the second is a
+    "duplicate" error, never a sample that silently replaces the first."""
+    import shutil
+
+    root = tmp_path / "set"
+    shutil.copytree(synth_root, root)
+    meta = pl.read_parquet(root / "metadata.parquet")
+    static = meta.filter(pl.col("kind") == "static").sort("sequence")
+    first = static.row(0, named=True)
+    a = first["sequence"]
+    b = static.filter(pl.col("subject") != first["subject"])["sequence"][0]
+    renamed = meta.with_columns(
+        pl.when(pl.col("sequence") == b)
+        .then(pl.lit(a))
+        .otherwise(pl.col("sequence"))
+        .alias("sequence")
+    )
+    renamed.write_parquet(root / "metadata.parquet")
+    res = get_source("synthetic").scan(root)
+    assert [e.kind for e in res.errors] == ["duplicate"]
+    assert sum(it.meta.sequence == a for it in res.items) == 1
+    # the same under ONE subject: the second row is another scan, not a second frame
+    same = static.filter(pl.col("subject") == first["subject"])["sequence"][1]
+    meta.with_columns(
+        pl.when(pl.col("sequence") == same)
+        .then(pl.lit(a))
+        .otherwise(pl.col("sequence"))
+        .alias("sequence")
+    ).write_parquet(root / "metadata.parquet")
+    res = get_source("synthetic").scan(root)
+    assert [e.kind for e in res.errors] == ["duplicate"]
+    (item,) = [it for it in res.items if it.meta.sequence == a]
+    assert item.num_frames == 1

@@ -652,6 +652,25 @@ def test_a_frame_number_is_read_once(tmp_path: Path) -> None:
         assert kept[0] in res.errors[0].message
 
 
+def test_meshdir_subject_is_the_top_level_folder(tmp_path: Path) -> None:
+    """GUESS (the reader's choice): without a label row the person is the top-level folder,
+    so S01's expression subfolders stay one subject; a row's subject wins."""
+    for rel in ("S01/happy/1.obj", "S01/sad/1.obj", "S02/happy/1.obj", "top.obj"):
+        write_text(tmp_path / rel, obj_quad(None))
+    res = get_source("meshdir").scan(tmp_path)
+    assert res.errors == []
+    assert {it.frame_paths[0][0]: it.meta.subject for it in res.items} == {
+        "S01/happy/1.obj": "S01",
+        "S01/sad/1.obj": "S01",
+        "S02/happy/1.obj": "S02",
+        "top.obj": "root",
+    }
+    write_text(tmp_path / "labels.csv", "path,subject\nS01/happy/1.obj,alice\n")
+    res = get_source("meshdir").scan(tmp_path)
+    assert res.errors == []
+    assert [it.meta.subject for it in res.items] == ["alice", "S01", "S02", "root"]
+
+
 # --------------------------------------------------------------------------- text formats
 def test_text_files_must_end_with_a_newline(tmp_path: Path) -> None:
     """GUESS: a complete OBJ, ASCII PLY or .bnd file ends with a newline. The same bytes with
@@ -713,6 +732,7 @@ STATED_BY: dict[tuple[str, str], str] = {
     ("meshdir", "OBJ texture v"): "test_texture_top_lands_at_the_top_of_the_face",
     ("meshdir", "VRML texture v"): "test_texture_top_lands_at_the_top_of_the_face",
     ("meshdir", "PLY texture v"): "test_texture_top_lands_at_the_top_of_the_face",
+    ("meshdir", "subject"): "test_meshdir_subject_is_the_top_level_folder",
     ("synthetic", "landmarks"): "test_synthetic_landmarks_are_ibug_ids",
     ("synthetic", "texture v"): "test_writers_write_each_formats_texture_convention",
     ("bu3dfe", "final newline"): "test_text_files_must_end_with_a_newline",

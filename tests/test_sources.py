@@ -637,3 +637,39 @@ def test_synthetic_missing_texture_or_index_names_the_file(tmp_path: Path) -> No
     with pytest.raises(MeshReadError) as ei:
         src.load_frame(item, 0)
     assert ei.value.kind == "index" and "metadata.parquet" in str(ei.value)
+
+
+def test_meshdir_label_rows_and_key_collisions(tmp_path: Path) -> None:
+    """Label values are stripped; 3.0 is intensity 3 and NaN none; a second row for a path
+    that disagrees is an error (the first is used); two files whose keys would be equal both
+    get a hash of their path, so neither is lost."""
+    import polars as pl
+
+    m = _tri()
+    for rel in ("a/b.obj", "a_b.obj", "x.obj", "x.ply"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith(".ply"):
+            (tmp_path / rel).write_bytes(ply_bytes(m))
+        else:
+            write_obj(tmp_path / rel, m)
+    pl.DataFrame(
+        {
+            "path": ["a/b.obj", "a_b.obj", "x.obj", "x.ply", "x.ply"],
+            "subject": [" s1 ", "s1", "s2", "s2", "s3"],
+            "intensity": [3.0, None, float("nan"), 4.0, 4.0],
+        }
+    ).write_parquet(tmp_path / "labels.parquet")
+    res = get_source("meshdir").scan(tmp_path)
+    assert [(e.path, e.kind) for e in res.errors] == [("x.ply", "labels")]
+    assert "disagrees" in res.errors[0].message
+    by = {it.frame_paths[0][0]: it for it in res.items}
+    assert len(by) == 4 and len({it.key for it in res.items}) == 4
+    assert len({it.meta.sequence for it in res.items}) == 4
+    assert by["a/b.obj"].meta.subject == "s1" and by["a/b.obj"].meta.intensity == 3
+    assert by["a_b.obj"].meta.intensity is None and by["x.obj"].meta.intensity is None
+    assert by["x.ply"].meta.subject == "s2" and by["x.ply"].meta.intensity == 4
+    assert all(k.startswith(("meshdir_a_b-", "meshdir_x-")) for k in (it.key for it in res.items))
+    bad = tmp_path / "labels.parquet"
+    pl.DataFrame({"path": ["x.obj"], "subject": ["s2"], "intensity": [2.5]}).write_parquet(bad)
+    errs = get_source("meshdir").scan(tmp_path).errors
+    assert ("x.obj", "labels") in [(e.path, e.kind) for e in errs]

@@ -59,8 +59,17 @@ def make_plan(cfg: BuildConfig) -> Plan:
         kinds = Counter(it.kind for it in scan.items)
         hint = f" (found {dict(kinds)}; choose --kind accordingly)" if kinds else ""
         raise ValueError(f"{root}: the {cfg.source} reader found no {cfg.kind} items{hint}")
-    folds = assign_folds([it.meta.subject for it in items], cfg.num_folds, cfg.seed)
+    # Folds from every subject the reader found, of either kind: a static and a sequence build
+    # of one root then share the subject -> fold map even where a subject lacks one kind, so a
+    # model trained on one build's training folds never meets its subjects in the other's tests.
+    folds = assign_folds([it.meta.subject for it in scan.items], cfg.num_folds, cfg.seed)
     items.sort(key=lambda it: it.key)
+    repeated = sorted(k for k, n in Counter(it.key for it in items).items() if n > 1)
+    if repeated:  # a reader's bug: one sample would silently replace another
+        shown = ", ".join(repeated[:5])
+        raise ValueError(
+            f"{root}: the {cfg.source} reader gave {len(repeated)} keys twice: {shown}"
+        )
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(2,)))
     order = rng.permutation(len(items))
     rows: list[dict[str, Any]] = []

@@ -26,7 +26,8 @@ from mvdata.sources.registry import ScanResult, register
 _RE_NAME = re.compile(
     r"^(?P<subject>bs\d{3})_(?P<cat>"
     + "|".join(CATEGORIES)
-    + r")_(?P<code>[A-Za-z0-9]+)_(?P<k>\d+)\.(?i:bnt)$"
+    + r")_(?P<code>[A-Za-z0-9]+)_(?P<k>\d+)\.(?i:bnt)$",
+    re.ASCII,
 )
 
 

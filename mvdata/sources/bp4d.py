@@ -32,9 +32,9 @@ from mvdata.sources.common import (
 from mvdata.sources.conventions.bp4d import FPS, LICENCE, TASK_EMOTIONS
 from mvdata.sources.registry import ScanResult, register
 
-_RE_SUBJECT = re.compile(r"^[FM]\d{3}$")
-_RE_TASK = re.compile(r"^T(?:[1-9]|10)$")
-_RE_FRAME = re.compile(r"^(\d+)\.(obj|wrl)$", re.I)
+_RE_SUBJECT = re.compile(r"^[FM]\d{3}$", re.ASCII)
+_RE_TASK = re.compile(r"^T(?:[1-9]|10)$", re.ASCII)
+_RE_FRAME = re.compile(r"^(\d+)\.(obj|wrl)$", re.I | re.ASCII)
 
 
 class BP4D:

@@ -18,7 +18,8 @@ from mvdata.sources.registry import ScanResult, register
 
 _RE_NAME = re.compile(
     r"^(?P<sex>[FM])(?P<num>\d{4})_(?P<code>AN|DI|FE|HA|SA|SU|NE)(?P<level>\d{2})"
-    r"(?P<eth>WH|AE|BL|AM|IN|LA)_(?P<scan>F3D|RAW)\.(?i:wrl)$"
+    r"(?P<eth>WH|AE|BL|AM|IN|LA)_(?P<scan>F3D|RAW)\.(?i:wrl)$",
+    re.ASCII,
 )
 
 

@@ -23,8 +23,8 @@ from mvdata.sources.common import (
 from mvdata.sources.conventions.bu4dfe import FOLDERS, FPS, LICENCE
 from mvdata.sources.registry import ScanResult, register
 
-_RE_SUBJECT = re.compile(r"^[FM]\d{3}$")
-_RE_FRAME = re.compile(r"^(\d{3,})\.(?i:wrl)$")
+_RE_SUBJECT = re.compile(r"^[FM]\d{3}$", re.ASCII)
+_RE_FRAME = re.compile(r"^(\d{3,})\.(?i:wrl)$", re.ASCII)
 
 
 class BU4DFE:

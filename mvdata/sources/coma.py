@@ -16,8 +16,8 @@ from mvdata.sources.common import dedupe, distinct_frames, finish_frame, resolve
 from mvdata.sources.conventions.coma import CATEGORIES, EXPRESSIONS, FPS, LICENCE
 from mvdata.sources.registry import ScanResult, register
 
-_RE_SUBJECT = re.compile(r"^FaceTalk_\d+_\d+_TA$")
-_RE_FRAME = re.compile(r"^(?P<cat>[a-z_]+)\.(?P<n>\d{6})\.(?i:ply)$")
+_RE_SUBJECT = re.compile(r"^FaceTalk_\d+_\d+_TA$", re.ASCII)
+_RE_FRAME = re.compile(r"^(?P<cat>[a-z_]+)\.(?P<n>\d{6})\.(?i:ply)$", re.ASCII)
 
 
 class CoMA:

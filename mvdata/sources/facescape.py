@@ -15,7 +15,7 @@ from mvdata.sources.common import dedupe, first_existing, load_obj_frame, walk_f
 from mvdata.sources.conventions.facescape import EXPRESSIONS, LICENCE, NAMES
 from mvdata.sources.registry import ScanResult, register
 
-_RE_NAME = re.compile(r"^(?P<k>\d{1,2})_(?P<name>[a-z_]+)\.(?i:obj)$")
+_RE_NAME = re.compile(r"^(?P<k>\d{1,2})_(?P<name>[a-z_]+)\.(?i:obj)$", re.ASCII)
 
 
 class FaceScape:
@@ -35,7 +35,7 @@ class FaceScape:
             ok = (
                 m is not None
                 and len(parts) == 3
-                and parts[0].isdigit()
+                and re.fullmatch(r"[0-9]+", parts[0]) is not None  # ASCII digits only
                 and parts[1] == "models_reg"
                 and 1 <= int(m["k"]) <= 20
                 and NAMES[int(m["k"]) - 1] == m["name"]

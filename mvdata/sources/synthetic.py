@@ -17,7 +17,7 @@ from mvdata.core import Item, ItemMeta, Mesh, MeshReadError, ReadError
 from mvdata.formats import file_problem
 from mvdata.formats.obj import read_obj
 from mvdata.formats.ply import read_ply
-from mvdata.sources.common import checked, load_image, make_key, resolve
+from mvdata.sources.common import checked, dedupe, load_image, make_key, resolve
 from mvdata.sources.conventions.synthetic import LICENCE as SYNTH_LICENCE
 from mvdata.sources.registry import ScanResult, register
 from schemas import check_version
@@ -55,6 +55,13 @@ class Synthetic:
         )
         for (subject, sequence), rows in groups:
             first = rows.row(0, named=True)
+            if first["kind"] == "static" and len(rows) > 1:
+                # a static scan is one row: more under one name are other scans, not frames
+                res.errors.extend(
+                    ReadError(p, "duplicate", f"static scan {sequence} is listed more than once")
+                    for p in rows["mesh_path"].to_list()[1:]
+                )
+                rows = rows.head(1)
             missing = [p for p in rows["mesh_path"].to_list() if not (root / p).is_file()]
             if missing:
                 res.errors.extend(
@@ -87,7 +94,7 @@ class Synthetic:
                     fps=first["fps"],
                 )
             )
-        res.items.sort(key=lambda it: it.key)
+        res.items = dedupe(res.items, res.errors)  # a hand-merged set may repeat a sequence
         return res
 
     def load_frame(self, item: Item, t: int) -> Mesh:

@@ -31,10 +31,18 @@ CONVENTIONS: tuple[Convention, ...] = (
     ),
     Convention(
         "PLY texture v",
-        "per-vertex s t, texture_u texture_v or u v with v up; 'comment TextureFile' names "
-        "the image",
+        "per-vertex s t, texture_u texture_v or u v (or MeshLab's per-corner face texcoord) "
+        "with v up; 'comment TextureFile' names the image",
         "guess",
         "PLY defines no texture convention: MeshLab's, which most tools follow",
+    ),
+    Convention(
+        "subject",
+        "without a label row, the top-level folder under the root is the person (S01 for "
+        "S01/happy/1.obj; 'root' for files at the top)",
+        "guess",
+        "this reader's choice: splitting one person into two ids would leak identity across "
+        "subject-independent folds, merging two only unbalances them",
     ),
     final_newline(".obj, ASCII .ply and .bnd files"),
 )

@@ -102,6 +102,13 @@ class PriorConfig(_Section):
     subject_method: Literal["rays", "median"] = "rays"
     clip: Literal["peak", "mean"] = "peak"
     temperature: float = Field(default=0.1, gt=0.0)
+    #: Whose landmarks the prior's pooled statistics (robust scales, population mean) come
+    #: from: ``training``, the samples that train (in ``data.split``, not in
+    #: ``data.exclude_folds``), applied to every sample; ``all``, every sample of the shards,
+    #: held-out subjects included (unlabelled, but their geometry then shapes the training
+    #: pseudo-labels: the behaviour of every run recorded before 2026-12-06, kept to reproduce
+    #: them; hashed only when not ``all``, so those runs keep their hashes).
+    fit: Literal["training", "all"] = "training"
 
 
 class PseudoConfig(_Section):
@@ -239,7 +246,10 @@ _UNHASHED = ("run",)
 
 #: Settings added after runs were recorded, left out of the hash at the value those runs had (the
 #: behaviour before the setting existed), so their hashes and reuse stand.
-_HASHED_UNLESS = {("data", "skip_excluded"): False}
+_HASHED_UNLESS: dict[tuple[str, str], object] = {
+    ("data", "skip_excluded"): False,
+    ("prior", "fit"): "all",
+}
 
 
 def config_hash(cfg: TrainConfig) -> str:

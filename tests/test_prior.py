@@ -578,6 +578,39 @@ def test_prior_table_population_mode_and_duplicates() -> None:
         prior_table(hand_samples() + hand_samples()[:1])
 
 
+def test_prior_table_pools_only_the_fit_samples() -> None:
+    """``fit_keys`` (the training samples): the scales and the population mean come from them
+    only, so another subject's landmarks, however they change, leave every fitted row's
+    p_geo bit-identical; pooled with everyone (None), they do move it."""
+    train = [NoLabels(s, subject="S1") for s in hand_samples()]
+
+    def held_out(gain: float) -> list[dict[str, Any]]:
+        out = []
+        for s in hand_samples():
+            lm = s["landmarks"]
+            if lm is not None:  # exaggerate S2's expressions around its neutral scan
+                base = np.asarray(hand_samples()[0]["landmarks"][0])
+                lm = [(base + gain * (np.asarray(f) - base)).tolist() for f in lm]
+            out.append(NoLabels(s, key=f"S2-{s['key']}", subject="S2", landmarks=lm))
+        return out
+
+    def p_train(extra: list[dict[str, Any]], fit: set[str] | None, reference: str) -> np.ndarray:
+        df = prior_table(train + extra, reference=reference, fit_keys=fit)  # type: ignore[arg-type]
+        keys = [s["key"] for s in train]
+        return df.filter(pl.col("key").is_in(keys)).select(prob_columns()).to_numpy()
+
+    fit = {s["key"] for s in train}
+    for reference in ("auto", "population"):
+        a, b = p_train(held_out(1.0), fit, reference), p_train(held_out(3.0), fit, reference)
+        assert np.array_equal(a, b), reference
+        assert np.array_equal(a, p_train([], None, reference)), reference
+        pooled_a, pooled_b = (
+            p_train(held_out(1.0), None, reference),
+            p_train(held_out(3.0), None, reference),
+        )
+        assert not np.allclose(pooled_a, pooled_b), reference  # the test can tell
+
+
 def test_lookup_uniform_and_counted_for_missing_keys() -> None:
     df = prior_table(hand_samples())
     index = PriorIndex(df)

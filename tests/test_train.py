@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -269,11 +270,12 @@ def test_held_out_images_never_reach_the_model(
     shards: Path, cache_dir: Path, tmp_path: Path, skip: bool
 ) -> None:
     """Held-out subjects (data.exclude_folds) take no part in training, not even through
-    BatchNorm's batch statistics: the same run on shards whose held-out samples carry other
-    images ends with bit-identical weights and buffers. (Before, their rows went through the
-    backbone in train mode, masked in the losses only, and the weights differed.) With
-    ``data.skip_excluded`` the loader does not read them at all: an epoch is the other
-    samples' steps only."""
+    BatchNorm's batch statistics or the prior's pooled scales: the same run on shards whose
+    held-out samples carry other images AND other landmarks ends with bit-identical weights
+    and buffers. (Before, their rows went through the backbone in train mode, masked in the
+    losses only, and the weights differed; and until prior.fit=training their landmarks shaped
+    the prior's robust scales.) With ``data.skip_excluded`` the loader does not read them at
+    all: an epoch is the other samples' steps only."""
     samples = _samples(shards)
     folds = [json.loads(s["json"])["fold"] for s in samples]
     held = max(set(folds), key=folds.count)
@@ -285,13 +287,20 @@ def test_held_out_images_never_reach_the_model(
         if i not in rows:
             return members
         other = samples[rows[(rows.index(i) + 1) % len(rows)]]  # another held-out sample's views
-        return {**members, **{k: other[k] for k in image_keys}}
+        meta = json.loads(members["json"])
+        for field in ("landmarks", "reference_landmarks"):  # and other geometry
+            if meta.get(field) is not None:
+                pts = np.asarray(meta[field], dtype=np.float64)
+                meta[field] = (pts + 0.2 * np.sin(np.arange(pts.size)).reshape(pts.shape)).tolist()
+        edited = json.dumps(meta).encode()
+        return {**members, **{k: other[k] for k in image_keys}, "json": edited}
 
     swapped = tmp_path / "swapped"
     _rewrite_shards(shards, swapped, edit)
     assert any(
         _samples(swapped)[i][k] != samples[i][k] for i in rows for k in image_keys
     )  # the held-out images did change
+    assert any("landmarks" in json.loads(samples[i]["json"]) for i in rows)
     over = ["optim.max_steps=4", f"data.exclude_folds=[{held}]", f"data.skip_excluded={skip}"]
     cfg = load_config(None, tiny(cache_dir, *over))
     a = train(str(shards), tmp_path / "a", cfg, echo=print)
@@ -316,6 +325,11 @@ def test_skip_excluded_keeps_the_recorded_hashes(cache_dir: Path) -> None:
     assert config_hash(base) == recorded
     skip = load_config(None, tiny(cache_dir, "data.exclude_folds=[0]", "data.skip_excluded=true"))
     assert config_hash(skip) != recorded
+    # prior.fit came later still: "all" (the recorded runs' behaviour) keeps their hashes
+    legacy = load_config(None, tiny(cache_dir, "data.exclude_folds=[0]", "prior.fit=all"))
+    del doc["prior"]["fit"]
+    old = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    assert config_hash(legacy) == old != config_hash(base)
 
 
 def test_forward_rows_keep_the_training_rows() -> None:

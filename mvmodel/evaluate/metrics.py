@@ -9,7 +9,7 @@
   naming): the argmax over the protocol's classes, fold by fold.
 * **Clustering**: k-means with k = number of classes, NMI and ARI against the labels and the
   accuracy after the Hungarian matching of clusters to classes; on each test fold and on the
-  whole selection (no label is used to cluster; the matching uses them, as the metric does).
+  test folds pooled (no label is used to cluster; the matching uses them, as the metric does).
 
 Every metric is reported per test fold, as mean ± std over folds (``ddof=1``), with a 95 %
 confidence interval over folds (Student t), and pooled over all test samples; accuracies also get

@@ -3,7 +3,10 @@ and three PNGs: confusion matrices, a 2-D t-SNE map of the main model's embeddin
 expression and by subject, and the pseudo-label agreement over training (from ``log.jsonl``).
 
 Accuracies in the Markdown are percentages: mean ± std over the test folds, and in brackets the
-95 % interval of a bootstrap over test subjects. NMI and ARI: mean ± std over folds.
+95 % interval of the POOLED accuracy (all test samples together: the fold mean's equal when the
+folds hold as many samples each) from a bootstrap over test subjects. NMI and ARI: mean ± std
+over folds. The Student-t interval over folds (``ci95`` in the JSON) treats folds as
+independent, which their overlapping training sets are not (cross-validation mode): too narrow.
 """
 
 from __future__ import annotations
@@ -317,8 +320,9 @@ def markdown(doc: dict[str, Any]) -> str:
     L.append("## Results")
     L.append("")
     L.append(
-        "Accuracy in %: mean ± std over test folds [95 % interval, bootstrap over test "
-        "subjects]. k-means: k = number of classes, accuracy after Hungarian matching "
+        "Accuracy in %: mean ± std over test folds [95 % interval of the pooled accuracy "
+        "(all test samples; equal to the fold mean when the folds are of one size), bootstrap "
+        "over test subjects]. k-means: k = number of classes, accuracy after Hungarian matching "
         "[95 % interval over folds, Student t, clipped to the metric's range]. "
         "Pseudo-labels: agreement of the run's pseudo-labels with the held-back labels over "
         "its training samples in its last epoch (a measurement, not a test result; "

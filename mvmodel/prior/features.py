@@ -437,8 +437,14 @@ def relative_features(
     mode: ReferenceMode = "auto",
     subject_method: SubjectReferenceMethod = "rays",
     min_subject_frames: int = 3,
+    fit: Sequence[bool] | None = None,
 ) -> tuple[list[FloatArray], list[str]]:
     """Proxies minus a reference, per sample and frame.
+
+    ``fit`` marks the samples whose statistics may be pooled (the training subjects): the
+    population mean and the robust scale come from them only (all samples when None or when
+    none is marked), then apply to every sample, so a held-out subject's geometry shapes no
+    training sample's features. A subject's own reference uses that subject's scans only.
 
     ``per_sample[i]`` is the ``[T_i, F]`` proxies of sample i's clip frames; ``subjects``,
     ``sequences`` and ``kinds`` ("static"|"sequence") say where each comes from (group by
@@ -482,9 +488,12 @@ def relative_features(
     if n == 0:
         return [], []
 
-    sample_means = np.stack([_nanmean_rows(a) for a in arrays])
+    if fit is not None and len(fit) != n:
+        raise ValueError(f"fit has {len(fit)} entries for {n} samples")
+    fitted = [i for i in range(n) if fit is None or fit[i]] or list(range(n))
+    sample_means = np.stack([_nanmean_rows(arrays[i]) for i in fitted])
     population = _nanmean_rows(sample_means)
-    pooled = np.concatenate(arrays, axis=0)
+    pooled = np.concatenate([arrays[i] for i in fitted], axis=0)
     scale = robust_scale(pooled)
 
     # Subject pools: static scans with static scans, sequence frames with sequence frames (a

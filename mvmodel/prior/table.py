@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +131,16 @@ def prior_table(
     neutral: bool = False,
     neutral_radius: float = 1.0,
     min_subject_frames: int = 3,
+    fit_keys: Collection[str] | None = None,
 ) -> pl.DataFrame:
     """The prior table of ``samples`` (parsed sample jsons): one row per sample key.
+
+    ``fit_keys``: the samples whose statistics may be pooled (the training samples: not a
+    held-out fold, in the training split). The robust scales and the population mean are
+    computed from them only and applied to every row, so a held-out subject's landmarks change
+    no training row (before, every sample of the table was pooled: unlabelled, but the test
+    subjects' geometry shaped the training pseudo-labels). None pools every sample; a dataset
+    none of whose samples is in ``fit_keys`` pools its own.
 
     Columns: ``key``, ``dataset``, ``subject``, ``sequence``, ``kind``, ``reference`` (the
     reference mode used for the row, see :func:`~mvmodel.prior.features.relative_features`),
@@ -152,6 +160,7 @@ def prior_table(
     subjects = [str(s.get("subject", "")) for s in items]
     sequences = [str(s.get("sequence", "")) for s in items]
     kinds = [str(s.get("kind", "static")) for s in items]
+    fit = None if fit_keys is None else [k in fit_keys for k in keys]
     per_frame, found = _frame_proxies(items, brow_reference)
     frames: list[list[int]] = []
     for s, p in zip(items, per_frame, strict=True):
@@ -167,6 +176,7 @@ def prior_table(
         mode=reference,
         subject_method=subject_method,
         min_subject_frames=min_subject_frames,
+        fit=fit,
     )
     nf, n = len(PROXIES), len(items)
     rows = np.full((n, nf), np.nan)
@@ -174,13 +184,14 @@ def prior_table(
     probs = np.zeros((n, len(prob_columns(neutral))))
     for ds in sorted(set(datasets)):
         members = [i for i in range(n) if datasets[i] == ds]
-        pooled = np.concatenate([relative[i] for i in members] + [np.zeros((0, nf))], axis=0)
+        fitted = [i for i in members if fit is None or fit[i]] or members
+        pooled = np.concatenate([relative[i] for i in fitted] + [np.zeros((0, nf))], axis=0)
         frame_scale = robust_scale(pooled)
         for i in members:
             rows[i], chosen[i] = aggregate_clip(relative[i], clip, frame_scale)
         probs[members] = geometric_prior(
             rows[members],
-            scale=robust_scale(rows[members]),
+            scale=robust_scale(rows[fitted]),
             temperature=temperature,
             neutral=neutral,
             neutral_radius=neutral_radius,

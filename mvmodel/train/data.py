@@ -68,6 +68,18 @@ def data_fingerprint(info: DatasetInfo) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def training_keys(samples: Sequence[dict[str, Any]], cfg: TrainConfig) -> set[str]:
+    """Keys of the samples that train under ``cfg``: in ``data.split`` (when set) and not in a
+    ``data.exclude_folds`` fold (each sample json's ``split`` and ``fold``)."""
+    held_out = set(cfg.data.exclude_folds)
+    return {
+        str(s["key"])
+        for s in samples
+        if (cfg.data.split is None or s.get("split") == cfg.data.split)
+        and s.get("fold") not in held_out
+    }
+
+
 def load_prior(
     info: DatasetInfo, cfg: TrainConfig, path: Path, samples: Sequence[dict[str, Any]] | None
 ) -> PriorIndex:
@@ -82,6 +94,8 @@ def load_prior(
 
     stamp = {"data": data_fingerprint(info), "prior": cfg.prior.model_dump(mode="json")}
     stamp["classes"] = list(cfg.text.prompts.classes)
+    if cfg.prior.fit == "training":
+        stamp["fit"] = {"split": cfg.data.split, "exclude_folds": list(cfg.data.exclude_folds)}
     sidecar = path.with_suffix(".json")
     if path.is_file() and sidecar.is_file():
         try:
@@ -98,6 +112,7 @@ def load_prior(
         clip=cfg.prior.clip,
         temperature=cfg.prior.temperature,
         neutral=neutral,
+        fit_keys=training_keys(rows, cfg) if cfg.prior.fit == "training" else None,
     )
     table = _order_classes(table, cfg.text.prompts.classes)
     write_prior_table(table, path)

@@ -307,8 +307,27 @@ def _validation_message(exc: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(parts)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read ``path`` (YAML; optional), apply ``overrides`` and validate once.
+#: Settings added after runs were recorded whose default is NOT what those runs did: a recorded
+#: config (a run's ``config.yaml``, a weights file's metadata) that lacks one is read with the
+#: value those runs had, so an old run is never taken for a run of the new default.
+_RECORDED_BEFORE: dict[tuple[str, str], object] = {("prior", "fit"): "all"}
+
+
+def with_recorded_defaults(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` (a recorded config) with :data:`_RECORDED_BEFORE`'s values where it lacks them."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in doc.items()}
+    for (section, name), value in _RECORDED_BEFORE.items():
+        part = out.setdefault(section, {})
+        if isinstance(part, dict):
+            part.setdefault(name, value)
+    return out
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, *, recorded: bool = False
+) -> TrainConfig:
+    """Read ``path`` (YAML; optional), apply ``overrides`` and validate once. ``recorded``: the
+    file is a run's own record (see :func:`with_recorded_defaults`), not a user's settings.
 
     Raises :class:`ConfigError` naming the file, the override or the dotted key at fault.
     """
@@ -326,7 +345,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        doc = loaded
+        doc = with_recorded_defaults(loaded) if recorded else loaded
     for key, value in parse_overrides(overrides or []):
         _set_dotted(doc, key, value)
         source = f"{source} + overrides" if "overrides" not in source else source

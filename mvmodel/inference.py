@@ -21,7 +21,7 @@ import torch
 
 from mvdata.loaders import Loader, MultiviewBatch, make_loader
 from mvmodel.checkpoint import WEIGHTS, CheckpointError, read_weights
-from mvmodel.config import TrainConfig, config_hash
+from mvmodel.config import TrainConfig, config_hash, with_recorded_defaults
 from mvmodel.train.module import MultiviewVLMTrainer
 
 __all__ = ["EmbeddedBatch", "TrainedModel", "pick_views", "weights_path"]
@@ -109,7 +109,7 @@ class TrainedModel:
         tensors, meta = read_weights(src)
         if "config" not in meta:
             raise CheckpointError(f"{src}: no config in its metadata: not an mvmodel weights file")
-        config = TrainConfig.model_validate(json.loads(meta["config"]))
+        config = TrainConfig.model_validate(with_recorded_defaults(json.loads(meta["config"])))
         text_dim = _text_in_dim(tensors, src)
         trainer = MultiviewVLMTrainer(config, text_dim)
         missing, unexpected = trainer.load_state_dict(tensors, strict=False)

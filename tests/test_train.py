@@ -332,6 +332,28 @@ def test_skip_excluded_keeps_the_recorded_hashes(cache_dir: Path) -> None:
     assert config_hash(legacy) == old != config_hash(base)
 
 
+def test_a_recorded_config_without_prior_fit_is_read_as_all(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    """A run recorded before prior.fit existed pooled every sample: its config.yaml (or weights
+    metadata) without the field reads as prior.fit=all, so a benchmark never reuses it as a
+    run of the new default, and a resume of it with the new default is refused; a user's
+    config file without the field gets the default (training)."""
+    import yaml
+
+    from mvmodel.config import config_hash, dump_config, with_recorded_defaults
+
+    doc = yaml.safe_load(dump_config(load_config(None, tiny(cache_dir))))
+    del doc["prior"]["fit"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert load_config(path, recorded=True).prior.fit == "all"
+    assert load_config(path).prior.fit == "training"
+    assert with_recorded_defaults(doc)["prior"]["fit"] == "all" and "fit" not in doc["prior"]
+    as_all = load_config(None, tiny(cache_dir, "prior.fit=all"))
+    assert config_hash(load_config(path, recorded=True)) == config_hash(as_all)
+
+
 def test_forward_rows_keep_the_training_rows() -> None:
     from mvmodel.train.loop import forward_rows
 

@@ -322,7 +322,7 @@ def _train(
     run_dir = out / "runs" / name
     want = config_hash(load_config(cfg_path))
     finished = (run_dir / "model.safetensors").is_file() and (run_dir / "config.yaml").is_file()
-    if finished and config_hash(load_config(run_dir / "config.yaml")) == want:
+    if finished and config_hash(load_config(run_dir / "config.yaml", recorded=True)) == want:
         echo(f"train {name}: finished earlier ({run_dir})")
         return {"run": str(run_dir), "config": str(cfg_path), "seconds": None, "skipped": True}
     args = [str(shards), "--out", str(run_dir), "--config", str(cfg_path)]

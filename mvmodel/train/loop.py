@@ -103,7 +103,7 @@ def _prepare_run_dir(out: Path, cfg: TrainConfig, resume: bool) -> None:
                 f"{out} already holds a training run ({cfg_file}): pass --resume to continue "
                 "it, or choose another --out"
             )
-        saved = load_config(cfg_file)
+        saved = load_config(cfg_file, recorded=True)
         if config_hash(saved) != config_hash(cfg):
             raise ValueError(
                 f"{cfg_file} hashes to {config_hash(saved)}, this config to {config_hash(cfg)}: "

@@ -5,9 +5,10 @@ below are hand-set from the FACS/EMFACS descriptions (Ekman, Friesen & Hager 200
 prototypes). They were not fitted to labels, but three design choices were revised after
 seeing the prior's accuracy against the labels of a synthetic SFM development set (40
 identities; its seed was not recorded, the generator's default is 0): the anger prototype
-(below), the brow reference (:func:`mvmodel.prior.features.proxies_from_canonical`) and the 0.9-quantile
-scale (:func:`mvmodel.prior.features.robust_scale`). The synthetic benchmark comes from the same
-generator, so the prior's naming and the pseudo-labels on it are not clean zero-shot figures.
+(below), the brow reference (:func:`mvmodel.prior.features.proxies_from_canonical`) and the
+0.9-quantile scale (:func:`mvmodel.prior.features.robust_scale`). The synthetic benchmark
+comes from the same generator, so the prior's naming and the pseudo-labels on it are not clean
+zero-shot figures.
 The cosine/softmax construction is this project's design, not the paper's (arXiv 2505.09336
 describes pseudo-labels from text prompts only).
 

@@ -244,8 +244,10 @@ class TrainConfig(_Section):
 _UNHASHED = ("run",)
 
 
-#: Settings added after runs were recorded, left out of the hash at the value those runs had (the
-#: behaviour before the setting existed), so their hashes and reuse stand.
+#: Settings added after runs were recorded, and the value those runs had (the behaviour before
+#: the setting existed): left out of the hash at that value, so their hashes and reuse stand, and
+#: filled in where a recorded config (a run's ``config.yaml``, a weights file's metadata) lacks
+#: the setting, so an old run is never taken for a run of a new default.
 _HASHED_UNLESS: dict[tuple[str, str], object] = {
     ("data", "skip_excluded"): False,
     ("prior", "fit"): "all",
@@ -307,16 +309,10 @@ def _validation_message(exc: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(parts)
 
 
-#: Settings added after runs were recorded whose default is NOT what those runs did: a recorded
-#: config (a run's ``config.yaml``, a weights file's metadata) that lacks one is read with the
-#: value those runs had, so an old run is never taken for a run of the new default.
-_RECORDED_BEFORE: dict[tuple[str, str], object] = {("prior", "fit"): "all"}
-
-
 def with_recorded_defaults(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` (a recorded config) with :data:`_RECORDED_BEFORE`'s values where it lacks them."""
+    """``doc`` (a recorded config) with :data:`_HASHED_UNLESS`'s values where it lacks them."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in doc.items()}
-    for (section, name), value in _RECORDED_BEFORE.items():
+    for (section, name), value in _HASHED_UNLESS.items():
         part = out.setdefault(section, {})
         if isinstance(part, dict):
             part.setdefault(name, value)

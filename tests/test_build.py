@@ -675,14 +675,16 @@ def test_a_reader_bug_on_one_file_is_a_counted_failure(tmp_path, monkeypatch, ca
     root.mkdir()
     for name in ("a.obj", "odd.obj", "b.obj"):
         _write_obj(root / name, face.mean, face.faces)
-    real = worker.load_frame
 
-    def buggy(item, t):
-        if item.frame_paths[t][0].endswith("odd.obj"):
-            raise ZeroDivisionError("division by zero")
-        return real(item, t)
+    def failing_on_odd(load):
+        def buggy(item, t):
+            if item.frame_paths[t][0].endswith("odd.obj"):
+                raise ZeroDivisionError("division by zero")
+            return load(item, t)
 
-    monkeypatch.setattr(worker, "load_frame", buggy)
+        return buggy
+
+    monkeypatch.setattr(worker, "load_frame", failing_on_odd(worker.load_frame))
     cfg = BuildConfig(source="meshdir", source_root=str(root), image_size=32, num_folds=2)
     s = build(cfg, str(tmp_path / "out"), workers=1)  # one worker: in this process
     assert s.num_written == 2 and s.errors == {"reader-bug": 1}
@@ -696,14 +698,7 @@ def test_a_reader_bug_on_one_file_is_a_counted_failure(tmp_path, monkeypatch, ca
     from mvdata.sources.inspect import inspect_dataset
 
     src = get_source("meshdir")
-    real_load = src.load_frame
-
-    def buggy_source(item, t):
-        if item.frame_paths[t][0].endswith("odd.obj"):
-            raise ZeroDivisionError("division by zero")
-        return real_load(item, t)
-
-    monkeypatch.setattr(src, "load_frame", buggy_source)
+    monkeypatch.setattr(src, "load_frame", failing_on_odd(src.load_frame))
     rep = inspect_dataset(root, "meshdir")
     assert [(e.kind, Path(e.path).name) for e in rep.errors] == [("reader-bug", "odd.obj")]
 
@@ -744,24 +739,19 @@ def test_a_sequence_named_twice_is_a_duplicate_not_a_replacement(synth_root, tmp
     first = static.row(0, named=True)
     a = first["sequence"]
     b = static.filter(pl.col("subject") != first["subject"])["sequence"][0]
-    renamed = meta.with_columns(
-        pl.when(pl.col("sequence") == b)
-        .then(pl.lit(a))
-        .otherwise(pl.col("sequence"))
-        .alias("sequence")
-    )
-    renamed.write_parquet(root / "metadata.parquet")
+
+    def write_renamed(old: str) -> None:
+        """metadata.parquet with sequence ``old`` renamed to ``a``."""
+        named = pl.when(pl.col("sequence") == old).then(pl.lit(a)).otherwise(pl.col("sequence"))
+        meta.with_columns(named.alias("sequence")).write_parquet(root / "metadata.parquet")
+
+    write_renamed(b)
     res = get_source("synthetic").scan(root)
     assert [e.kind for e in res.errors] == ["duplicate"]
     assert sum(it.meta.sequence == a for it in res.items) == 1
     # the same under ONE subject: the second row is another scan, not a second frame
     same = static.filter(pl.col("subject") == first["subject"])["sequence"][1]
-    meta.with_columns(
-        pl.when(pl.col("sequence") == same)
-        .then(pl.lit(a))
-        .otherwise(pl.col("sequence"))
-        .alias("sequence")
-    ).write_parquet(root / "metadata.parquet")
+    write_renamed(same)
     res = get_source("synthetic").scan(root)
     assert [e.kind for e in res.errors] == ["duplicate"]
     (item,) = [it for it in res.items if it.meta.sequence == a]

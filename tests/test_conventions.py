@@ -80,10 +80,15 @@ def bnt_file_bytes(texture: str, nrows: int = 24, ncols: int = 20) -> bytes:
     return head + np.stack([x, y, z, u, v]).astype("<f8").tobytes()
 
 
+def vrml_lists() -> tuple[str, str]:
+    """The quad's points and UVs as VRML number lists (``x y z, ...`` and ``u v, ...``)."""
+    pts = ", ".join(f"{x:g} {y:g} {z:g}" for x, y, z in QUAD)
+    return pts, ", ".join(f"{u:g} {v:g}" for u, v in QUAD_UV_UP)
+
+
 def vrml_quad(texture: str) -> str:
     """VRML97: TextureCoordinate (0, 0) is the image's lower-left (the spec), v up."""
-    pts = ", ".join(f"{x:g} {y:g} {z:g}" for x, y, z in QUAD)
-    uvs = ", ".join(f"{u:g} {v:g}" for u, v in QUAD_UV_UP)
+    pts, uvs = vrml_lists()
     return (
         "#VRML V2.0 utf8\n"
         "Shape {\n"
@@ -100,8 +105,7 @@ def vrml_quad(texture: str) -> str:
 
 def vrml1_quad(texture: str) -> str:
     """VRML 1.0: TextureCoordinate2 (0, 0) is the image's lower-left too, v up."""
-    pts = ", ".join(f"{x:g} {y:g} {z:g}" for x, y, z in QUAD)
-    uvs = ", ".join(f"{u:g} {v:g}" for u, v in QUAD_UV_UP)
+    pts, uvs = vrml_lists()
     return (
         "#VRML V1.0 ascii\n"
         "Separator {\n"

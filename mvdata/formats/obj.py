@@ -124,7 +124,7 @@ def _resolve(
 
 
 def _defined_per_corner(
-    f_defined: list[tuple[int, int]], sep: NDArray[np.int64] | None, corners: int
+    f_defined: list[tuple[int, int]], sep: NDArray[np.int64] | None
 ) -> tuple[int | NDArray[np.int64], int | NDArray[np.int64]]:
     """The ``v`` and ``vt`` counts defined before each face corner's line (for negative
     indices): one pair for the whole file where every face line sees the same counts, else one
@@ -133,8 +133,6 @@ def _defined_per_corner(
         return f_defined[0]
     per_line = np.asarray(f_defined, dtype=np.int64).reshape(-1, 2)
     sizes = np.full(len(per_line), 3) if sep is None else np.diff(sep, prepend=0)
-    if int(sizes.sum()) != corners:  # cannot happen: one entry per 'f' line
-        raise AssertionError("face lines and their corners disagree")
     return np.repeat(per_line[:, 0], sizes), np.repeat(per_line[:, 1], sizes)
 
 
@@ -356,7 +354,7 @@ def parse_obj(data: bytes, path: str = "<bytes>") -> ObjMesh:
             msg = "a face index is too large (beyond 64 bits): damaged file"
             raise MeshReadError(path, "parse", msg) from None
         sep = np.asarray(ends, dtype=np.int64)
-    defined = _defined_per_corner(f_defined, sep, len(vi))
+    defined = _defined_per_corner(f_defined, sep)
     vi = _resolve(vi, len(verts), path, "vertex", defined[0])
     faces = _faces(vi, sep, path)
     uvs = uv_faces = None

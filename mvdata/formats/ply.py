@@ -283,7 +283,7 @@ def _mesh_from(ply: PlyData, path: str) -> PlyMesh:
     if fprop is None:
         raise MeshReadError(path, "parse", "PLY face element lacks vertex_indices")
     faces = _face_array(fd[fprop], len(verts), path)
-    corner_uvs = _corner_uvs(fd, path) if "texcoord" in fnames else None
+    corner_uvs = _corner_uvs(fd, fprop, path) if "texcoord" in fnames else None
     colors = None
     if {"red", "green", "blue"} <= props:
         c = np.stack([_column(vd, n, path) for n in ("red", "green", "blue")], 1)
@@ -311,17 +311,15 @@ def _mesh_from(ply: PlyData, path: str) -> PlyMesh:
     return PlyMesh(mesh, tex)
 
 
-def _corner_uvs(fd: np.ndarray, path: str) -> tuple[NDArray[np.float32], NDArray[np.int32]] | None:
+def _corner_uvs(
+    fd: np.ndarray, fprop: str, path: str
+) -> tuple[NDArray[np.float32], NDArray[np.int32]] | None:
     """Per-corner texture coordinates of MeshLab's face property ``list uchar float texcoord``
     (``u v`` for each corner of the face, in the face's corner order): the UVs, one row per
     corner, and their triangles, fan-triangulated exactly like the faces' corners. None where
     every face's list is empty (no texture)."""
-    tc = fd["texcoord"]
-    polys = fd["vertex_indices"] if "vertex_indices" in (fd.dtype.names or ()) else None
-    if polys is None:
-        polys = fd["vertex_index"]
-    sizes = [len(p) for p in polys]
-    rows = [np.asarray(t, dtype=np.float64).reshape(-1) for t in tc]
+    sizes = [len(p) for p in fd[fprop]]
+    rows = [np.asarray(t, dtype=np.float64).reshape(-1) for t in fd["texcoord"]]
     if all(r.size == 0 for r in rows):
         return None
     if any(r.size != 2 * n for r, n in zip(rows, sizes, strict=True)):

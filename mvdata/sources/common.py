@@ -171,12 +171,9 @@ def first_existing(root: Path, rels: Iterable[str]) -> str | None:
     given, then with its suffix in upper case (``000.JPG`` beside ``000.wrl``: copies made on
     Windows or from CDs can carry upper-case extensions; file systems here are case-sensitive)."""
     rels = list(rels)
-    for variant in (False, True):
-        for r in rels:
-            stem, dot, ext = r.rpartition(".")
-            cand = f"{stem}.{ext.upper()}" if variant and dot else r
-            if (variant and cand == r) or not (Path(root) / cand).is_file():
-                continue
+    upper = [f"{stem}.{ext.upper()}" for stem, dot, ext in (r.rpartition(".") for r in rels) if dot]
+    for cand in dict.fromkeys([*rels, *upper]):  # in order, each name once
+        if (Path(root) / cand).is_file():
             return cand
     return None
 

@@ -11,11 +11,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.common import escape, fail, run_or_fail
-from mvdata.build.config import BuildConfig, parse_views
+from mvdata.build.config import BuildConfig, parse_views, read_subject_folds
 from mvdata.build.driver import BuildError, build, finalize, worker_from_env
 
 #: BuildConfig fields -> the options that set them, where the names differ.
-OPTIONS = {"num_folds": "--folds", "source_root": "SOURCE_ROOT"}
+OPTIONS = {
+    "num_folds": "--folds",
+    "source_root": "SOURCE_ROOT",
+    "subject_folds": "--folds-from",
+}
 
 
 def build_cmd(
@@ -44,6 +48,11 @@ def build_cmd(
     samples_per_shard: int = typer.Option(256, help="Samples per tar shard."),
     folds: int = typer.Option(10, help="Subject-independent folds assigned at plan time."),
     seed: int = typer.Option(0, help="Seed of the global shuffle and the fold assignment."),
+    folds_from: Path | None = typer.Option(
+        None,
+        help="Subject -> fold from a file instead of the seeded assignment: an earlier build's "
+        "manifest.parquet (its folds), or a CSV with columns subject,fold (folds from 0).",
+    ),
     split: str = typer.Option("train", help="Split name in shard file names."),
     jpeg_quality: int = typer.Option(90, help="JPEG quality of RGB views."),
     name: str = typer.Option("", help="Dataset name (default: '<dataset>-multiview')."),
@@ -78,6 +87,7 @@ def build_cmd(
         fail(f"--worker-rank {rank} is not within 0..{count - 1} (--num-workers {count})")
     rig = run_or_fail(lambda: parse_views(views))
     mods = tuple(m.strip() for m in modalities.split(",") if m.strip())
+    given = run_or_fail(lambda: read_subject_folds(folds_from)) if folds_from else None
     # One validation of every setting, each bad value named (pydantic checks the literals too).
     cfg = run_or_fail(
         lambda: BuildConfig.model_validate(
@@ -96,6 +106,8 @@ def build_cmd(
                 split=split,
                 jpeg_quality=jpeg_quality,
                 name=name,
+                subject_folds=given,
+                folds_from=str(folds_from or ""),
             )
         ),
         options=OPTIONS,

@@ -17,7 +17,7 @@ import pytest
 import webdataset as wds
 
 from mvdata.build.clips import motion_clip, uniform_clip
-from mvdata.build.config import BuildConfig, parse_views
+from mvdata.build.config import BuildConfig, parse_views, read_subject_folds
 from mvdata.build.driver import build, finalize
 from mvdata.build.plan import assign_folds, make_plan
 from mvdata.render.normalise import apply_normalisation
@@ -756,3 +756,100 @@ def test_a_sequence_named_twice_is_a_duplicate_not_a_replacement(synth_root, tmp
     assert [e.kind for e in res.errors] == ["duplicate"]
     (item,) = [it for it in res.items if it.meta.sequence == a]
     assert item.num_frames == 1
+
+
+def test_folds_from_an_earlier_manifest_or_a_csv(synth_root, tmp_path):
+    """``subject_folds`` (``--folds-from``) replaces the seeded assignment: an earlier build's
+    manifest gives every subject its fold again under another seed; a CSV split list is read
+    with its subjects as text; a subject without a fold, a subject in two folds, folds counted
+    from 1, or a missing column are each one error naming the file."""
+    first = make_plan(BuildConfig(source="synthetic", source_root=str(synth_root), **SMALL))
+    manifest = tmp_path / "manifest.parquet"
+    first.manifest.write_parquet(manifest)
+    want = dict(zip(first.manifest["subject"], first.manifest["fold"], strict=True))
+
+    given = read_subject_folds(manifest)
+    cfg = BuildConfig(
+        source="synthetic",
+        source_root=str(synth_root),
+        subject_folds=given,
+        folds_from=str(manifest),
+        **{**SMALL, "seed": 7},
+    )
+    again = make_plan(cfg).manifest
+    assert dict(zip(again["subject"], again["fold"], strict=True)) == want
+    assert again["key"].to_list() != first.manifest["key"].to_list()  # the shuffle did move
+    assert cfg.digest() != BuildConfig(**{**cfg.model_dump(), "subject_folds": None}).digest()
+
+    # A build without the field hashes as before it existed (recorded builds still resume).
+    plain = BuildConfig(source="synthetic", source_root=str(synth_root), **SMALL)
+    old = {k: v for k, v in plain.model_dump().items() if k not in ("subject_folds", "folds_from")}
+    text = json.dumps(old, sort_keys=True).encode()
+    assert plain.digest() == hashlib.sha256(text).hexdigest()[:16]
+
+    subjects = sorted(want)
+    csv = tmp_path / "split.csv"
+    csv.write_text("subject,fold\n" + "".join(f"{s},{i % 3}\n" for i, s in enumerate(subjects)))
+    assert read_subject_folds(csv) == tuple((s, i % 3) for i, s in enumerate(subjects))
+    numeric = tmp_path / "numeric.csv"  # subject ids that look like numbers stay text
+    numeric.write_text("subject,fold\n007,0\n12,1\n")
+    assert read_subject_folds(numeric) == (("007", 0), ("12", 1))
+
+    short = tmp_path / "short.csv"
+    short.write_text("subject,fold\n" + "".join(f"{s},0\n" for s in subjects[1:]))
+    cfg = BuildConfig(
+        source="synthetic",
+        source_root=str(synth_root),
+        subject_folds=read_subject_folds(short),
+        folds_from=str(short),
+        **SMALL,
+    )
+    with pytest.raises(ValueError, match=rf"short\.csv: no fold for 1 subject.*{subjects[0]}"):
+        make_plan(cfg)
+
+    one_based = tmp_path / "one_based.csv"
+    one_based.write_text("subject,fold\n" + "".join(f"{s},3\n" for s in subjects))
+    with pytest.raises(ValueError, match=r"fold 3 in .*one_based\.csv.*folds count from 0"):
+        BuildConfig(
+            source="synthetic",
+            source_root=str(synth_root),
+            subject_folds=read_subject_folds(one_based),
+            folds_from=str(one_based),
+            **SMALL,
+        )
+    bad = {
+        "twice.csv": ("subject,fold\na,0\na,1\n", r"twice\.csv: 1 subject\(s\) in two folds.*a"),
+        "nofold.csv": ("subject,split\na,0\n", r"nofold\.csv: no column fold"),
+        "text.csv": ("subject,fold\na,x\n", r"text\.csv: the fold column holds"),
+        "empty.csv": ("subject,fold\n", r"empty\.csv: no rows"),
+        "blank.csv": ("subject,fold\na,\n", r"blank\.csv: an empty subject or fold"),
+    }
+    for name, (text, message) in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=message):
+            read_subject_folds(tmp_path / name)
+    with pytest.raises(ValueError, match=r"nothere\.csv: no such file"):
+        read_subject_folds(tmp_path / "nothere.csv")
+
+
+def test_build_cli_folds_from(synth_root, tmp_path):
+    """``mvdata build --folds-from SPLIT.csv`` writes the file's folds into the manifest; a
+    bad file stops the build before any work with one message naming it (exit 2)."""
+    subjects = sorted(
+        make_plan(BuildConfig(source="synthetic", source_root=str(synth_root), **SMALL))
+        .manifest["subject"]
+        .unique()
+    )
+    split = tmp_path / "split.csv"
+    split.write_text("subject,fold\n" + "".join(f"{s},{i}\n" for i, s in enumerate(subjects)))
+    out = tmp_path / "out"
+    args = ["--image-size", "32", "--samples-per-shard", "8", "--folds", "3", "--workers", "1"]
+    r = _cli("build", str(synth_root), str(out), "--folds-from", str(split), *args)
+    assert r.returncode == 0, r.stderr
+    m = pl.read_parquet(out / "manifest.parquet")
+    assert dict(zip(m["subject"], m["fold"], strict=True)) == {s: i for i, s in enumerate(subjects)}
+    broken = tmp_path / "broken.csv"
+    broken.write_text("subject,fold\n" + "".join(f"{s},{i + 1}\n" for i, s in enumerate(subjects)))
+    r = _cli("build", str(synth_root), str(tmp_path / "o2"), "--folds-from", str(broken), *args)
+    assert r.returncode == 2 and "broken.csv" in r.stderr and "count from 0" in r.stderr
+    assert not (tmp_path / "o2").exists()

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator
+import polars as pl
+from pydantic import field_validator, model_validator
 
 from mvdata.core import Settings
 from mvdata.render.cameras import DEFAULT_VIEWS, check_views
@@ -47,6 +49,11 @@ class BuildConfig(Settings):
     split: str = "train"
     jpeg_quality: int = 90
     name: str = ""
+    #: Subject -> fold pairs given by the user (``--folds-from``: an earlier build's manifest,
+    #: or a published split list) instead of the seeded assignment; None: seeded by ``seed``.
+    subject_folds: tuple[tuple[str, int], ...] | None = None
+    #: Where ``subject_folds`` came from, for messages only (not hashed: the pairs are).
+    folds_from: str = ""
 
     @field_validator("views")
     @classmethod
@@ -107,13 +114,38 @@ class BuildConfig(Settings):
             )
         return value
 
+    @model_validator(mode="after")
+    def _subject_folds(self) -> BuildConfig:
+        if self.subject_folds is None:
+            return self
+        where = f" in {self.folds_from}" if self.folds_from else ""
+        subjects = [s for s, _ in self.subject_folds]
+        if not subjects:
+            raise ValueError(f"subject_folds: no subject{where}")
+        if len(set(subjects)) != len(subjects):
+            raise ValueError(f"subject_folds: a subject is listed twice{where}")
+        bad = [(s, f) for s, f in self.subject_folds if not 0 <= f < self.num_folds]
+        if bad:
+            s, f = bad[0]
+            raise ValueError(
+                f"subject_folds: subject {s!r} has fold {f}{where}, not within "
+                f"0..{self.num_folds - 1} (folds count from 0; set --folds to their number)"
+            )
+        return self
+
     @property
     def frames_per_sample(self) -> int:
         return 1 if self.kind == "static" else self.clip_frames
 
     def digest(self) -> str:
         """A short hash of every setting (the same settings give the same digest everywhere)."""
-        text = json.dumps(self.model_dump(), sort_keys=True)
+        dump = self.model_dump()
+        # Left out while unused, so that builds made before the field keep their digest (and
+        # resume); the path never counts, the pairs it gave do.
+        dump.pop("folds_from")
+        if dump["subject_folds"] is None:
+            dump.pop("subject_folds")
+        text = json.dumps(dump, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -138,3 +170,46 @@ def parse_views(text: str) -> tuple[tuple[float, float], ...]:
     if not views:
         raise ValueError("no views given")
     return tuple(views)
+
+
+def read_subject_folds(path: Path) -> tuple[tuple[str, int], ...]:
+    """The subject -> fold pairs of a file, sorted by subject: an earlier build's
+    ``manifest.parquet`` (reuse its folds: a rebuild with more subjects, other views or another
+    reader version keeps every subject's fold), or a CSV (``.csv``; ``.tsv`` tab-separated)
+    with a header and the columns ``subject`` and ``fold`` (folds count from 0), e.g. a
+    published split list. A ``ValueError`` naming the file for anything else."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file (--folds-from)")
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = pl.read_parquet(path)
+        else:
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            frame = pl.read_csv(path, separator=sep, schema_overrides={"subject": pl.String})
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable table ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in ("subject", "fold") if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{path}: no column {' or '.join(missing)} (columns: {', '.join(frame.columns)})"
+        )
+    pairs = frame.select(
+        pl.col("subject").cast(pl.String).str.strip_chars(), pl.col("fold")
+    ).unique()
+    if pairs["subject"].null_count() or pairs["fold"].null_count():
+        raise ValueError(f"{path}: an empty subject or fold")
+    try:
+        pairs = pairs.with_columns(pl.col("fold").cast(pl.Int64, strict=True))
+    except pl.exceptions.PolarsError:
+        raise ValueError(
+            f"{path}: the fold column holds something other than whole numbers"
+        ) from None
+    twice = pairs.filter(pl.col("subject").is_duplicated())["subject"].unique().sort()
+    if len(twice):
+        raise ValueError(
+            f"{path}: {len(twice)} subject(s) in two folds (a subject must be in one): "
+            f"{', '.join(twice.to_list()[:5])}"
+        )
+    if pairs.is_empty():
+        raise ValueError(f"{path}: no rows")
+    return tuple((str(s), int(f)) for s, f in pairs.sort("subject").iter_rows())

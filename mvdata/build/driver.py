@@ -157,10 +157,16 @@ def _setting_differences(recorded: dict[str, Any], cfg: BuildConfig) -> str:
     ``recorded`` is ``build.json``'s ``config``, already a JSON dump."""
     now = cfg.model_dump(mode="json")
     diff = [
-        f"{k}: {recorded.get(k)!r} there, {now.get(k)!r} now"
+        f"{k}: {_short(recorded.get(k))} there, {_short(now.get(k))} now"
         for k in differing_settings(recorded, now)
     ]
     return "; ".join(diff) if diff else "the recorded settings hash differently"
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """A setting's repr cut to ``limit`` characters (subject -> fold lists can be long)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def build(

@@ -47,6 +47,19 @@ def assign_folds(subjects: Sequence[str], num_folds: int, seed: int) -> dict[str
     return {ordered[int(i)]: pos % num_folds for pos, i in enumerate(perm)}
 
 
+def _given_folds(cfg: BuildConfig, subjects: Sequence[str]) -> dict[str, int]:
+    """The user's subject -> fold map; every subject of the items built must be in it (a subject
+    left out would need a fold chosen here, and any choice could break the user's split)."""
+    folds = dict(cfg.subject_folds or ())
+    missing = sorted(set(subjects) - folds.keys())
+    if missing:
+        raise ValueError(
+            f"{cfg.folds_from or 'subject_folds'}: no fold for {len(missing)} subject(s) of "
+            f"{cfg.source_root}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
+    return folds
+
+
 def make_plan(cfg: BuildConfig) -> Plan:
     """Scan the source and lay out every sample: folds, global shuffle, shards."""
     root = Path(cfg.source_root)
@@ -59,10 +72,14 @@ def make_plan(cfg: BuildConfig) -> Plan:
         kinds = Counter(it.kind for it in scan.items)
         hint = f" (found {dict(kinds)}; choose --kind accordingly)" if kinds else ""
         raise ValueError(f"{root}: the {cfg.source} reader found no {cfg.kind} items{hint}")
-    # Folds from every subject the reader found, of either kind: a static and a sequence build
-    # of one root then share the subject -> fold map even where a subject lacks one kind, so a
-    # model trained on one build's training folds never meets its subjects in the other's tests.
-    folds = assign_folds([it.meta.subject for it in scan.items], cfg.num_folds, cfg.seed)
+    if cfg.subject_folds is not None:
+        folds = _given_folds(cfg, [it.meta.subject for it in items])
+    else:
+        # Folds from every subject the reader found, of either kind: a static and a sequence
+        # build of one root then share the subject -> fold map even where a subject lacks one
+        # kind, so a model trained on one build's training folds never meets its subjects in
+        # the other's tests.
+        folds = assign_folds([it.meta.subject for it in scan.items], cfg.num_folds, cfg.seed)
     items.sort(key=lambda it: it.key)
     repeated = sorted(k for k, n in Counter(it.key for it in items).items() if n > 1)
     if repeated:  # a reader's bug: one sample would silently replace another

@@ -821,6 +821,7 @@ def test_folds_from_an_earlier_manifest_or_a_csv(synth_root, tmp_path):
         "twice.csv": ("subject,fold\na,0\na,1\n", r"twice\.csv: 1 subject\(s\) in two folds.*a"),
         "nofold.csv": ("subject,split\na,0\n", r"nofold\.csv: no column fold"),
         "text.csv": ("subject,fold\na,x\n", r"text\.csv: the fold column holds"),
+        "half.csv": ("subject,fold\na,1.5\nb,2.0\n", r"half\.csv: the fold column holds"),
         "empty.csv": ("subject,fold\n", r"empty\.csv: no rows"),
         "blank.csv": ("subject,fold\na,\n", r"blank\.csv: an empty subject or fold"),
     }

@@ -198,12 +198,15 @@ def read_subject_folds(path: Path) -> tuple[tuple[str, int], ...]:
     ).unique()
     if pairs["subject"].null_count() or pairs["fold"].null_count():
         raise ValueError(f"{path}: an empty subject or fold")
+    fold = pairs["fold"]
+    # A strict cast still truncates 1.5 to 1: a float column must hold whole numbers only.
+    fractional = fold.dtype.is_float() and bool((fold != fold.floor()).any())
     try:
         pairs = pairs.with_columns(pl.col("fold").cast(pl.Int64, strict=True))
     except pl.exceptions.PolarsError:
-        raise ValueError(
-            f"{path}: the fold column holds something other than whole numbers"
-        ) from None
+        fractional = True
+    if fractional:
+        raise ValueError(f"{path}: the fold column holds something other than whole numbers")
     twice = pairs.filter(pl.col("subject").is_duplicated())["subject"].unique().sort()
     if len(twice):
         raise ValueError(

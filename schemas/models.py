@@ -219,6 +219,12 @@ class DatasetMetadata(_Strict):
     publishable: bool = Field(description="May be published without the user's explicit consent")
     seed: int
     num_folds: int = Field(ge=2)
+    folds_from: str | None = Field(
+        default=None,
+        description="Where the subject -> fold map came from when it was given "
+        "(`mvdata build --folds-from`): the file's name and a digest of its subject -> fold "
+        "pairs; null where folds came from the shuffle seeded by `seed`",
+    )
     split: str
     views: list[ViewCamera]
     modalities: list[Modality]

@@ -107,6 +107,8 @@ def test_build_verify_and_readers(synth_root, tmp_path):
     assert verify_dataset(str(out)).ok
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["num_samples"] == 15 and meta["modalities"] == ["rgb", "depth", "normal"]
+    assert meta["folds_from"] is None  # folds from the seeded shuffle
+    assert "by a shuffle seeded with" in (out / "README.md").read_text()
     # webdataset reads every sample with the same member set and the json contract.
     urls = sorted(str(p) for p in (out / "data").glob("*.tar"))
     samples = list(wds.WebDataset(urls, shardshuffle=False))
@@ -849,6 +851,13 @@ def test_build_cli_folds_from(synth_root, tmp_path):
     assert r.returncode == 0, r.stderr
     m = pl.read_parquet(out / "manifest.parquet")
     assert dict(zip(m["subject"], m["fold"], strict=True)) == {s: i for i, s in enumerate(subjects)}
+    # dataset.json and the card name the file (not its local path) and digest its pairs.
+    meta = json.loads((out / "dataset.json").read_text())
+    pairs = json.dumps(sorted([s, i] for i, s in enumerate(subjects))).encode()
+    digest = hashlib.sha256(pairs).hexdigest()[:16]
+    assert meta["folds_from"] == f"split.csv ({len(subjects)} subjects, pairs sha256 {digest})"
+    assert str(tmp_path) not in meta["folds_from"]
+    assert f"read from `{meta['folds_from']}`" in (out / "README.md").read_text()
     broken = tmp_path / "broken.csv"
     broken.write_text("subject,fold\n" + "".join(f"{s},{i + 1}\n" for i, s in enumerate(subjects)))
     r = _cli("build", str(synth_root), str(tmp_path / "o2"), "--folds-from", str(broken), *args)

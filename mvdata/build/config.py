@@ -137,6 +137,17 @@ class BuildConfig(Settings):
     def frames_per_sample(self) -> int:
         return 1 if self.kind == "static" else self.clip_frames
 
+    def folds_provenance(self) -> str | None:
+        """Where a given subject -> fold map came from, as ``dataset.json`` records it: the
+        file's name (not its local path, which means nothing once published) and a digest of
+        the pairs, so two builds can be seen to share a split; None for the seeded shuffle."""
+        if self.subject_folds is None:
+            return None
+        pairs = json.dumps(sorted(self.subject_folds)).encode()
+        name = Path(self.folds_from).name if self.folds_from else "subject_folds"
+        n = len(self.subject_folds)
+        return f"{name} ({n} subjects, pairs sha256 {hashlib.sha256(pairs).hexdigest()[:16]})"
+
     def digest(self) -> str:
         """A short hash of every setting (the same settings give the same digest everywhere)."""
         dump = self.model_dump()

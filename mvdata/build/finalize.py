@@ -66,6 +66,7 @@ def finalize(out: str, plan: Plan | None = None) -> DatasetMetadata:
         publishable=_publishable(plan),
         seed=cfg.seed,
         num_folds=cfg.num_folds,
+        folds_from=cfg.folds_provenance(),
         split=cfg.split,
         views=sample_views,
         modalities=list(cfg.modalities),

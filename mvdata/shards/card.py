@@ -210,6 +210,11 @@ def dataset_card(
     dali_exts = ", ".join(repr(e) for e in example_exts)
     dali_outs = ", ".join(e.split(".")[2] for e in example_exts)
     braces = pattern.replace("*", f"{{000000..{max(meta.num_shards - 1, 0):06d}}}")
+    folds_origin = (
+        f"read from `{meta.folds_from}`"
+        if meta.folds_from
+        else f"subjects dealt to folds by a shuffle seeded with {meta.seed}"
+    )
     licence = (
         f"## Licence\n\n{meta.licence}\n\n"
         + (f"```text\n{licence_text.strip()}\n```\n\n" if licence_text else "")
@@ -233,8 +238,9 @@ Multiview renders of 3D/4D facial-expression scans from **{meta.dataset}** (sour
   {meta.num_failed} planned inputs failed and are listed in the per-shard parquet files.
 - Each sample: {n_frames} frame(s) x {n_views} view(s) x {len(meta.modalities)} modalities,
   {meta.image_size} x {meta.image_size} px; clip sampling `{meta.clip_sampling}`.
-- Subject-independent folds: {meta.num_folds} (`fold` in the json member and the parquet files);
-  samples were shuffled globally with seed {meta.seed} before being cut into shards.
+- Subject-independent folds: {meta.num_folds} (`fold` in the json member and the parquet files),
+  {folds_origin}; samples were shuffled globally with seed {meta.seed} before being cut into
+  shards.
 
 {_hub_overview(hub)}## Views
 

@@ -750,6 +750,44 @@ def test_benchmark_never_falls_back_to_the_procedural_face(tmp_path: Path) -> No
     # (the report's warning is checked on the procedural fixture of test_cli_evaluate_end_to_end)
 
 
+def test_benchmark_says_before_training_when_bf16_would_be_emulated(tmp_path: Path) -> None:
+    """A benchmark asked for bf16 autocast on a CPU without native bf16 says so on its own
+    output before anything trains (emulated, a step measured 16x slower: an hour became a
+    day, with the only warning in a training log); float32 (the CPU default) says nothing."""
+    import torch
+
+    from mvmodel.evaluate.benchmark import _warn_emulated_bf16, quick_settings, run_benchmark
+    from mvmodel.train.loop import cpu_has_native_bf16, emulated_bf16_note
+
+    said: list[str] = []
+    bf16 = quick_settings(seed=7, device="cpu", overrides=("optim.amp=bf16",))
+    _warn_emulated_bf16(bf16, tmp_path, said.append)
+    native = cpu_has_native_bf16()
+    assert [m for m in said if "without native bf16" in m and "optim.amp=off" in m] == (
+        [] if native else [said[0]]
+    )
+    said.clear()
+    _warn_emulated_bf16(quick_settings(seed=7, device="cpu"), tmp_path, said.append)
+    _warn_emulated_bf16(
+        quick_settings(seed=7, device="cpu", overrides=("optim.amp=off",)), tmp_path, said.append
+    )
+    assert said == []
+    assert emulated_bf16_note("bf16", torch.device("cuda")) is None  # never said of a GPU
+    assert emulated_bf16_note("auto", torch.device("cpu")) is None
+
+    class Stop(Exception):
+        pass
+
+    def first_line(line: str) -> None:
+        said.append(line)
+        raise Stop
+
+    # run_benchmark says it first, before the synthetic data is made.
+    with pytest.raises(Stop):
+        run_benchmark(tmp_path / "out", bf16, echo=first_line)
+    assert said[0].startswith("warning: optim.amp=bf16" if not native else "synth:")
+
+
 @pytest.mark.slow
 def test_benchmark_quick_end_to_end(tmp_path: Path) -> None:
     """``mvmodel benchmark --quick``: synth, two builds, nine training runs, three reports,

@@ -357,6 +357,21 @@ def _resolved(s: BenchmarkSettings, out: Path) -> dict[str, Any]:
     }
 
 
+def _warn_emulated_bf16(s: BenchmarkSettings, out: Path, echo: Echo) -> None:
+    """Say on the benchmark's own output, before any training, when the runs would emulate bf16
+    autocast on this CPU (``mvmodel train`` says it too, but only into a log file)."""
+    import torch
+    import yaml
+
+    from mvmodel.train.loop import emulated_bf16_note
+
+    amp = yaml.safe_load(training_config(s, out, ()))["optim"]["amp"]
+    device = s.device if s.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    note = emulated_bf16_note("off" if amp is False else str(amp), torch.device(device))
+    if note:
+        echo(f"warning: {note}")
+
+
 def _face_model_used(synth: Path, s: BenchmarkSettings) -> str:
     """The face model ``synth.json`` says made the data; a ``sfm`` benchmark whose data came
     from another model (an OUT generated before the SFM files were found) is refused."""
@@ -451,6 +466,7 @@ def run_benchmark(
     }
     atomic_write_json(out / "benchmark.json", record)
     stages: dict[str, Any] = record["stages"]
+    _warn_emulated_bf16(s, out, echo)
 
     # 1. data
     if not (synth / "synth.json").is_file():

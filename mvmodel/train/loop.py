@@ -678,8 +678,8 @@ def uses_bf16(amp: str, device: torch.device) -> bool:
 
 def emulated_bf16_note(amp: str, device: torch.device) -> str | None:
     """The warning for bf16 autocast that this CPU can only emulate, or None: emulated, it is
-    not a little slower but an order of magnitude (measured below), so a run that expected an
-    hour would take a day; said by ``mvmodel train`` and, before anything runs, by
+    not a little slower but an order of magnitude (the figures in the message), so a run that
+    expected an hour would take a day; said by ``mvmodel train`` and, before anything runs, by
     ``mvmodel benchmark`` (whose training logs nobody watches)."""
     if not uses_bf16(amp, device) or device.type != "cpu" or cpu_has_native_bf16():
         return None

@@ -41,6 +41,13 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
+def resolve_device_name(device: str) -> str:
+    """``auto`` -> ``cuda`` when CUDA is available, else ``cpu``; any other name unchanged."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def init_distributed(device: str = "auto", timeout_s: float = 600.0) -> DistInfo:
     """Join the process group torchrun describes (or run alone) and pick this rank's device.
 
@@ -52,8 +59,7 @@ def init_distributed(device: str = "auto", timeout_s: float = 600.0) -> DistInfo
     local = _env_int("LOCAL_RANK", 0)
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"RANK={rank} and WORLD_SIZE={world} are inconsistent")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device_name(device)
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} asked for, but CUDA is not available")

@@ -363,11 +363,13 @@ def _warn_emulated_bf16(s: BenchmarkSettings, out: Path, echo: Echo) -> None:
     import torch
     import yaml
 
+    from mvmodel.config import TrainConfig
+    from mvmodel.dist import resolve_device_name
     from mvmodel.train.loop import emulated_bf16_note
 
-    amp = yaml.safe_load(training_config(s, out, ()))["optim"]["amp"]
-    device = s.device if s.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    note = emulated_bf16_note("off" if amp is False else str(amp), torch.device(device))
+    cfg = TrainConfig.model_validate(yaml.safe_load(training_config(s, out, ())))
+    device = torch.device(resolve_device_name(s.device))
+    note = emulated_bf16_note(cfg.optim.amp, device)
     if note:
         echo(f"warning: {note}")
 

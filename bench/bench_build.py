@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import webdataset as wds
@@ -69,8 +70,8 @@ def main() -> None:
         model = resolve_face_model("auto", None, echo=print)
         synth = work / "synth"
         write_synth(SynthConfig(num_identities=args.identities), model, synth)
-        runs = {}
-        out_dirs = {}
+        runs: dict[int, dict[str, Any]] = {}
+        out_dirs: dict[int, Path] = {}
         for procs in (1, 2):
             out = work / f"shards{procs}"
             cfg = BuildConfig(source="synthetic", source_root=str(synth), samples_per_shard=25)

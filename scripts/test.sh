@@ -10,7 +10,7 @@ if [ -z "${MVDATA_FACE_MODEL_DIR:-}" ] && [ -f ../shared/facemodels/sfm/sfm_shap
 fi
 echo "== ruff"; ruff check .
 echo "== ruff format"; ruff format --check .
-echo "== mypy"; mypy mvdata mvmodel cli schemas
+echo "== mypy"; mypy mvdata mvmodel cli schemas scripts bench
 echo "== import contracts"; lint-imports
 echo "== schema files"; python -m schemas.export --check
 # The suite's training tests write checkpoints (resnet18 + optimizer state) under the temp dir:

@@ -28,8 +28,7 @@ from mvdata.loaders import make_loader
 from mvdata.loaders.batch import unnormalise as _unnormalise
 from mvdata.testing import CORRUPT, build_shard_dir
 from mvdata.testing import rows as _rows
-
-MODALITIES = ("rgb", "depth", "normal")
+from schemas.models import MODALITIES
 
 
 def check_eval_equal(root: Path, device: str) -> dict[str, Any]:

@@ -5,9 +5,15 @@ only: it trains, embeds and chooses nothing.
 
     python scripts/seed_spread.py bench/results/benchmark/seed{4,7,8,9}-long --out spread.json
 
-Each argument is a benchmark result folder holding ``report/report.json`` (as committed under
-``bench/results/benchmark/``) or a ``mvmodel benchmark`` OUT. Reports of different protocols,
-budgets or settings are refused: a spread is over seeds only.
+Each argument is a benchmark result folder holding ``report/report.json`` and
+``configs/main.yaml`` (as committed under ``bench/results/benchmark/``) or a ``mvmodel
+benchmark`` OUT. Reports of different protocols, budgets or settings are refused: a spread is
+over seeds only. The main run's whole training config is compared, not only the benchmark's
+``--set`` list, because a changed code default (``prior.fit`` became ``training`` on
+2026-12-06) changes a run without appearing among its overrides; a key a config lacks counts as
+different from any value. ``--allow KEY`` accepts a named difference (for example
+``--allow optim.amp`` for float32 and bf16 seeds) and writes each seed's value of it into the
+result, so the mix is stated, not hidden.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mvdata.io import atomic_write_json
 
 #: The benchmark settings that must agree between the reports (every one but the seed).
@@ -26,6 +34,13 @@ SAME = ("resolved", "overrides", "identities", "holdout_folds", "noise_mm", "pos
 
 MAIN = "MultiviewVLM"
 GEOMETRY_PREFIX = "geometry alone"
+
+#: Training-config keys that differ between seeds by construction (the seed) or by machine
+#: (a cache path), never compared.
+CONFIG_IGNORED = ("seed", "text.cache_dir")
+
+#: The value written for a key one config lacks (an older run, made before the key existed).
+ABSENT = "(absent)"
 
 
 def read_report(folder: Path) -> dict[str, Any]:
@@ -35,6 +50,41 @@ def read_report(folder: Path) -> dict[str, Any]:
         raise SystemExit(f"{path}: no report (is {folder} a benchmark result folder?)")
     doc: dict[str, Any] = json.loads(path.read_text())
     return doc
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def read_main_config(folder: Path) -> dict[str, Any]:
+    """The main run's training config, ``folder/configs/main.yaml``, flattened to dotted keys,
+    without the keys in ``CONFIG_IGNORED``; a ``SystemExit`` naming the file when absent."""
+    path = folder / "configs" / "main.yaml"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no main-run config (is {folder} a benchmark result folder?)")
+    flat = flatten(yaml.safe_load(path.read_text()) or {})
+    return {k: v for k, v in flat.items() if k not in CONFIG_IGNORED}
+
+
+def config_differences(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Every key whose value is not the same in all configs → its value per config (``ABSENT``
+    where one lacks it)."""
+    keys = sorted({k for c in configs for k in c})
+    values = {k: [c.get(k, ABSENT) for c in configs] for k in keys}
+    return {k: v for k, v in values.items() if any(x != v[0] for x in v)}
+
+
+def overrides_without(overrides: list[str] | None, allowed: set[str]) -> list[str]:
+    """The benchmark's ``--set`` list less the entries that set an allowed key."""
+    return [o for o in overrides or [] if o.split("=", 1)[0] not in allowed]
 
 
 def seed_row(doc: dict[str, Any]) -> dict[str, Any]:
@@ -64,28 +114,56 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folders", type=Path, nargs="+", help="benchmark result folders")
     ap.add_argument("--out", type=Path, required=True, help="the JSON result")
+    ap.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a training-config key (section.key) that may differ between the seeds; repeatable",
+    )
     args = ap.parse_args(argv)
+    allowed = set(args.allow)
     docs = [read_report(f) for f in args.folders]
+    configs = [read_main_config(f) for f in args.folders]
     first = docs[0]["benchmark"]
     for folder, doc in zip(args.folders, docs, strict=True):
         for key in SAME:
-            if doc["benchmark"].get(key) != first.get(key):
+            mine, theirs = doc["benchmark"].get(key), first.get(key)
+            if key == "overrides":
+                mine, theirs = overrides_without(mine, allowed), overrides_without(theirs, allowed)
+            if mine != theirs:
                 print(
-                    f"error: {folder}: benchmark setting {key}={doc['benchmark'].get(key)!r}, "
-                    f"{args.folders[0]} has {first.get(key)!r}: not a spread over seeds",
+                    f"error: {folder}: benchmark setting {key}={mine!r}, "
+                    f"{args.folders[0]} has {theirs!r}: not a spread over seeds",
                     file=sys.stderr,
                 )
                 return 2
+    differences = config_differences(configs)
+    refused = {k: v for k, v in differences.items() if k not in allowed}
+    if refused:
+        listing = "; ".join(
+            f"{k}: " + ", ".join(f"{f}={v!r}" for f, v in zip(args.folders, vals, strict=True))
+            for k, vals in refused.items()
+        )
+        print(
+            f"error: the main runs' configs (configs/main.yaml) differ: {listing}: not a spread "
+            "over seeds (--allow KEY accepts a difference and records it)",
+            file=sys.stderr,
+        )
+        return 2
     rows = [seed_row(d) for d in docs]
+    for row, config in zip(rows, configs, strict=True):
+        row["allowed_differences"] = {k: config.get(k, ABSENT) for k in sorted(allowed)}
     seeds = [r["seed"] for r in rows]
     if len(set(seeds)) != len(seeds):
         print(f"error: a seed appears twice: {seeds}", file=sys.stderr)
         return 2
     metrics = ("linear_probe", "knn", "zero_shot", "prior_naming")
     targets = sorted({t for r in rows for t in r["targets"]})
-    result = {
+    result: dict[str, Any] = {
         "command": " ".join(["python", "scripts/seed_spread.py", *argv]),
         "settings": {k: first.get(k) for k in SAME},
+        "allowed_differences": sorted(allowed),
         "seeds": rows,
         "over_seeds": {m: spread([r[m] for r in rows]) for m in metrics},
         "zero_shot_minus_prior": spread([r["zero_shot"] - r["prior_naming"] for r in rows]),
@@ -93,10 +171,11 @@ def main(argv: list[str]) -> int:
     }
     atomic_write_json(args.out, result)
     for r in rows:
+        mixed = "".join(f", {k}={v}" for k, v in r["allowed_differences"].items())
         print(
             f"seed {r['seed']}: linear probe {100 * r['linear_probe']:.1f}, kNN "
             f"{100 * r['knn']:.1f}, zero-shot {100 * r['zero_shot']:.1f}, prior "
-            f"{100 * r['prior_naming']:.1f}"
+            f"{100 * r['prior_naming']:.1f}{mixed}"
         )
     for m in metrics:
         s = result["over_seeds"][m]

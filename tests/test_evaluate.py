@@ -914,3 +914,40 @@ def test_seed_spread_script_reads_the_committed_reports(
     assert "not a spread over seeds" in capsys.readouterr().err
     twice = [str(folders[0]), str(folders[0]), "--out", str(tmp_path / "no.json")]
     assert script.main(twice) == 2 and not (tmp_path / "no.json").exists()
+
+
+def test_seed_spread_compares_the_whole_training_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A changed code default (prior.fit) is not among a benchmark's overrides, so the script
+    compares the main runs' configs/main.yaml: a mix of prior poolings is refused naming the
+    key; float32 and bf16 seeds are refused until --allow optim.amp, which records each seed's
+    value."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("seed_spread", REPO / "scripts/seed_spread.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    results = REPO / "bench" / "results" / "benchmark"
+    out = tmp_path / "spread.json"
+    pooled = [str(results / "seed4-long"), str(results / "seed7-prior-fit"), "--out", str(out)]
+    assert script.main(pooled) == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "prior.fit" in err and "'training'" in err and "(absent)" in err
+    mixed = [str(results / "seed7-prior-fit"), str(results / "seed8-fp32-prior-fit")]
+    assert script.main([*mixed, "--out", str(out)]) == 2 and not out.exists()
+    assert "optim.amp=bf16" in capsys.readouterr().err
+    assert script.main([*mixed, "--out", str(out), "--allow", "optim.amp"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["allowed_differences"] == ["optim.amp"]
+    assert [s["allowed_differences"] for s in doc["seeds"]] == [
+        {"optim.amp": "bf16"},
+        {"optim.amp": "auto"},
+    ]
+    assert "optim.amp=auto" in capsys.readouterr().out
+    assert script.flatten({"a": {"b": 1, "c": [2]}, "d": 3}) == {"a.b": 1, "a.c": [2], "d": 3}
+    missing = tmp_path / "no-configs"
+    (missing / "report").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="configs/main.yaml: no main-run config"):
+        script.read_main_config(missing)

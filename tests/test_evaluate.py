@@ -788,6 +788,70 @@ def test_benchmark_says_before_training_when_bf16_would_be_emulated(tmp_path: Pa
     assert said[0].startswith("warning: optim.amp=bf16" if not native else "synth:")
 
 
+def test_run_progress_reads_the_log_of_a_run_in_progress(tmp_path: Path) -> None:
+    """The benchmark's progress line from a run's log.jsonl: the rate over the steps since the
+    last start or resume only (a resumed run's earlier, slower steps do not count), the time
+    left from the start event's total; None before there is anything to say."""
+    from mvmodel.train.logs import run_progress
+
+    assert run_progress(tmp_path) is None  # no log yet
+
+    def write(*records: dict[str, Any]) -> None:
+        with (tmp_path / "log.jsonl").open("a") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in records)
+
+    write({"kind": "event", "event": "start", "step": 0, "total_steps": 1000, "time": 0.0})
+    assert run_progress(tmp_path) is None
+    write({"kind": "step", "step": 10, "time": 50.0})
+    assert run_progress(tmp_path) == "step 10 of 1,000"
+    write({"kind": "step", "step": 20, "time": 100.0})  # 5 s a step, 980 steps left
+    assert run_progress(tmp_path) == "step 20 of 1,000 (5.00 s a step, about 82 min left)"
+    write(
+        {"kind": "event", "event": "resume", "step": 10, "total_steps": 1000, "time": 500.0},
+        {"kind": "step", "step": 20, "time": 520.0},
+        {"kind": "step", "step": 30, "time": 530.0},
+        {"kind": "step", "step": 40, "time": 540.0},
+    )
+    assert run_progress(tmp_path) == "step 40 of 1,000 (1.00 s a step, about 16 min left)"
+    with (tmp_path / "log.jsonl").open("a") as fh:
+        fh.write('{"kind": "step", "step": 50, "ti')  # a torn last line (a killed run) is skipped
+    assert run_progress(tmp_path) == "step 40 of 1,000 (1.00 s a step, about 16 min left)"
+
+
+def test_benchmark_stage_says_its_progress_and_never_leaves_its_child_running(
+    tmp_path: Path,
+) -> None:
+    """A benchmark stage echoes its progress while the child runs; a failure exits non-zero
+    with the log named; an exception while waiting (as Ctrl-C would be) kills the child."""
+    import os
+
+    from mvmodel.evaluate.benchmark import _run
+
+    said: list[str] = []
+    nap = [sys.executable, "-c", "import time; time.sleep(1.2)"]
+    assert _run(nap, tmp_path / "a.log", said.append, "nap", progress=lambda: "on", every=0.2) > 1
+    assert said[0].startswith("nap: ") and "(log: " in said[0]
+    assert said.count("nap: on") >= 3
+    with pytest.raises(RuntimeError, match=r"fail failed \(exit 3\); its log is .*b\.log"):
+        _run([sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "b.log", said.append, "fail")
+    pid_file = tmp_path / "pid"
+    sleeper = [
+        sys.executable,
+        "-c",
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)",
+    ]
+
+    def interrupted() -> str:
+        if pid_file.is_file() and pid_file.read_text():
+            raise KeyboardInterrupt
+        return "waiting"
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(sleeper, tmp_path / "c.log", said.append, "sleep", progress=interrupted, every=0.1)
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left behind
+        os.kill(int(pid_file.read_text()), 0)
+
+
 @pytest.mark.slow
 def test_benchmark_quick_end_to_end(tmp_path: Path) -> None:
     """``mvmodel benchmark --quick``: synth, two builds, nine training runs, three reports,

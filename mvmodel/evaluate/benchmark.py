@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mvdata.core import differing_settings
 from mvdata.io import atomic_write, atomic_write_json
 from mvmodel.evaluate.protocols import make_protocol
+from mvmodel.train.logs import run_progress
 
 __all__ = [
     "BASELINES",
@@ -240,21 +241,61 @@ def training_config(s: BenchmarkSettings, out: Path, extra: Sequence[str]) -> st
 
 
 # --------------------------------------------------------------------------- subprocesses
-def _run(cmd: Sequence[str], log: Path, echo: Echo, what: str) -> float:
+#: Seconds between two progress lines of a long stage (a training run is 1-2 h on 2 cores).
+PROGRESS_EVERY_S = 300.0
+
+
+def _run(
+    cmd: Sequence[str],
+    log: Path,
+    echo: Echo,
+    what: str,
+    *,
+    progress: Callable[[], str | None] | None = None,
+    every: float = PROGRESS_EVERY_S,
+) -> float:
     """Run ``cmd`` with its output in ``log``; raise ``RuntimeError`` naming the log on failure.
-    Returns the seconds it took."""
+    Every ``every`` seconds while it runs, ``progress()`` (when given) is echoed after ``what``,
+    so an hour-long stage is not silent. Any exception while waiting (Ctrl-C included) kills
+    the child first: no training is left running behind a stopped benchmark. Returns the
+    seconds it took."""
     log.parent.mkdir(parents=True, exist_ok=True)
     echo(f"{what}: {' '.join(cmd)}  (log: {log})")
     t0 = time.perf_counter()
     with log.open("ab") as fh:
         fh.write(f"$ {' '.join(cmd)}\n".encode())
         fh.flush()
-        rc = subprocess.run(list(cmd), stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+        proc = subprocess.Popen(list(cmd), stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            rc = _wait_saying_progress(proc, echo, what, progress, every)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
     seconds = time.perf_counter() - t0
     if rc != 0:
         tail = log.read_text(errors="replace").splitlines()[-15:]
         raise RuntimeError(f"{what} failed (exit {rc}); its log is {log}:\n" + "\n".join(tail))
     return seconds
+
+
+def _wait_saying_progress(
+    proc: subprocess.Popen[bytes],
+    echo: Echo,
+    what: str,
+    progress: Callable[[], str | None] | None,
+    every: float,
+) -> int:
+    """Wait for ``proc``; each ``every`` seconds echo ``what: progress()`` (unless ``None``)."""
+    if progress is None:
+        return proc.wait()
+    while True:
+        try:
+            return proc.wait(timeout=every)
+        except subprocess.TimeoutExpired:
+            line = progress()
+            if line:
+                echo(f"{what}: {line}")
 
 
 def _mvdata(*args: str) -> list[str]:
@@ -329,7 +370,11 @@ def _train(
     if (run_dir / "config.yaml").is_file():
         args.append("--resume")
     seconds = _run(
-        _mvmodel_train(s, *args), out / "logs" / f"train-{name}.log", echo, f"train {name}"
+        _mvmodel_train(s, *args),
+        out / "logs" / f"train-{name}.log",
+        echo,
+        f"train {name}",
+        progress=lambda: run_progress(run_dir),
     )
     return {
         "run": str(run_dir),

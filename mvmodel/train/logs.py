@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunLog", "read_log"]
+__all__ = ["RunLog", "read_log", "run_progress"]
 
 
 def _clean(value: Any) -> Any:
@@ -90,3 +90,36 @@ def read_log(run_dir: Path) -> list[dict[str, Any]]:
             last[(rec["kind"], rec.get("step", rec.get("epoch")))] = i
     keep = set(last.values())
     return [r for i, r in enumerate(records) if r.get("kind") not in ("step", "epoch") or i in keep]
+
+
+def run_progress(run_dir: Path) -> str | None:
+    """One line on a run in progress, from its log: ``step 1,200 of 6,280 (1.10 s a step,
+    about 93 min left)``. The rate is over the steps logged since the last start or resume (so
+    a resumed run's setup and an earlier machine do not skew it); ``None`` while the log has no
+    start event or no step yet, or no log at all (the run has not begun writing)."""
+    try:
+        records = read_log(run_dir)
+    except FileNotFoundError:
+        return None
+    begun = [
+        i
+        for i, r in enumerate(records)
+        if r.get("kind") == "event" and r.get("event") in ("start", "resume")
+    ]
+    if not begun:
+        return None
+    start = records[begun[-1]]
+    steps = [r for r in records[begun[-1] :] if r.get("kind") == "step"]
+    if not steps:
+        return None
+    last, total = steps[-1], start.get("total_steps")
+    line = f"step {last['step']:,}" + (f" of {total:,}" if isinstance(total, int) else "")
+    if len(steps) < 2 or last["step"] <= steps[0]["step"]:
+        return line
+    rate = (last["time"] - steps[0]["time"]) / (last["step"] - steps[0]["step"])
+    left = (
+        f", about {rate * (total - last['step']) / 60:.0f} min left"
+        if isinstance(total, int)
+        else ""
+    )
+    return f"{line} ({rate:.2f} s a step{left})"

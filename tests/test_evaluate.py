@@ -813,6 +813,7 @@ def test_run_progress_reads_the_log_of_a_run_in_progress(tmp_path: Path) -> None
         {"kind": "step", "step": 40, "time": 540.0},
     )
     assert run_progress(tmp_path) == "step 40 of 1,000 (1.00 s a step, about 16 min left)"
+    write({"kind": "step", "step": "50", "time": None})  # a row it cannot read is passed over
     with (tmp_path / "log.jsonl").open("a") as fh:
         fh.write('{"kind": "step", "step": 50, "ti')  # a torn last line (a killed run) is skipped
     assert run_progress(tmp_path) == "step 40 of 1,000 (1.00 s a step, about 16 min left)"

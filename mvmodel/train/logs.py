@@ -109,7 +109,15 @@ def run_progress(run_dir: Path) -> str | None:
     if not begun:
         return None
     start = records[begun[-1]]
-    steps = [r for r in records[begun[-1] :] if r.get("kind") == "step"]
+    # Only well-formed rows: the line is a courtesy, and a benchmark waiting on a two-hour run
+    # must not stop over a record it cannot read.
+    steps = [
+        r
+        for r in records[begun[-1] :]
+        if r.get("kind") == "step"
+        and isinstance(r.get("step"), int)
+        and isinstance(r.get("time"), int | float)
+    ]
     if not steps:
         return None
     last, total = steps[-1], start.get("total_steps")

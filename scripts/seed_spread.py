@@ -106,18 +106,18 @@ def seed_row(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def spread(values: list[float]) -> dict[str, Any]:
+def spread(values: list[float], bounds: tuple[float, float] = (0.0, 1.0)) -> dict[str, Any]:
     """Mean, sample standard deviation (0 for one value), min, max, and the 95 % confidence
     interval of the mean over seeds (Student's t with n - 1 degrees of freedom; ``None`` for one
     value). The interval is over seeds, so it holds the training's randomness and the test
     set's sampling both; with 3-4 seeds it is wide (t = 4.30 / 3.18), as it should be. Clipped
-    to [0, 1]: the values are accuracies (fractions)."""
+    to ``bounds``: [0, 1] for accuracies (fractions), [-1, 1] for a difference of two."""
     mean = statistics.fmean(values)
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     ci: list[float] | None = None
     if len(values) > 1:
         half = float(scipy.stats.t.ppf(0.975, len(values) - 1)) * sd / math.sqrt(len(values))
-        ci = [max(0.0, mean - half), min(1.0, mean + half)]
+        ci = [max(bounds[0], mean - half), min(bounds[1], mean + half)]
     return {"mean": mean, "std": sd, "min": min(values), "max": max(values), "ci95": ci}
 
 
@@ -177,7 +177,9 @@ def main(argv: list[str]) -> int:
         "allowed_differences": sorted(allowed),
         "seeds": rows,
         "over_seeds": {m: spread([r[m] for r in rows]) for m in metrics},
-        "zero_shot_minus_prior": spread([r["zero_shot"] - r["prior_naming"] for r in rows]),
+        "zero_shot_minus_prior": spread(
+            [r["zero_shot"] - r["prior_naming"] for r in rows], bounds=(-1.0, 1.0)
+        ),
         "targets_met": {t: [r["seed"] for r in rows if r["targets"].get(t)] for t in targets},
     }
     atomic_write_json(args.out, result)

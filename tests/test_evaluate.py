@@ -979,6 +979,9 @@ def test_seed_spread_script_reads_the_committed_reports(
         [max(0.0, statistics.fmean(lp) - half), min(1.0, statistics.fmean(lp) + half)], abs=1e-4
     )
     assert statistics.fmean(lp) + half > 1.0  # so the clipping is what is checked here
+    # a difference of two accuracies may be negative: its interval is clipped to [-1, 1] only
+    assert script.spread([-0.01, 0.05], bounds=(-1.0, 1.0))["ci95"][0] < -0.1
+    assert script.spread([0.01, 0.05])["ci95"][0] == 0.0
     assert doc["targets_met"]["MultiviewVLM linear probe ≥ 97 %"] == [4]
     other = [str(folders[0]), str(results / "seed7-full"), "--out", str(tmp_path / "no.json")]
     assert script.main(other) == 2

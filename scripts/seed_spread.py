@@ -29,6 +29,7 @@ from typing import Any
 import scipy.stats
 import yaml
 
+from mvdata.core import differing_settings
 from mvdata.io import atomic_write_json
 
 #: The benchmark settings that must agree between the reports (every one but the seed).
@@ -77,11 +78,10 @@ def read_main_config(folder: Path) -> dict[str, Any]:
 
 
 def config_differences(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Every key whose value is not the same in all configs → its value per config (``ABSENT``
-    where one lacks it)."""
-    keys = sorted({k for c in configs for k in c})
-    values = {k: [c.get(k, ABSENT) for c in configs] for k in keys}
-    return {k: v for k, v in values.items() if any(x != v[0] for x in v)}
+    """Every key whose value is not the same in all configs (each compared with the first by
+    ``mvdata.core.differing_settings``) → its value per config (``ABSENT`` where one lacks it)."""
+    keys = sorted({k for c in configs[1:] for k in differing_settings(configs[0], c)})
+    return {k: [c.get(k, ABSENT) for c in configs] for k in keys}
 
 
 def overrides_without(overrides: list[str] | None, allowed: set[str]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,6 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from cli.common import run_or_fail
+
+if TYPE_CHECKING:
+    from mvdata.sources.landmark_layout import LayoutTally
 
 
 def register(app: typer.Typer) -> None:
@@ -105,6 +109,8 @@ def register(app: typer.Typer) -> None:
                     "(a wrong one shows as upside-down textures or bad landmarks in the views, "
                     "or as most files listed unreadable for one reason below)."
                 )
+        if rep.landmark_layout.frames:
+            _print_landmark_layout(con, rep.landmark_layout)
         if rep.errors:
             t = Table(title=f"unreadable files ({dict(rep.error_kinds)})")
             for col in ("path", "kind", "reason"):
@@ -112,3 +118,45 @@ def register(app: typer.Typer) -> None:
             for e in rep.errors[:max_errors]:
                 t.add_row(escape(e.path), escape(e.kind), escape(e.message))
             con.print(t)
+
+
+def _print_landmark_layout(con: Console, lay: LayoutTally) -> None:
+    """One table per landmark naming scheme: each anatomical relation, on how many frames it
+    held, failed or could not be told, and the first file it failed on."""
+    from mvdata.sources.landmark_layout import LAYOUT_CHECKS
+    from schemas.landmarks import MAPPING_STATUS
+
+    for scheme in lay.schemes():
+        status = MAPPING_STATUS.get(scheme, "unknown")
+        t = Table(
+            title=(
+                f"landmark layout: the {scheme} mapping ({status}) tested on the geometry of "
+                f"{lay.frames[scheme]} frames"
+            ),
+            show_lines=True,
+        )
+        for col in ("relation", "held", "failed", "undetermined", "first file it failed on"):
+            t.add_column(col, overflow="fold")
+        for check, what in LAYOUT_CHECKS.items():
+            key = (scheme, check)
+            t.add_row(
+                f"{escape(check)}: {escape(what)}",
+                str(lay.held[key]),
+                str(lay.failed[key]),
+                str(lay.undetermined[key]),
+                escape(lay.first_failure.get(key, "")),
+            )
+        con.print(t)
+        bad = lay.disagreeing(scheme)
+        if bad:
+            con.print(
+                f"[bold red]the {scheme} mapping disagrees with these files' geometry[/bold red] "
+                f"({', '.join(bad)} failed on more frames than they held): the geometric prior "
+                "reads these points through it, so its pseudo-labels would be wrong. Compare "
+                "schemas/landmarks.py with the dataset's documentation."
+            )
+        else:
+            con.print(
+                f"the {scheme} mapping agrees with these files' geometry: a test of the "
+                "mapping, not a proof (a swap of two similar points can pass it)."
+            )

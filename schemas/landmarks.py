@@ -36,9 +36,12 @@ side therefore has the *smaller* x. How each dataset's convention maps onto this
   ``*_right``. "Nose peak" is read as the ala (nostril wing) and "Nose saddle left/right" as the
   two sides of the nasal bridge: also guesses.
 
-Synthetic fixtures written in BU's ``.bnd`` format by the project's own writer carry the
-synthetic ibug points in their first rows (not BU's order): the ``bnd`` mapping is meaningless
-for those files, by construction.
+The project's own synthetic BU files (``mvdata synth --format bu3dfe|bu4dfe``) are written in
+this guessed order (``mvdata.synth.native.BND_FROM_IBUG``), so they exercise the mapping end to
+end but cannot confirm it. What can test it is the geometry of real files:
+``mvdata inspect --check`` measures anatomical relations through the mapping on every frame
+(``mvdata.sources.landmark_layout``: lids above lids, outer eye corners outside inner ones, the
+nose in front of the eyes, ...) and says when the mapping disagrees with the scans.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ __all__ = [
     "MAPPING_STATUS",
     "canonical_index",
     "canonical_name",
+    "naming_scheme",
 ]
 
 #: The canonical semantic landmarks, in a stable order (left/right = the subject's).
@@ -242,6 +246,17 @@ _SPACES = re.compile(r"\s+")
 
 def _normalise(name: str) -> str:
     return _SPACES.sub(" ", name.strip()).lower()
+
+
+def naming_scheme(name: str) -> str | None:
+    """The naming scheme of one landmark name: ``"ibug"``, ``"bnd"``, ``"bosphorus"`` or None
+    (a name no mapping knows). Case and whitespace are ignored, as in :func:`canonical_name`."""
+    key = _normalise(name)
+    if _IBUG.match(key):
+        return "ibug"
+    if _BND.match(key):
+        return "bnd"
+    return "bosphorus" if key in BOSPHORUS_TO_CANONICAL else None
 
 
 def canonical_name(name: str) -> str | None:

@@ -30,6 +30,7 @@ from mvdata.synth.native import (
     COMA_CATEGORY,
     FACESCAPE_NAME,
     NATIVE_FORMATS,
+    bnd_rows,
     bosphorus_landmarks,
     depth_grid,
     write_native,
@@ -111,8 +112,11 @@ def test_bu3dfe_round_trip(synth: list[SynthMesh], native: Path) -> None:
         assert m.texture is not None and _eq(m.texture, s.mesh.texture)  # BMP: exact
         assert m.landmarks is not None and s.mesh.landmarks is not None
         assert m.landmarks.shape == (83, 3)
-        lm = len(s.mesh.landmarks)
-        np.testing.assert_allclose(m.landmarks[:lm], s.mesh.landmarks, atol=1e-5)
+        # the rows follow the guessed BU layout: row 0 is ibug 37 (the right eye's outer corner)
+        np.testing.assert_allclose(m.landmarks, bnd_rows(s.mesh)[0], atol=1e-5)
+        ibug = dict(zip(s.mesh.landmark_names, s.mesh.landmarks, strict=True))
+        np.testing.assert_allclose(m.landmarks[0], ibug["ibug37"], atol=1e-5)
+        assert m.landmark_names[0] == "bnd00"
 
 
 def test_bu4dfe_round_trip(synth: list[SynthMesh], native: Path) -> None:
@@ -470,6 +474,13 @@ def test_inspect_counts_on_each_synthetic_set(fmt: str, native: Path) -> None:
     assert dict(rep.expressions) == expressions and dict(rep.intensities) == intensities
     assert set(rep.frames_per_sequence.values()) == frames
     assert rep.frames_checked == rep.num_frames
+    # every landmark mapping agrees with the geometry the writers put it on
+    lay = rep.landmark_layout
+    assert sum(lay.failed.values()) == 0, lay.failed
+    if fmt in ("bu3dfe", "bu4dfe", "bosphorus"):
+        scheme = "bosphorus" if fmt == "bosphorus" else "bnd"
+        assert lay.frames == {scheme: rep.num_frames}
+        assert lay.held[(scheme, "sides")] == rep.num_frames
 
 
 # --------------------------------------------------------------------------- issue 11: one bad

@@ -12,7 +12,6 @@ are comparable across datasets whatever the scan's size or pose.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mvdata.core import Mesh
-from schemas.landmarks import canonical_name
+from schemas.landmarks import canonical_name, naming_scheme
 from schemas.models import Normalisation
 
 #: Outer eye-corner (ibug 37 to 46, Bosphorus "Outer left/right eye corner") distance in
@@ -45,23 +44,10 @@ CANONICAL_BBOX_EXTENT = 220.0
 #: change the transform: the x axis runs from the eye points mapped to the subject's right to
 #: those mapped to the left, i.e. from the points with the smaller x (Bosphorus "left" in the
 #: files seen) to the larger, whichever side they are. BU ``.bnd`` rows (``"bndNN"``) are NOT
-#: read by meaning: their order is an unverified guess (:data:`schemas.landmarks.BND_TO_CANONICAL`)
-#: and the project's own BU fixtures carry other points in those rows; they count only as an
-#: unordered point set (centre and spread fallbacks), which holds whatever the order.
+#: read by meaning: their order is an unverified guess (:data:`schemas.landmarks.BND_TO_CANONICAL`,
+#: which ``mvdata inspect --check`` tests on the files' geometry); they count only as an unordered
+#: point set (centre and spread fallbacks), which holds whatever the order.
 SEMANTIC_SCHEMES = ("ibug", "bosphorus")
-
-_IBUG = re.compile(r"^ibug\d+$")
-_BND = re.compile(r"^bnd\d+$")
-
-
-def _scheme(name: str) -> str | None:
-    """The naming scheme of one landmark name: ``ibug``, ``bnd``, ``bosphorus`` or None."""
-    key = name.strip().lower()  # as schemas.landmarks.canonical_name reads names
-    if _IBUG.match(key):
-        return "ibug"
-    if _BND.match(key):
-        return "bnd"
-    return "bosphorus" if canonical_name(key) is not None else None
 
 
 def _landmark_lookup(
@@ -75,7 +61,7 @@ def _landmark_lookup(
     if mesh.landmarks is None or not mesh.landmark_names:
         return by_canon, points
     for name, pos in zip(mesh.landmark_names, mesh.landmarks, strict=True):
-        scheme = _scheme(name)
+        scheme = naming_scheme(name)
         if scheme is None or not np.isfinite(pos).all():
             continue
         p = pos.astype(np.float64)

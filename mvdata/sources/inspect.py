@@ -20,6 +20,7 @@ from mvdata.sources.conventions import (
     synthetic,
 )
 from mvdata.sources.conventions.status import Convention
+from mvdata.sources.landmark_layout import LayoutTally
 from mvdata.sources.registry import get_source
 
 #: Each reader's stated assumptions about its files (see :mod:`mvdata.sources.conventions`).
@@ -57,6 +58,8 @@ class InspectReport:
     errors: list[ReadError] = field(default_factory=list)
     frames_checked: int = 0
     conventions: tuple[Convention, ...] = ()
+    #: The landmark mapping tested on each loaded frame's geometry (:mod:`.landmark_layout`).
+    landmark_layout: LayoutTally = field(default_factory=LayoutTally)
 
     @property
     def error_kinds(self) -> Counter[str]:
@@ -70,7 +73,8 @@ def inspect_dataset(
     progress: Callable[[int, int], None] | None = None,
 ) -> InspectReport:
     """Scan ``root`` with the named source and summarise it; with ``check``, load every frame
-    too (slow on a full dataset) so unreadable files are listed with their reason."""
+    too (slow on a full dataset) so unreadable files are listed with their reason, and test the
+    landmark mapping on each frame's geometry (:mod:`mvdata.sources.landmark_layout`)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such dataset folder")
@@ -96,8 +100,11 @@ def inspect_dataset(
         if check:
             for t in range(it.num_frames):
                 try:
-                    src.load_frame(it, t)
+                    mesh = src.load_frame(it, t)
                     rep.frames_checked += 1
+                    if mesh.landmarks is not None and mesh.landmark_names:
+                        where = str(root / it.frame_paths[t][0])
+                        rep.landmark_layout.add(where, mesh.landmark_names, mesh.landmarks)
                 except MeshReadError as exc:
                     rep.errors.append(exc.as_read_error())
                 except Exception as exc:  # noqa: BLE001 - listed like the build's reader-bug

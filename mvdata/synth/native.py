@@ -5,8 +5,9 @@
 (static scans and sequence frames) and writes those the layout can hold:
 
 * ``bu3dfe`` (static scans): ``F0001/F0001_HA03WH_F3D.wrl`` + ``.bmp`` + ``.bnd``. The 83
-  ``.bnd`` rows are the synthetic landmarks first (index = nearest mesh vertex), padded with
-  mesh vertices at evenly spaced indices (their own coordinates) up to 83 rows.
+  ``.bnd`` rows follow the *guessed* BU layout (:data:`BND_FROM_IBUG`), made from the synthetic
+  ibug landmarks (index = nearest mesh vertex); rows the face model has no point for are mesh
+  vertices at evenly spaced indices.
 * ``bu4dfe`` (sequences, not neutral): ``F001/Happy/000.wrl`` + ``000.jpg`` + ``000.bnd``
   (odd frames end the ``.bnd`` with the empty line some real files have).
 * ``bosphorus`` (static): ``bs000/bs000_E_HAPPY_0.bnt`` + ``.png`` + ``.lm3`` + ``.lm2``; the
@@ -54,7 +55,15 @@ from mvdata.sources.conventions.bu4dfe import FOLDER_OF as BU4_FOLDERS
 from mvdata.synth.generate import SynthMesh
 from schemas.landmarks import BOSPHORUS_LABELS, BOSPHORUS_TO_CANONICAL, IBUG_TO_CANONICAL
 
-__all__ = ["NATIVE_FORMATS", "DepthGrid", "bosphorus_landmarks", "depth_grid", "write_native"]
+__all__ = [
+    "BND_FROM_IBUG",
+    "NATIVE_FORMATS",
+    "DepthGrid",
+    "bnd_rows",
+    "bosphorus_landmarks",
+    "depth_grid",
+    "write_native",
+]
 
 NATIVE_FORMATS = ("bu3dfe", "bu4dfe", "bosphorus", "coma", "facescape", "meshdir")
 
@@ -107,14 +116,55 @@ def _nearest_vertex(verts: NDArray[np.floating], pts: NDArray[np.floating]) -> N
     return np.asarray(d.argmin(1), dtype=np.int64)
 
 
+#: The guessed BU ``.bnd`` layout (:data:`schemas.landmarks.BND_TO_CANONICAL` and its ring rule:
+#: every ring starts at its image-leftmost point and runs clockwise in the image), row by row,
+#: as the ibug-68 ids whose mean stands for the row. ibug draws each brow as one line and marks
+#: only the midline of the nose bridge, so the brows' lower edges repeat their upper edges and
+#: the bridge's sides are midline points averaged with a point of that side: approximations
+#: for rows no mapping reads. A row whose ids the face model lacks (the SFM has no jaw contour
+#: and no inner mouth corners) falls back to :data:`_BND_FALLBACK`, else to a padding vertex.
+BND_FROM_IBUG: tuple[tuple[int, ...], ...] = (
+    # 0-7 the subject's right eye: outer corner, upper lid outer->inner, inner, lower inner->outer
+    *((37,), (38,), (38, 39), (39,), (40,), (41,), (41, 42), (42,)),
+    # 8-15 the left eye: inner corner, upper lid inner->outer, outer corner, lower outer->inner
+    *((43,), (44,), (44, 45), (45,), (46,), (47,), (47, 48), (48,)),
+    # 16-25 the right brow: outer end, upper edge, inner end (21), lower edge back to the outer
+    *((18,), (19,), (20,), (21,), (21, 22), (22,), (21, 22), (21,), (20,), (19,)),
+    # 26-35 the left brow: inner end, upper edge, outer end (31), lower edge back to the inner
+    *((23,), (24,), (25,), (26,), (26, 27), (27,), (26, 27), (26,), (25,), (24,)),
+    # 36-38 / 39-41 the right / left side of the nose bridge, top first
+    *((28, 40), (29, 32), (30, 32), (28, 43), (29, 36), (30, 36)),
+    # 42-47 the nose base from the right ala to the left ala
+    *((32,), (33,), (33, 34), (34, 35), (35,), (36,)),
+    # 48-59 the outer lip as ibug 49-60; 60-67 the inner lip as ibug 61-68
+    *((i,) for i in range(49, 69)),
+    # 68-82 the face contour ear to ear as ibug 2-16 (75 = the chin, ibug 9)
+    *((i,) for i in range(2, 17)),
+)
+#: Stand-ins for ibug ids a face model may lack: the inner mouth corners by the outer ones.
+_BND_FALLBACK = {61: 49, 65: 55}
+
+
 def bnd_rows(mesh: Mesh) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """The 83 ``.bnd`` rows for a mesh: its landmarks, then padding vertices (see module)."""
-    lm = np.zeros((0, 3), np.float32) if mesh.landmarks is None else mesh.landmarks[:BND_ROWS]
-    idx = _nearest_vertex(mesh.vertices, lm) if len(lm) else np.zeros(0, np.int64)
-    pad = BND_ROWS - len(lm)
-    pidx = np.linspace(0, mesh.num_vertices - 1, pad).round().astype(np.int64)
-    pts = np.concatenate([lm.astype(np.float64), mesh.vertices[pidx].astype(np.float64)])
-    return pts, np.concatenate([idx, pidx])
+    """The 83 ``.bnd`` rows of a mesh with ibug-named landmarks, in the guessed BU layout
+    (:data:`BND_FROM_IBUG`), each with its nearest mesh vertex as the index; rows the face model
+    has no point for are mesh vertices at evenly spaced indices (their own coordinates)."""
+    ibug: dict[int, NDArray[np.float64]] = {}
+    if mesh.landmarks is not None:
+        for name, pos in zip(mesh.landmark_names, mesh.landmarks, strict=True):
+            if name.startswith("ibug"):
+                ibug[int(name[4:])] = pos.astype(np.float64)
+    pad = np.linspace(0, mesh.num_vertices - 1, BND_ROWS).round().astype(np.int64)
+    pts = mesh.vertices[pad].astype(np.float64)
+    idx = pad.copy()
+    for row, ids in enumerate(BND_FROM_IBUG):
+        found = [ibug[i] for i in ids if i in ibug] or [
+            ibug[_BND_FALLBACK[i]] for i in ids if _BND_FALLBACK.get(i) in ibug
+        ]
+        if found:
+            pts[row] = np.mean(found, axis=0)
+            idx[row] = _nearest_vertex(mesh.vertices, pts[row : row + 1])[0]
+    return pts, idx
 
 
 def _write_styled_vrml(path: Path, mesh: Mesh, texture: str, variant: int) -> None:

@@ -71,7 +71,8 @@ CONVENTIONS: tuple[Convention, ...] = (
         "a label's 'left' is the subject's RIGHT (those points have the smaller x in the files "
         "seen); 'Nose peak' is a nostril wing, 'Nose saddle' a side of the nasal bridge",
         "guess",
-        "schemas/landmarks.py; the normalisation does not depend on it",
+        "schemas/landmarks.py; the normalisation does not depend on it. `mvdata inspect "
+        "--check` tests the sides on your files (the landmark layout table's 'sides' row)",
     ),
     Convention(
         "emotion codes",

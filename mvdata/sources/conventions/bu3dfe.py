@@ -51,11 +51,13 @@ CONVENTIONS: tuple[Convention, ...] = (
     ),
     Convention(
         ".bnd landmark order",
-        "83 rows 'index x y z'; which row is which point (0-7 one eye, 8-15 the other, brows, "
-        "nose, mouth, contour; which side is which) is unknown: the normaliser uses the rows "
-        "only as an unordered set (centre and spread), never by row",
+        "83 rows 'index x y z'; which row is which point is guessed (0-7 the subject's right "
+        "eye, 8-15 the left, 16-35 brows, 36-47 nose, 48-67 lips, 68-82 contour, each ring "
+        "from its image-leftmost point clockwise): the geometric prior reads the rows by this "
+        "guess; the normaliser uses them only as an unordered set (centre and spread)",
         "guess",
-        "second-hand code; schemas/landmarks.py BND_TO_CANONICAL",
+        "second-hand code and menpo's bu3dfe_83 groups; schemas/landmarks.py BND_TO_CANONICAL. "
+        "`mvdata inspect --check` tests it on your files (the landmark layout table)",
     ),
     final_newline(".bnd files"),
 )

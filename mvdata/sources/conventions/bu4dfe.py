@@ -67,10 +67,12 @@ CONVENTIONS: tuple[Convention, ...] = (
     ),
     Convention(
         ".bnd landmark order",
-        "83 rows (an empty 84th line tolerated); the order is unknown: used only as an "
-        "unordered set (centre and spread), never by row",
+        "83 rows (an empty 84th line tolerated) in BU-3DFE's guessed order: the geometric "
+        "prior reads the rows by this guess; the normaliser uses them only as an unordered "
+        "set (centre and spread)",
         "guess",
-        "second-hand code; schemas/landmarks.py BND_TO_CANONICAL",
+        "second-hand code; schemas/landmarks.py BND_TO_CANONICAL. `mvdata inspect --check` "
+        "tests it on your files (the landmark layout table)",
     ),
     final_newline(".bnd files"),
 )

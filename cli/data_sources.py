@@ -14,7 +14,7 @@ from rich.table import Table
 from cli.common import run_or_fail
 
 if TYPE_CHECKING:
-    from mvdata.sources.landmark_layout import LayoutTally
+    from mvdata.sources.landmark_layout import RelationTally
 
 
 def register(app: typer.Typer) -> None:
@@ -111,6 +111,8 @@ def register(app: typer.Typer) -> None:
                 )
         if rep.landmark_layout.frames:
             _print_landmark_layout(con, rep.landmark_layout)
+        if rep.texture_orientation.frames:
+            _print_texture_orientation(con, rep.texture_orientation, rep.source)
         if rep.errors:
             t = Table(title=f"unreadable files ({dict(rep.error_kinds)})")
             for col in ("path", "kind", "reason"):
@@ -120,33 +122,35 @@ def register(app: typer.Typer) -> None:
             con.print(t)
 
 
-def _print_landmark_layout(con: Console, lay: LayoutTally) -> None:
-    """One table per landmark naming scheme: each anatomical relation, on how many frames it
-    held, failed or could not be told, and the first file it failed on."""
-    from mvdata.sources.landmark_layout import LAYOUT_CHECKS
+def _relation_table(lay: RelationTally, group: str, title: str) -> Table:
+    """One group of a tally: each relation, on how many frames it held, failed or could not be
+    told, and the first file it failed on."""
+    t = Table(title=title, show_lines=True)
+    for col in ("relation", "held", "failed", "undetermined", "first file it failed on"):
+        t.add_column(col, overflow="fold")
+    for relation, what in lay.relations.items():
+        key = (group, relation)
+        t.add_row(
+            f"{escape(relation)}: {escape(what)}",
+            str(lay.held[key]),
+            str(lay.failed[key]),
+            str(lay.undetermined[key]),
+            escape(lay.first_failure.get(key, "")),
+        )
+    return t
+
+
+def _print_landmark_layout(con: Console, lay: RelationTally) -> None:
+    """The landmark mapping tested on the files' geometry, one table per naming scheme."""
     from schemas.landmarks import MAPPING_STATUS
 
-    for scheme in lay.schemes():
+    for scheme in lay.groups():
         status = MAPPING_STATUS.get(scheme, "unknown")
-        t = Table(
-            title=(
-                f"landmark layout: the {scheme} mapping ({status}) tested on the geometry of "
-                f"{lay.frames[scheme]} frames"
-            ),
-            show_lines=True,
+        title = (
+            f"landmark layout: the {scheme} mapping ({status}) tested on the geometry of "
+            f"{lay.frames[scheme]} frames"
         )
-        for col in ("relation", "held", "failed", "undetermined", "first file it failed on"):
-            t.add_column(col, overflow="fold")
-        for check, what in LAYOUT_CHECKS.items():
-            key = (scheme, check)
-            t.add_row(
-                f"{escape(check)}: {escape(what)}",
-                str(lay.held[key]),
-                str(lay.failed[key]),
-                str(lay.undetermined[key]),
-                escape(lay.first_failure.get(key, "")),
-            )
-        con.print(t)
+        con.print(_relation_table(lay, scheme, title))
         bad = lay.disagreeing(scheme)
         if bad:
             con.print(
@@ -160,3 +164,32 @@ def _print_landmark_layout(con: Console, lay: LayoutTally) -> None:
                 f"the {scheme} mapping agrees with these files' geometry: a test of the "
                 "mapping, not a proof (a swap of two similar points can pass it)."
             )
+
+
+def _print_texture_orientation(con: Console, tex: RelationTally, source: str) -> None:
+    """The texture convention tested on the files' textures, as read and with v flipped."""
+    n = tex.frames["as read"]
+    for group in tex.groups():
+        title = f"texture orientation ({group}): tested on the textures of {n} frames"
+        con.print(_relation_table(tex, group, title))
+    from mvdata.sources.texture_orientation import texture_verdict
+
+    verdict = texture_verdict(tex)
+    if verdict == "flipped":
+        con.print(
+            f"[bold red]the {source} reader's texture v disagrees with these files[/bold red]: "
+            "the lips and eyes sample where they are on more frames with v flipped than as "
+            "read, so every view would be rendered with its texture upside down. Report it "
+            "with one file."
+        )
+    elif verdict == "unclear":
+        con.print(
+            f"[bold red]the textures of these files do not show lips and eyes where the "
+            f"{source} reader's UVs point[/bold red] on most frames, as read or flipped: look at "
+            "a contact sheet of a build (`mvdata info SHARDS --contact-sheet PNG`)."
+        )
+    else:
+        con.print(
+            f"the {source} reader's texture v agrees with these files: the lips and eyes "
+            "sample where the landmarks are on more frames as read than flipped."
+        )

@@ -15,7 +15,12 @@ from typer.testing import CliRunner
 from mvdata.core import Mesh
 from mvdata.formats.landmarks import read_bnd, write_bnd
 from mvdata.sources.inspect import inspect_dataset
-from mvdata.sources.landmark_layout import LAYOUT_CHECKS, LayoutTally, layout_verdicts
+from mvdata.sources.landmark_layout import (
+    LAYOUT_CHECKS,
+    add_layout,
+    layout_tally,
+    layout_verdicts,
+)
 from mvdata.synth.facemodel import FaceModel
 from mvdata.synth.generate import SynthConfig, iter_synth
 from mvdata.synth.native import BND_FROM_IBUG, bnd_rows
@@ -142,18 +147,18 @@ def test_missing_points_leave_relations_undetermined() -> None:
 def test_tally_counts_per_scheme_and_names_the_first_failing_file(
     procedural_model: FaceModel,
 ) -> None:
-    tally = LayoutTally()
+    tally = layout_tally()
     meshes = _faces(procedural_model, 1)
     for k, mesh in enumerate(meshes):
         names, pts = _ibug_of(mesh)
-        tally.add(f"good{k}", names, pts)
-        tally.add(f"mirrored{k}", names, pts * np.array([-1.0, 1.0, 1.0], np.float32))
+        add_layout(tally, f"good{k}", names, pts)
+        add_layout(tally, f"mirrored{k}", names, pts * np.array([-1.0, 1.0, 1.0], np.float32))
     n = len(meshes)
-    assert tally.schemes() == ["ibug"] and tally.frames["ibug"] == 2 * n
+    assert tally.groups() == ["ibug"] and tally.frames["ibug"] == 2 * n
     assert tally.failed[("ibug", "sides")] == n and tally.held[("ibug", "sides")] == n
     assert tally.first_failure == {("ibug", "sides"): "mirrored0"}
     assert tally.disagreeing("ibug") == []  # half the frames: not "most"
-    tally.add("one-more-mirrored", names, pts * np.array([-1.0, 1.0, 1.0], np.float32))
+    add_layout(tally, "one-more-mirrored", names, pts * np.array([-1.0, 1.0, 1.0], np.float32))
     assert tally.disagreeing("ibug") == ["sides"]
 
 

@@ -20,8 +20,9 @@ from mvdata.sources.conventions import (
     synthetic,
 )
 from mvdata.sources.conventions.status import Convention
-from mvdata.sources.landmark_layout import LayoutTally
+from mvdata.sources.landmark_layout import RelationTally, add_layout, layout_tally
 from mvdata.sources.registry import get_source
+from mvdata.sources.texture_orientation import add_texture, texture_tally
 
 #: Each reader's stated assumptions about its files (see :mod:`mvdata.sources.conventions`).
 CONVENTIONS: dict[str, tuple[Convention, ...]] = {
@@ -59,7 +60,9 @@ class InspectReport:
     frames_checked: int = 0
     conventions: tuple[Convention, ...] = ()
     #: The landmark mapping tested on each loaded frame's geometry (:mod:`.landmark_layout`).
-    landmark_layout: LayoutTally = field(default_factory=LayoutTally)
+    landmark_layout: RelationTally = field(default_factory=layout_tally)
+    #: The texture-coordinate convention tested on each frame's texture (:mod:`.texture_orientation`).
+    texture_orientation: RelationTally = field(default_factory=texture_tally)
 
     @property
     def error_kinds(self) -> Counter[str]:
@@ -74,7 +77,8 @@ def inspect_dataset(
 ) -> InspectReport:
     """Scan ``root`` with the named source and summarise it; with ``check``, load every frame
     too (slow on a full dataset) so unreadable files are listed with their reason, and test the
-    landmark mapping on each frame's geometry (:mod:`mvdata.sources.landmark_layout`)."""
+    landmark mapping on each frame's geometry (:mod:`mvdata.sources.landmark_layout`) and the
+    texture convention on its texture (:mod:`mvdata.sources.texture_orientation`)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such dataset folder")
@@ -104,7 +108,8 @@ def inspect_dataset(
                     rep.frames_checked += 1
                     if mesh.landmarks is not None and mesh.landmark_names:
                         where = str(root / it.frame_paths[t][0])
-                        rep.landmark_layout.add(where, mesh.landmark_names, mesh.landmarks)
+                        add_layout(rep.landmark_layout, where, mesh.landmark_names, mesh.landmarks)
+                        add_texture(rep.texture_orientation, where, mesh)
                 except MeshReadError as exc:
                     rep.errors.append(exc.as_read_error())
                 except Exception as exc:  # noqa: BLE001 - listed like the build's reader-bug

@@ -34,7 +34,10 @@ from schemas.landmarks import canonical_name, naming_scheme
 __all__ = [
     "LAYOUT_CHECKS",
     "TOLERANCE",
-    "LayoutTally",
+    "RelationTally",
+    "add_layout",
+    "frame_scheme",
+    "layout_tally",
     "layout_verdicts",
 ]
 
@@ -194,24 +197,24 @@ def frame_scheme(names: Sequence[str]) -> str | None:
 
 
 @dataclass
-class LayoutTally:
-    """The relations of :data:`LAYOUT_CHECKS` counted over many frames, per naming scheme."""
+class RelationTally:
+    """Verdicts of named relations counted over many frames, per group (a landmark naming
+    scheme, or a texture orientation): how many frames each relation held, failed or could not
+    tell, and the first file it failed on."""
 
+    relations: dict[str, str]
     frames: Counter[str] = field(default_factory=Counter)
     held: Counter[tuple[str, str]] = field(default_factory=Counter)
     failed: Counter[tuple[str, str]] = field(default_factory=Counter)
     undetermined: Counter[tuple[str, str]] = field(default_factory=Counter)
-    #: (scheme, relation) -> the first file on which the relation failed.
+    #: (group, relation) -> the first file on which the relation failed.
     first_failure: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def add(self, where: str, names: Sequence[str], points: NDArray[np.floating]) -> None:
-        """Count one frame's landmarks (``where`` names its file in failure reports)."""
-        scheme = frame_scheme(names)
-        if scheme is None:
-            return
-        self.frames[scheme] += 1
-        for check, verdict in layout_verdicts(names, points).items():
-            key = (scheme, check)
+    def add_verdicts(self, group: str, where: str, verdicts: dict[str, bool | None]) -> None:
+        """Count one frame's verdicts under ``group`` (``where`` names its file)."""
+        self.frames[group] += 1
+        for relation, verdict in verdicts.items():
+            key = (group, relation)
             if verdict is None:
                 self.undetermined[key] += 1
             elif verdict:
@@ -220,11 +223,26 @@ class LayoutTally:
                 self.failed[key] += 1
                 self.first_failure.setdefault(key, where)
 
-    def schemes(self) -> list[str]:
-        """The naming schemes seen, in a stable order."""
+    def groups(self) -> list[str]:
+        """The groups seen, in a stable order."""
         return sorted(self.frames)
 
-    def disagreeing(self, scheme: str) -> list[str]:
-        """The relations that failed on more frames of ``scheme`` than they held on: what a
-        wrong mapping looks like (one odd scan fails a relation or two, not most of them)."""
-        return [c for c in LAYOUT_CHECKS if self.failed[(scheme, c)] > self.held[(scheme, c)]]
+    def disagreeing(self, group: str) -> list[str]:
+        """The relations that failed on more frames of ``group`` than they held on: what a
+        wrong convention looks like (one odd scan fails a relation or two, not most of them)."""
+        return [r for r in self.relations if self.failed[(group, r)] > self.held[(group, r)]]
+
+
+def layout_tally() -> RelationTally:
+    """An empty tally of :data:`LAYOUT_CHECKS`, grouped by landmark naming scheme."""
+    return RelationTally(LAYOUT_CHECKS)
+
+
+def add_layout(
+    tally: RelationTally, where: str, names: Sequence[str], points: NDArray[np.floating]
+) -> None:
+    """Count one frame's landmark relations in ``tally`` under the frame's naming scheme
+    (frames whose landmark names no mapping knows are skipped)."""
+    scheme = frame_scheme(names)
+    if scheme is not None:
+        tally.add_verdicts(scheme, where, layout_verdicts(names, points))

@@ -47,7 +47,9 @@ CONVENTIONS: tuple[Convention, ...] = (
         "texture v",
         "OBJ vt and VRML texCoord with v up (origin at the image's lower-left), kept as they are",
         "guess",
-        "the formats' conventions; no real file seen",
+        "the formats' conventions; no real file seen. "
+        "`mvdata inspect --check` tests it on your files where they have landmarks (the "
+        "texture orientation table)",
     ),
     final_newline(".obj and .bnd files"),
 )

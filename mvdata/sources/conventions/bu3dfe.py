@@ -47,7 +47,9 @@ CONVENTIONS: tuple[Convention, ...] = (
         "lower-left, v grows UP against the image rows; kept as they are",
         "guess",
         "VRML97 spec and raw-formats.md ('v is flipped against image rows'); not checked "
-        "against a real BU-3DFE texture",
+        "against a real BU-3DFE texture. "
+        "`mvdata inspect --check` tests it on your files where they have landmarks (the "
+        "texture orientation table)",
     ),
     Convention(
         ".bnd landmark order",

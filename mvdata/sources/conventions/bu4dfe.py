@@ -63,7 +63,9 @@ CONVENTIONS: tuple[Convention, ...] = (
         "texture v",
         "VRML97: (0, 0) is the image's lower-left, v grows up; kept as they are",
         "guess",
-        "VRML97 spec; not checked against a real BU-4DFE texture",
+        "VRML97 spec; not checked against a real BU-4DFE texture. "
+        "`mvdata inspect --check` tests it on your files where they have landmarks (the "
+        "texture orientation table)",
     ),
     Convention(
         ".bnd landmark order",

@@ -44,8 +44,9 @@ def register(app: typer.Typer) -> None:
         max_errors: int = typer.Option(50, help="list at most this many unreadable files"),
     ) -> None:
         """Show what a reader sees: counts per subject, expression, intensity; frames per
-        sequence; the conventions it assumes (verified, reported or a guess); the files it could
-        not read and why."""
+        sequence; the conventions it assumes (verified, reported or a guess); with --check, the
+        landmark mapping and texture orientation tested on each frame's geometry and texture;
+        the files it could not read and why."""
         from mvdata.sources.inspect import inspect_dataset
 
         with Progress(

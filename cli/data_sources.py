@@ -169,12 +169,12 @@ def _print_landmark_layout(con: Console, lay: RelationTally) -> None:
 
 def _print_texture_orientation(con: Console, tex: RelationTally, source: str) -> None:
     """The texture convention tested on the files' textures, as read and with v flipped."""
+    from mvdata.sources.texture_orientation import texture_verdict
+
     n = tex.frames["as read"]
     for group in tex.groups():
         title = f"texture orientation ({group}): tested on the textures of {n} frames"
         con.print(_relation_table(tex, group, title))
-    from mvdata.sources.texture_orientation import texture_verdict
-
     verdict = texture_verdict(tex)
     if verdict == "flipped":
         con.print(

@@ -103,19 +103,20 @@ def inspect_dataset(
             rep.frames_per_sequence[it.key] = it.num_frames
         if check:
             for t in range(it.num_frames):
+                where = str(root / it.frame_paths[t][0])
                 try:
                     mesh = src.load_frame(it, t)
-                    rep.frames_checked += 1
-                    if mesh.landmarks is not None and mesh.landmark_names:
-                        where = str(root / it.frame_paths[t][0])
-                        add_layout(rep.landmark_layout, where, mesh.landmark_names, mesh.landmarks)
-                        add_texture(rep.texture_orientation, where, mesh)
                 except MeshReadError as exc:
                     rep.errors.append(exc.as_read_error())
                 except Exception as exc:  # noqa: BLE001 - listed like the build's reader-bug
-                    where = str(root / it.frame_paths[t][0])
                     msg = f"the reader failed unexpectedly ({type(exc).__name__}: {exc})"
                     rep.errors.append(ReadError(where, "reader-bug", msg))
+                else:
+                    rep.frames_checked += 1
+                    # outside the try: a bug in the checks is this project's, not the file's
+                    if mesh.landmarks is not None and mesh.landmark_names:
+                        add_layout(rep.landmark_layout, where, mesh.landmark_names, mesh.landmarks)
+                        add_texture(rep.texture_orientation, where, mesh)
                 done += 1
                 if progress is not None:
                     progress(done, total)

@@ -640,7 +640,13 @@ def _synth_modules() -> tuple[Any, Any, Any]:
     return load_sfm, SynthConfig, iter_synth
 
 
-def _synthetic_samples(num_ids: int, seed: int) -> Iterator[tuple[dict[str, Any], str]]:
+def _synthetic_samples(
+    num_ids: int, seed: int, as_bnd: bool = False
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """Sample jsons of synthetic SFM faces with their expressions; ``as_bnd``: the landmarks as
+    the 83 BU ``.bnd`` rows the synthetic BU writer puts in files (the guessed order)."""
+    from mvdata.synth.native import bnd_rows
+
     load_sfm, synth_config, iter_synth = _synth_modules()
     directory = Path(os.environ.get("MVDATA_FACE_MODEL_DIR", "/nonexistent"))
     if not (directory / "sfm_shape_3448.bin").is_file():
@@ -655,7 +661,9 @@ def _synthetic_samples(num_ids: int, seed: int) -> Iterator[tuple[dict[str, Any]
         noise_mm=0.2,
     )
     for sm in iter_synth(cfg, model):
-        lm = sm.mesh.landmarks
+        lm, names = sm.mesh.landmarks, list(sm.mesh.landmark_names)
+        if as_bnd:
+            lm, names = bnd_rows(sm.mesh)[0], [f"bnd{i:02d}" for i in range(83)]
         sample = dict(
             key=f"{sm.sequence}",
             dataset="synth",
@@ -664,7 +672,7 @@ def _synthetic_samples(num_ids: int, seed: int) -> Iterator[tuple[dict[str, Any]
             kind="static",
             frames=[0],
             landmarks=[lm.tolist()],
-            landmark_names=list(sm.mesh.landmark_names),
+            landmark_names=names,
         )
         yield sample, sm.expression
 
@@ -700,36 +708,9 @@ def test_prior_zero_shot_through_the_bnd_mapping() -> None:
     ``BND_TO_CANONICAL``, which has no nose tip or subnasale and lid midpoints only, and still
     names the expressions (measured 0.93 through ibug and 0.93 through bnd on seed 1; 0.90 and
     0.85 on seed 2). Before the writer used the guessed order, this path read other points."""
-    from mvdata.synth.native import bnd_rows
-
-    load_sfm, synth_config, iter_synth = _synth_modules()
-    directory = Path(os.environ.get("MVDATA_FACE_MODEL_DIR", "/nonexistent"))
-    if not (directory / "sfm_shape_3448.bin").is_file():
-        pytest.skip("Surrey Face Model files not available (set MVDATA_FACE_MODEL_DIR)")
-    cfg = synth_config(
-        num_identities=12,
-        intensities=(3, 4),
-        seed=1,
-        texture_size=16,
-        pose_jitter_deg=3.0,
-        noise_mm=0.2,
-    )
-    samples, label = [], {}
-    for sm in iter_synth(cfg, load_sfm(directory)):
-        rows, _ = bnd_rows(sm.mesh)
-        samples.append(
-            dict(
-                key=sm.sequence,
-                dataset="synth",
-                subject=sm.subject,
-                sequence=sm.sequence,
-                kind="static",
-                frames=[0],
-                landmarks=[rows.tolist()],
-                landmark_names=[f"bnd{i:02d}" for i in range(83)],
-            )
-        )
-        label[sm.sequence] = sm.expression
+    pairs = list(_synthetic_samples(12, seed=1, as_bnd=True))
+    samples = [s for s, _ in pairs]
+    label = {s["key"]: e for s, e in pairs}
     df = prior_table(samples, reference="subject", subject_method="rays")
     pred = np.asarray(CLASSES)[df.select(prob_columns()).to_numpy().argmax(axis=1)]
     truth = np.asarray([label[k] for k in df["key"]])

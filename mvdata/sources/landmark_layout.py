@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from schemas.landmarks import canonical_name, naming_scheme
+from schemas.landmarks import CANONICAL_LANDMARKS, canonical_name, naming_scheme
 
 __all__ = [
     "LAYOUT_CHECKS",
@@ -64,13 +64,8 @@ _RIGHT_EYE = ("eye_outer_right", "eye_inner_right")
 _LEFT_EYE = ("eye_outer_left", "eye_inner_left")
 _BROWS_RIGHT = ("brow_outer_right", "brow_mid_right", "brow_inner_right")
 _BROWS_LEFT = ("brow_outer_left", "brow_mid_left", "brow_inner_left")
-_MOUTH = (
-    "mouth_corner_right",
-    "mouth_corner_left",
-    "upper_lip_outer",
-    "upper_lip_inner",
-    "lower_lip_inner",
-    "lower_lip_outer",
+_MOUTH = tuple(
+    n for n in CANONICAL_LANDMARKS if n.startswith(("mouth_corner", "upper_lip", "lower_lip"))
 )
 _NOSE = ("nose_tip", "subnasale", "nose_ala_right", "nose_ala_left")
 #: (upper, lower) lid pairs of one eye, in canonical names (BU/Bosphorus midpoints, ibug pairs).

@@ -109,8 +109,8 @@ def _canonical_points(names: Sequence[str], points: NDArray[np.floating]) -> dic
 def layout_verdicts(names: Sequence[str], points: NDArray[np.floating]) -> dict[str, bool | None]:
     """Each relation of :data:`LAYOUT_CHECKS` on one frame's landmarks: True (holds), False
     (fails) or None (undetermined: its points are missing, or the face is too flat there to
-    tell). Every relation is None when both eyes or the brows and mouth are missing, since the
-    frame cannot be built."""
+    tell). Every relation is None when an eye, the brows or the mouth is missing: the frame
+    cannot be built without them."""
     verdicts: dict[str, bool | None] = dict.fromkeys(LAYOUT_CHECKS)
     lm = _canonical_points(names, points)
     right_eye, left_eye = _mean(lm, _RIGHT_EYE), _mean(lm, _LEFT_EYE)

@@ -58,6 +58,7 @@ __all__ = [
     "MAPPING_STATUS",
     "canonical_index",
     "canonical_name",
+    "ibug_id",
     "naming_scheme",
 ]
 
@@ -257,6 +258,13 @@ def naming_scheme(name: str) -> str | None:
     if _BND.match(key):
         return "bnd"
     return "bosphorus" if key in BOSPHORUS_TO_CANONICAL else None
+
+
+def ibug_id(name: str) -> int | None:
+    """The 1-based ibug-68 id of an ``"ibugNN"`` name, or None for any other name (case and
+    whitespace ignored, as in :func:`canonical_name`)."""
+    m = _IBUG.match(_normalise(name))
+    return int(m.group(1)) if m else None
 
 
 def canonical_name(name: str) -> str | None:

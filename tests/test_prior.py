@@ -46,6 +46,7 @@ from schemas.landmarks import (
     IBUG_TO_CANONICAL,
     canonical_index,
     canonical_name,
+    ibug_id,
 )
 
 P = {name: i for i, name in enumerate(PROXIES)}
@@ -186,6 +187,11 @@ def test_canonical_index_bosphorus_words() -> None:
     assert "upper_lip_outer" not in idx and "eye_inner_right" not in idx
     assert canonical_name("Some other point") is None
     assert len(canonical_index(list(BOSPHORUS_LABELS))) == 22
+
+
+def test_ibug_id_reads_only_ibug_names() -> None:
+    assert ibug_id("ibug37") == 37 and ibug_id(" IBUG9 ") == 9
+    assert ibug_id("bnd37") is None and ibug_id("ibug") is None and ibug_id("ibug3x") is None
 
 
 def test_first_duplicate_wins_and_order_is_canonical() -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "TOLERANCE",
     "RelationTally",
     "add_layout",
+    "canonical_points",
     "frame_scheme",
     "layout_tally",
     "layout_verdicts",
@@ -96,7 +97,7 @@ def _verdict(margins: Sequence[float]) -> bool | None:
     return None
 
 
-def _canonical_points(names: Sequence[str], points: NDArray[np.floating]) -> dict[str, Point]:
+def canonical_points(names: Sequence[str], points: NDArray[np.floating]) -> dict[str, Point]:
     """Canonical name -> position for the finite, mapped landmarks (the first row of a name)."""
     lm: dict[str, Point] = {}
     for name, pos in zip(names, np.asarray(points, dtype=np.float64), strict=True):
@@ -112,7 +113,7 @@ def layout_verdicts(names: Sequence[str], points: NDArray[np.floating]) -> dict[
     tell). Every relation is None when an eye, the brows or the mouth is missing: the frame
     cannot be built without them."""
     verdicts: dict[str, bool | None] = dict.fromkeys(LAYOUT_CHECKS)
-    lm = _canonical_points(names, points)
+    lm = canonical_points(names, points)
     right_eye, left_eye = _mean(lm, _RIGHT_EYE), _mean(lm, _LEFT_EYE)
     brows, mouth = _mean(lm, _BROWS_RIGHT + _BROWS_LEFT), _mean(lm, _MOUTH)
     if right_eye is None or left_eye is None or brows is None or mouth is None:

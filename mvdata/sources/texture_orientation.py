@@ -27,8 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mvdata.core import Mesh
-from mvdata.sources.landmark_layout import RelationTally
-from schemas.landmarks import canonical_name
+from mvdata.sources.landmark_layout import RelationTally, canonical_points
 
 __all__ = [
     "ORIENTATIONS",
@@ -86,25 +85,21 @@ _LIPS = (("upper_lip_outer", "upper_lip_inner"), ("lower_lip_outer", "lower_lip_
 
 
 def _landmark_uvs(mesh: Mesh) -> dict[str, NDArray[np.float64]]:
-    """Canonical name -> the UV of the mesh vertex nearest that landmark (the first row of a
-    name; a vertex on a UV seam takes the UV of the last triangle corner naming it)."""
+    """Canonical name -> the UV of the mesh vertex nearest that landmark (the first finite row of
+    a name; a vertex on a UV seam takes the UV of the last triangle corner naming it)."""
     assert mesh.landmarks is not None and mesh.uvs is not None and mesh.uv_faces is not None
-    rows: dict[str, int] = {}
-    for row, name in enumerate(mesh.landmark_names):
-        canon = canonical_name(name)
-        if canon is not None and canon not in rows and np.isfinite(mesh.landmarks[row]).all():
-            rows[canon] = row
-    if not rows:
+    points = canonical_points(mesh.landmark_names, mesh.landmarks)
+    if not points:
         return {}
     uv_of_vertex = np.full(mesh.num_vertices, -1, np.int64)
     uv_of_vertex[mesh.faces.ravel()] = mesh.uv_faces.ravel()
     verts = mesh.vertices.astype(np.float64)
-    names = list(rows)
-    pts = mesh.landmarks[[rows[n] for n in names]].astype(np.float64)
     # one point at a time: a [points, vertices] distance matrix of a 500k-vertex scan is GBs
-    nearest = [uv_of_vertex[int(((verts - p) ** 2).sum(axis=1).argmin())] for p in pts]
+    nearest = {
+        n: uv_of_vertex[int(((verts - p) ** 2).sum(axis=1).argmin())] for n, p in points.items()
+    }
     uvs = mesh.uvs.astype(np.float64)
-    return {n: uvs[k] for n, k in zip(names, nearest, strict=True) if k >= 0}
+    return {n: uvs[k] for n, k in nearest.items() if k >= 0}
 
 
 def _colour(texture: NDArray[np.uint8], uv: NDArray[np.float64], flip: bool) -> NDArray[np.float64]:

@@ -53,7 +53,12 @@ from mvdata.sources.conventions.bosphorus import EMOTION_CODES as BOSPHORUS_CODE
 from mvdata.sources.conventions.bu3dfe import BU_CODES
 from mvdata.sources.conventions.bu4dfe import FOLDER_OF as BU4_FOLDERS
 from mvdata.synth.generate import SynthMesh
-from schemas.landmarks import BOSPHORUS_LABELS, BOSPHORUS_TO_CANONICAL, IBUG_TO_CANONICAL
+from schemas.landmarks import (
+    BOSPHORUS_LABELS,
+    BOSPHORUS_TO_CANONICAL,
+    IBUG_TO_CANONICAL,
+    ibug_id,
+)
 
 __all__ = [
     "BND_FROM_IBUG",
@@ -152,8 +157,8 @@ def bnd_rows(mesh: Mesh) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     ibug: dict[int, NDArray[np.float64]] = {}
     if mesh.landmarks is not None:
         for name, pos in zip(mesh.landmark_names, mesh.landmarks, strict=True):
-            if name.startswith("ibug"):
-                ibug[int(name[4:])] = pos.astype(np.float64)
+            if (i := ibug_id(name)) is not None:
+                ibug[i] = pos.astype(np.float64)
     pad = np.linspace(0, mesh.num_vertices - 1, BND_ROWS).round().astype(np.int64)
     pts = mesh.vertices[pad].astype(np.float64)
     idx = pad.copy()

@@ -819,6 +819,44 @@ def test_run_progress_reads_the_log_of_a_run_in_progress(tmp_path: Path) -> None
     assert run_progress(tmp_path) == "step 40 of 1,000 (1.00 s a step, about 16 min left)"
 
 
+def test_logged_training_seconds_sums_the_sittings_of_a_killed_and_resumed_run(
+    tmp_path: Path,
+) -> None:
+    """A run killed before its benchmark could record anything, then resumed: the time its log
+    accounts for is the sum of both sittings (each from its start or resume event to its last
+    timed record), the redone steps counted twice, as they were paid for twice."""
+    from mvmodel.evaluate.report import _benchmark_section
+    from mvmodel.train.logs import logged_training_seconds
+
+    assert logged_training_seconds(tmp_path) is None  # no log
+    lines = [
+        {"kind": "event", "event": "start", "step": 0, "time": 1000.0},
+        {"kind": "step", "step": 10, "time": 1100.0},
+        {"kind": "event", "event": "checkpoint", "step": 10, "time": 1101.0},
+        {"kind": "step", "step": 20, "time": 1200.0},  # killed here: 200 s
+        {"kind": "event", "event": "resume", "step": 10, "time": 5000.0},
+        {"kind": "step", "step": 20, "time": 5090.0},
+        {"kind": "step", "step": 30, "time": "5180"},  # a row it cannot read is passed over
+        {"kind": "event", "event": "done", "step": 30, "time": 5185.0},  # 185 s
+    ]
+    text = "".join(json.dumps(r) + "\n" for r in lines)
+    (tmp_path / "log.jsonl").write_text(text + '{"kind": "step", "st')  # and a torn last line
+    assert logged_training_seconds(tmp_path) == (385.0, 2)
+    (tmp_path / "log.jsonl").write_text(json.dumps(lines[1]) + "\n")
+    assert logged_training_seconds(tmp_path) is None  # no start event
+    # the report's cost table shows it beside the invocation's own seconds
+    bench = {
+        "seed": 9,
+        "stage_seconds": {"synth": 51.0},
+        "train_seconds": {"main": None, "multiview": 2609.2},
+        "train_logged": {"multiview": {"seconds": 12504.4, "sittings": 2}},
+    }
+    md = "\n".join(_benchmark_section(bench, {"wall_seconds": 38.0}))
+    assert "| train multiview | 2609 | 12504 s, 2 sitting(s) |" in md
+    assert "| train main | skipped (done earlier) |  |" in md
+    assert "train_logged" not in md and "| **total** | **2698** | |" in md
+
+
 def test_benchmark_stage_says_its_progress_and_never_leaves_its_child_running(
     tmp_path: Path,
 ) -> None:
@@ -877,6 +915,8 @@ def test_benchmark_quick_end_to_end(tmp_path: Path) -> None:
     for name in names:
         assert (out / "configs" / f"{name}.yaml").is_file()
         assert (out / "runs" / name / "model.safetensors").is_file()
+        run = record["runs"][name]  # its own log: one sitting, within the invocation's time
+        assert run["sittings"] == 1 and 0 < run["logged_seconds"] <= run["seconds"]
     for sub in ("", "all-intensities/", "clips/"):
         assert (out / "report" / sub / "report.md").is_file()
     doc = json.loads((out / "report" / "report.json").read_text())

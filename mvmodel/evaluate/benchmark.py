@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mvdata.core import differing_settings
 from mvdata.io import atomic_write, atomic_write_json
 from mvmodel.evaluate.protocols import make_protocol
-from mvmodel.train.logs import run_progress
+from mvmodel.train.logs import logged_training_seconds, run_progress
 
 __all__ = [
     "BASELINES",
@@ -365,7 +365,13 @@ def _train(
     finished = (run_dir / "model.safetensors").is_file() and (run_dir / "config.yaml").is_file()
     if finished and config_hash(load_config(run_dir / "config.yaml", recorded=True)) == want:
         echo(f"train {name}: finished earlier ({run_dir})")
-        return {"run": str(run_dir), "config": str(cfg_path), "seconds": None, "skipped": True}
+        return {
+            "run": str(run_dir),
+            "config": str(cfg_path),
+            "seconds": None,
+            "skipped": True,
+            **_logged(run_dir),
+        }
     args = [str(shards), "--out", str(run_dir), "--config", str(cfg_path)]
     if (run_dir / "config.yaml").is_file():
         args.append("--resume")
@@ -381,7 +387,16 @@ def _train(
         "config": str(cfg_path),
         "seconds": round(seconds, 1),
         "skipped": False,
+        **_logged(run_dir),
     }
+
+
+def _logged(run_dir: Path) -> dict[str, Any]:
+    """The training time the run's own log accounts for, over all its sittings: unlike
+    ``seconds`` (this invocation's wall time, plus what earlier invocations recorded), it keeps
+    the time of a sitting that was killed before it could record anything."""
+    got = logged_training_seconds(run_dir)
+    return {"logged_seconds": got[0], "sittings": got[1]} if got else {}
 
 
 def _resolved(s: BenchmarkSettings, out: Path) -> dict[str, Any]:
@@ -668,6 +683,11 @@ def run_benchmark(
         **settings_doc,
         "stage_seconds": stages,
         "train_seconds": {k: v["seconds"] for k, v in runs.items()},
+        "train_logged": {
+            k: {"seconds": v["logged_seconds"], "sittings": v["sittings"]}
+            for k, v in runs.items()
+            if "logged_seconds" in v
+        },
         "runs": {k: v["run"] for k, v in runs.items()},
     }
     result = report_of(

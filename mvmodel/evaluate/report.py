@@ -260,22 +260,26 @@ def _benchmark_section(bench: dict[str, Any], env: dict[str, Any]) -> list[str]:
     L.append("| setting | value |")
     L.append("|---|---|")
     for key, value in sorted(bench.items()):
-        if key in ("stage_seconds", "train_seconds", "runs"):
+        if key in ("stage_seconds", "train_seconds", "train_logged", "runs"):
             continue
         L.append(f"| {key} | {json.dumps(value) if isinstance(value, list | dict) else value} |")
     L.append("")
     stages = dict(bench.get("stage_seconds") or {})
     stages.update({f"train {k}": v for k, v in (bench.get("train_seconds") or {}).items()})
+    # what each run's own log accounts for: it keeps the time of a sitting that was killed
+    logged = {f"train {k}": v for k, v in (bench.get("train_logged") or {}).items()}
     if stages:
-        L.append("| stage | seconds |")
-        L.append("|---|---|")
+        L.append("| stage | seconds | the run's own log |")
+        L.append("|---|---|---|")
         total = 0.0
         for k, v in stages.items():
-            L.append(f"| {k} | {'skipped (done earlier)' if v is None else f'{v:.0f}'} |")
+            got = logged.get(k)
+            log = f"{got['seconds']:.0f} s, {got['sittings']} sitting(s)" if got else ""
+            L.append(f"| {k} | {'skipped (done earlier)' if v is None else f'{v:.0f}'} | {log} |")
             total += v or 0.0
         own = env.get("wall_seconds") or 0.0
-        L.append(f"| this report | {own:.0f} |")
-        L.append(f"| **total** | **{total + own:.0f}** |")
+        L.append(f"| this report | {own:.0f} | |")
+        L.append(f"| **total** | **{total + own:.0f}** | |")
         L.append("")
     return L
 

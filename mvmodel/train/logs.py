@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunLog", "read_log", "run_progress"]
+__all__ = ["RunLog", "logged_training_seconds", "read_log", "run_progress"]
 
 
 def _clean(value: Any) -> Any:
@@ -69,10 +69,8 @@ class RunLog:
             self._tb = None
 
 
-def read_log(run_dir: Path) -> list[dict[str, Any]]:
-    """The records of ``RUN/log.jsonl``; of repeated (kind, step) pairs (a resumed run redoes
-    the steps after its last checkpoint) the last one is kept. A torn last line (a killed run)
-    is skipped."""
+def _raw_records(run_dir: Path) -> list[dict[str, Any]]:
+    """Every record of ``RUN/log.jsonl`` in file order (a torn last line is skipped)."""
     path = Path(run_dir) / "log.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no run log (is {run_dir} a training run directory?)")
@@ -84,6 +82,41 @@ def read_log(run_dir: Path) -> list[dict[str, Any]]:
             continue
         if isinstance(rec, dict):
             records.append(rec)
+    return records
+
+
+def logged_training_seconds(run_dir: Path) -> tuple[float, int] | None:
+    """(seconds, sittings): the training time a run's log accounts for, summed over its
+    sittings. A sitting runs from a start or resume event to the last timed record before the
+    next one, so the time of a sitting that was killed (and resumed later) still counts; the
+    steps it redoes after its last checkpoint count twice, as they were paid for twice. None
+    when there is no log or no start event."""
+    try:
+        records = _raw_records(run_dir)
+    except FileNotFoundError:
+        return None
+    total, sittings, begun, latest = 0.0, 0, None, None
+    for rec in records:
+        when = rec.get("time")
+        if not isinstance(when, int | float):
+            continue
+        if rec.get("kind") == "event" and rec.get("event") in ("start", "resume"):
+            if begun is not None and latest is not None:
+                total += latest - begun
+            begun, latest, sittings = float(when), float(when), sittings + 1
+        elif begun is not None:
+            latest = max(float(when), latest if latest is not None else float(when))
+    if begun is None:
+        return None
+    assert latest is not None
+    return round(total + latest - begun, 1), sittings
+
+
+def read_log(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``RUN/log.jsonl``; of repeated (kind, step) pairs (a resumed run redoes
+    the steps after its last checkpoint) the last one is kept. A torn last line (a killed run)
+    is skipped."""
+    records = _raw_records(run_dir)
     last: dict[tuple[str, Any], int] = {}
     for i, rec in enumerate(records):
         if rec.get("kind") in ("step", "epoch"):

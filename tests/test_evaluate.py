@@ -1065,3 +1065,65 @@ def test_seed_spread_compares_the_whole_training_config(
     (missing / "report").mkdir(parents=True)
     with pytest.raises(SystemExit, match="configs/main.yaml: no main-run config"):
         script.read_main_config(missing)
+
+
+def test_record_benchmark_copies_the_record_once_and_never_half(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scripts/record_benchmark.py: benchmark.json, every config (.base.yaml too) and the
+    reports' md/json/png, byte for byte, nothing else (no runs, shards, logs); an OUT without a
+    finished report or an existing NAME is refused (exit 1) and writes nothing; a copy that
+    fails half-way leaves no folder that looks like a record."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location(
+        "record_benchmark", REPO / "scripts/record_benchmark.py"
+    )
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out, dest = tmp_path / "out", tmp_path / "results"
+    files = {
+        "configs/main.yaml": b"model: {}\n",
+        "configs/.base.yaml": b"optim: {}\n",
+        "report/report.json": b'{"main": "MultiviewVLM"}',
+        "report/report.md": b"# report\n",
+        "report/confusion.png": b"\x89PNG\r\n\x1a\n1",
+        "report/all-intensities/report.md": b"# all\n",
+        "runs/main/model.safetensors": b"weights",
+        "shards/static/manifest.parquet": b"PAR1",
+        "logs/train-main.log": b"log",
+    }
+    for rel, data in files.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    (out / "benchmark.json").write_text(json.dumps({"report": None}))
+    argv = [str(out), "seed9", "--dest", str(dest)]
+    assert script.main(argv) == 1  # the report is not written yet
+    assert "has not written its report" in capsys.readouterr().err
+    assert not dest.exists() or not any(dest.iterdir())
+    (out / "benchmark.json").write_text(json.dumps({"report": str(out / "report/report.md")}))
+    assert script.main(argv) == 0
+    got = {
+        str(p.relative_to(dest / "seed9")): p.read_bytes()
+        for p in (dest / "seed9").rglob("*")
+        if p.is_file()
+    }
+    kept = {k: v for k, v in files.items() if k.startswith(("configs/", "report/"))}
+    assert got == {**kept, "benchmark.json": (out / "benchmark.json").read_bytes()}
+    assert script.main(argv) == 1 and "a record is written once" in capsys.readouterr().err
+    # a copy that fails half-way: no seed10 folder, no temporary folder left beside the records
+    calls = {"n": 0}
+    real_copy = shutil.copy2
+
+    def failing_copy(src: Any, dst: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")
+        return real_copy(src, dst)
+
+    monkeypatch.setattr(script.shutil, "copy2", failing_copy)
+    with pytest.raises(OSError, match="No space left"):
+        script.record_benchmark(out, "seed10", dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["seed9"]

@@ -95,20 +95,19 @@ def logged_training_seconds(run_dir: Path) -> tuple[float, int] | None:
         records = _raw_records(run_dir)
     except FileNotFoundError:
         return None
-    total, sittings, begun, latest = 0.0, 0, None, None
+    total, sittings, begun, latest = 0.0, 0, None, 0.0
     for rec in records:
         when = rec.get("time")
         if not isinstance(when, int | float):
             continue
         if rec.get("kind") == "event" and rec.get("event") in ("start", "resume"):
-            if begun is not None and latest is not None:
+            if begun is not None:
                 total += latest - begun
             begun, latest, sittings = float(when), float(when), sittings + 1
         elif begun is not None:
-            latest = max(float(when), latest if latest is not None else float(when))
+            latest = max(float(when), latest)
     if begun is None:
         return None
-    assert latest is not None
     return round(total + latest - begun, 1), sittings
 
 

@@ -24,12 +24,15 @@ from mvmodel.evaluate.metrics import (
     fold_stats,
     hungarian_accuracy,
     l2_normalise,
+    nearest_neighbour_shares,
+    neighbour_metrics,
     predict_by_fold,
     predict_from_scores,
     prediction_metrics,
     subject_bootstrap_ci,
 )
 from mvmodel.evaluate.protocols import EXPRESSIONS, make_protocol, select
+from mvmodel.evaluate.report import _neighbour_section
 
 # Imported before any fixture renders: importing triton (which timm/torch pull in) after the
 # process opened a Mesa EGL context segfaults (seen with moderngl 5.13 + torch 2.14.1).
@@ -182,6 +185,72 @@ def test_hungarian_accuracy_and_clustering_by_hand() -> None:
     x = np.repeat(np.eye(3) * 10, 5, axis=0) + np.random.default_rng(0).normal(size=(15, 3)) * 0.1
     scores = clustering_scores(x, np.repeat([0, 1, 2], 5), 3)
     assert scores == {"nmi": pytest.approx(1.0), "ari": pytest.approx(1.0), "matched_accuracy": 1.0}
+
+
+def test_nearest_neighbour_shares_by_hand_and_against_a_loop() -> None:
+    subjects = np.asarray(["A", "A", "B", "B"])
+    labels = np.asarray([0, 1, 0, 1])
+    # organised by subject: each face's nearest is its own subject's other scan, and its nearest
+    # face of the other subject shows the other expression (A0.B1 = +a^2, A0.B0 = -a^2)
+    a = 0.3
+    by_subject = np.asarray([[1, 0, a], [1, 0, -a], [0, 1, -a], [0, 1, a]])
+    got = nearest_neighbour_shares(by_subject, labels, subjects)
+    assert got == {
+        "same_class": 0.0,
+        "same_subject": 1.0,
+        "chance_class": pytest.approx(1 / 2),
+        "chance_subject": pytest.approx(1 / 3),
+    }
+    # organised by expression: the nearest is the other subject's face of the same class
+    by_class = np.asarray([[1, 0, 0.1], [0, 1, 0.1], [1, 0, -0.1], [0, 1, -0.1]])
+    got = nearest_neighbour_shares(by_class, labels, subjects)
+    assert (got["same_class"], got["same_subject"]) == (1.0, 0.0)
+    # a plain loop over cosine similarities, with hand-made features standardised as k-means has
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 5))
+    x[3, 2] = np.nan
+    y = rng.integers(0, 3, size=40)
+    g = rng.integers(0, 8, size=40)
+    for standardise in (False, True):
+        imputed = np.where(np.isnan(x), np.nanmedian(x, axis=0), x)
+        scaled = (imputed - imputed.mean(axis=0)) / imputed.std(axis=0)
+        z = scaled if standardise else np.nan_to_num(x)
+        same_y = same_g = 0
+        for i in range(40):
+            cos = [z[i] @ z[j] / np.linalg.norm(z[i]) / np.linalg.norm(z[j]) for j in range(40)]
+            j = max((j for j in range(40) if j != i), key=lambda j: cos[j])
+            k = max((k for k in range(40) if g[k] != g[i]), key=lambda k: cos[k])
+            same_g += g[j] == g[i]
+            same_y += y[k] == y[i]
+        xin = x if standardise else np.nan_to_num(x)
+        got = nearest_neighbour_shares(xin, y, g, standardise=standardise)
+        assert got["same_class"] == pytest.approx(same_y / 40)
+        assert got["same_subject"] == pytest.approx(same_g / 40)
+        pairs = sum((g[i] == g[j]) for i in range(40) for j in range(40) if i != j)
+        assert got["chance_subject"] == pytest.approx(pairs / (40 * 39))
+    with pytest.raises(ValueError, match="two subjects"):
+        nearest_neighbour_shares(x[:3], y[:3], np.zeros(3))
+
+
+def test_neighbour_metrics_per_test_fold_and_pooled() -> None:
+    sel = select(_table(6, folds=3), make_protocol("all"), mode="holdout", holdout_folds=(0, 1))
+    x = _blobs(sel, noise=0.01)  # one tight blob per class: every neighbour shows its class
+    got = neighbour_metrics(x, sel)
+    assert got is not None
+    assert set(got) == {"same_class", "same_subject", "chance_class", "chance_subject"}
+    assert set(got["same_class"]["folds"]) == {"0", "1"}
+    assert got["same_class"]["pooled"] == 1.0 and got["same_class"]["mean"] == 1.0
+    test = sel.test_mask()
+    assert got["chance_subject"]["pooled"] == pytest.approx(
+        nearest_neighbour_shares(x[test], sel.label[test], sel.group[test])["chance_subject"]
+    )
+    # the report's table: one row per method that has the shares (older reports: no section)
+    lines = _neighbour_section({"M": {"neighbours": got}, "old": {}}, "M", int(test.sum()))
+    rows = [line for line in lines if line.startswith("| ")]
+    assert rows[0] == "| method | same subject, % | same expression (another subject), % |"
+    assert len(rows) == 2 and rows[1].startswith("| **M** | ")
+    assert rows[1].endswith(" | 100.0 (100.0 ± 0.0) |")
+    assert _neighbour_section({"old": {}}, "old", 10) == []
 
 
 def test_prediction_metrics_by_hand() -> None:
@@ -546,6 +615,9 @@ def test_cli_evaluate_end_to_end(shards: Path, run: Path, tmp_path: Path) -> Non
         "geometry alone (AU proxies; prior naming)",
     }
     main = doc["methods"]["MultiviewVLM"]
+    # one test subject: no other subject to be a neighbour, so no neighbour shares
+    assert main["neighbours"] is None
+    assert "## Nearest neighbours" not in (out / "report.md").read_text()
     for key in ("linear_probe", "knn", "zero_shot"):
         st = main[key]
         assert {

@@ -10,6 +10,11 @@
 * **Clustering**: k-means with k = number of classes, NMI and ARI against the labels and the
   accuracy after the Hungarian matching of clusters to classes; on each test fold and on the
   test folds pooled (no label is used to cluster; the matching uses them, as the metric does).
+* **Nearest neighbours**: what the embedding's neighbourhoods are organised by, with no fit:
+  the share of test samples whose nearest other test sample (cosine) is of the same subject,
+  and the share whose nearest test sample of another subject shows the same class. Raw pixels
+  and identity-driven features put each face next to its own subject's other scans; an
+  expression representation puts it next to other subjects' faces of the same expression.
 
 Every metric is reported per test fold, as mean ± std over folds (``ddof=1``), with a 95 %
 confidence interval over folds (Student t), and pooled over all test samples; accuracies also get
@@ -42,6 +47,8 @@ __all__ = [
     "fold_stats",
     "hungarian_accuracy",
     "l2_normalise",
+    "nearest_neighbour_shares",
+    "neighbour_metrics",
     "predict_by_fold",
     "predict_from_scores",
     "prediction_metrics",
@@ -297,6 +304,16 @@ def hungarian_accuracy(y: NDArray[Any], clusters: NDArray[Any]) -> float:
     return float(table[rows, cols].sum() / len(y))
 
 
+def _standardised(x: NDArray[Any]) -> NDArray[np.float64]:
+    """Columns with missing values imputed by their median (0 where a column has none) and
+    scaled to zero mean and unit variance: unsupervised, for hand-made features."""
+    x = np.asarray(x, dtype=np.float64)
+    med = np.nanmedian(x, axis=0)
+    x = np.where(np.isfinite(x), x, np.where(np.isfinite(med), med, 0.0))
+    sd = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+
 def clustering_scores(
     x: NDArray[Any], y: NDArray[Any], k: int, *, seed: int = 0, standardise: bool = False
 ) -> dict[str, float]:
@@ -305,12 +322,7 @@ def clustering_scores(
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    x = np.asarray(x, dtype=np.float64)
-    if standardise:
-        med = np.nanmedian(x, axis=0)
-        x = np.where(np.isfinite(x), x, np.where(np.isfinite(med), med, 0.0))
-        sd = x.std(axis=0)
-        x = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    x = _standardised(x) if standardise else np.asarray(x, dtype=np.float64)
     k = min(k, len(x))
     clusters = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
     return {
@@ -345,6 +357,66 @@ def clustering_metrics(
     }
 
 
+def nearest_neighbour_shares(
+    x: NDArray[Any], label: NDArray[Any], group: NDArray[Any], *, standardise: bool = False
+) -> dict[str, float]:
+    """What the cosine neighbourhoods of the rows of ``x`` are organised by (leave-one-out).
+
+    Returns ``same_subject``, the share of rows whose nearest other row has the same ``group``,
+    and ``same_class``, the share whose nearest row **of another group** has the same
+    ``label`` (a subject's own scans of one expression at two intensities would otherwise count
+    as expression); ``chance_subject`` / ``chance_class`` are the same shares for a neighbour
+    drawn at random (among the other rows / the other groups' rows). Ties go to the lowest row
+    index (``argmax``). ``standardise``: hand-made features, scaled as for k-means, then
+    compared by cosine too. Raises ``ValueError`` with fewer than two groups."""
+    x = _standardised(x) if standardise else np.asarray(x, dtype=np.float64)
+    label = np.asarray(label)
+    group = np.asarray(group)
+    n = len(x)
+    if len(np.unique(group)) < 2:
+        raise ValueError(f"nearest neighbours need two subjects or more, got {n} sample(s) of one")
+    # one n x n matrix: n is a test pool (hundreds to a few thousands), well within memory
+    unit = l2_normalise(x)
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, -np.inf)
+    same_group = group[:, None] == group[None, :]
+    nearest = sim.argmax(axis=1)
+    nearest_other = np.where(same_group, -np.inf, sim).argmax(axis=1)
+    same_label = label[:, None] == label[None, :]
+    others = (~same_group).sum(axis=1)
+    return {
+        "same_class": float((label[nearest_other] == label).mean()),
+        "same_subject": float((group[nearest] == group).mean()),
+        "chance_class": float(((same_label & ~same_group).sum(axis=1) / others).mean()),
+        "chance_subject": float(((same_group.sum(axis=1) - 1) / (n - 1)).mean()),
+    }
+
+
+def neighbour_metrics(
+    x: NDArray[Any], sel: Selection, *, standardise: bool = False
+) -> dict[str, dict[str, Any]] | None:
+    """:func:`nearest_neighbour_shares` among each test fold's samples and among the test folds'
+    samples pooled: ``{"same_class": stats, "same_subject": stats, "chance_class": stats,
+    "chance_subject": stats}`` (no label is fitted; the labels only count). A fold of one
+    subject is left out; None when the test folds hold fewer than two subjects."""
+    names = ("same_class", "same_subject", "chance_class", "chance_subject")
+    per_fold: dict[str, dict[int, float]] = {name: {} for name in names}
+    test = sel.test_mask()
+    if len(np.unique(sel.group[test])) < 2:
+        return None
+    for f in sel.test_folds:
+        m = sel.fold == f
+        if len(np.unique(sel.group[m])) < 2:
+            continue
+        shares = nearest_neighbour_shares(x[m], sel.label[m], sel.group[m], standardise=standardise)
+        for name in names:
+            per_fold[name][f] = shares[name]
+    pooled = nearest_neighbour_shares(
+        x[test], sel.label[test], sel.group[test], standardise=standardise
+    )
+    return {name: fold_stats(per_fold[name], pooled=pooled[name]) for name in names}
+
+
 def evaluate_representation(
     x: NDArray[Any],
     sel: Selection,
@@ -359,7 +431,8 @@ def evaluate_representation(
     ``x``: ``[n, d]`` features in selection order (embeddings: L2-normalised by the caller;
     hand-made features: ``standardise=True``). ``scores``: ``[n, K]`` label-free class scores
     (zero-shot probabilities, the prior's) or None. Returns ``linear_probe``, ``knn``,
-    ``zero_shot`` (None without scores) and ``kmeans`` (``nmi``, ``ari``, ``matched_accuracy``).
+    ``zero_shot`` (None without scores), ``kmeans`` (``nmi``, ``ari``, ``matched_accuracy``) and
+    ``neighbours`` (:func:`neighbour_metrics`).
     """
 
     def lp(a: NDArray[Any], b: NDArray[Any], g: NDArray[Any]) -> FitResult:
@@ -375,4 +448,5 @@ def evaluate_representation(
         if scores is None
         else prediction_metrics(predict_from_scores(scores, sel), sel),
         "kmeans": clustering_metrics(x, sel, seed=seed, standardise=standardise),
+        "neighbours": neighbour_metrics(x, sel, standardise=standardise),
     }

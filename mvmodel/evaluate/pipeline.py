@@ -266,7 +266,8 @@ def evaluate(
     if random_init:
         models[RANDOM_INIT] = random_init_model(main, cache / "random-init", device=device)
     echo(
-        f"protocol {protocol.describe()}; mode {sel.mode}: {len(sel)} samples, "
+        f"protocol {protocol.describe(holdout=sel.mode == 'holdout')}; mode {sel.mode}: "
+        f"{len(sel)} samples, "
         f"{len(sel.subjects())} subjects, test folds {list(sel.test_folds)}"
     )
 
@@ -354,7 +355,7 @@ def evaluate(
         "report_version": 1,
         "main": MAIN,
         "protocol": protocol.model_dump(mode="json"),
-        "protocol_text": protocol.describe(),
+        "protocol_text": protocol.describe(holdout=sel.mode == "holdout"),
         "mode": sel.mode,
         "statement": _statement(
             sel,

@@ -76,8 +76,9 @@ class Protocol(BaseModel):
             raise ValueError(f"classes must be two or more distinct names, got {self.classes}")
         return self
 
-    def describe(self) -> str:
-        """One line for the report."""
+    def describe(self, *, holdout: bool = False) -> str:
+        """One line for the report. ``holdout``: the folds are the stored ones whatever
+        ``num_folds`` says (:func:`select` re-deals folds in ``cv`` mode only)."""
         parts = [
             f"classes {', '.join(self.classes)}",
             "intensities "
@@ -97,7 +98,12 @@ class Protocol(BaseModel):
             + (
                 "as built"
                 if self.num_folds is None
-                else f"{self.num_folds} (re-dealt, seed {self.seed})"
+                else (
+                    "as built (holdout mode: the runs' held-out folds; "
+                    f"{self.num_folds} re-dealt folds apply in cv mode only)"
+                    if holdout
+                    else f"{self.num_folds} (re-dealt, seed {self.seed})"
+                )
             ),
         ]
         return f"{self.name}: " + "; ".join(parts)

@@ -254,6 +254,47 @@ def _num(stat: dict[str, Any] | None) -> str:
     return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
 
 
+def _share(stat: dict[str, Any] | None) -> str:
+    """A share pooled over the test folds, then its mean ± std over the folds, in %."""
+    if not stat or stat.get("pooled") is None:
+        return "–"
+    text = f"{100 * stat['pooled']:.1f}"
+    if stat.get("n_folds", 0) > 1:
+        text += f" ({100 * stat['mean']:.1f} ± {100 * stat['std']:.1f})"
+    return text
+
+
+def _neighbour_section(methods: dict[str, Any], main: str, n_test: int | None) -> list[str]:
+    """What each method's neighbourhoods are organised by (reports written before 2026-12-07
+    have no ``neighbours`` and get no section)."""
+    rows = {n: r["neighbours"] for n, r in methods.items() if r.get("neighbours")}
+    if not rows:
+        return []
+    first = next(iter(rows.values()))
+    chance_class = first["chance_class"]["pooled"]
+    chance_subject = first["chance_subject"]["pooled"]
+    pool = f"the {n_test} test samples" if n_test else "the test samples"
+    L = ["## Nearest neighbours: organised by expression or by subject?", ""]
+    L.append(
+        f"For each of {pool} of the test folds pooled (in brackets: mean ± std over the test "
+        "folds, each fold its own pool), cosine, no fit: the share whose nearest other sample "
+        "is of **the same subject**, and the share whose nearest sample **of another subject** "
+        "shows the same expression. A random neighbour would give "
+        f"{100 * chance_subject:.1f} % and {100 * chance_class:.1f} % (pooled). "
+        "Identity-driven features (raw pixels, an untrained encoder) put a face next to its own "
+        "subject's other scans; an expression representation next to other subjects' faces of "
+        "its expression."
+    )
+    L.append("")
+    L.append("| method | same subject, % | same expression (another subject), % |")
+    L.append("|---|---|---|")
+    for name, nb in rows.items():
+        label = f"**{name}**" if name == main else name
+        L.append(f"| {label} | {_share(nb['same_subject'])} | {_share(nb['same_class'])} |")
+    L.append("")
+    return L
+
+
 def _benchmark_section(bench: dict[str, Any], env: dict[str, Any]) -> list[str]:
     """The benchmark's settings and what each stage cost."""
     L = ["## Benchmark settings and cost", ""]
@@ -374,6 +415,7 @@ def markdown(doc: dict[str, Any]) -> str:
             "not a held-out result."
         )
     L.append("")
+    L += _neighbour_section(methods, main, sel.get("test_samples"))
     # per class and per intensity for the main model and the geometry
     cols: list[tuple[str, str, dict[str, Any]]] = []
     geometry = next((n for n, r in methods.items() if r.get("kind") == "geometry"), None)

@@ -40,7 +40,7 @@ mvdata loader-bench "$OUT/shards" --batch-size 16 --steps 8
 mvdata loader-bench "$OUT/clips" --batch-size 4 --steps 8
 
 echo "== 7. train MultiviewVLM on the static shards (CPU: random-init ResNet-18 over the 3 views,"
-echo "   64 px, rgb + depth + normals, ~385 steps: ~4 min on 2 cores; pseudo-labels from the prompts and the"
+echo "   64 px, rgb + depth + normals, 385 steps: 4-10 min on 2 cores; pseudo-labels from the prompts and the"
 echo "   3D-landmark prior; no label used). The subjects of folds 0-2 (6 of 20) are held out: the"
 echo "   loader never reads them, so step 9 can evaluate on subjects the model never saw."
 mvmodel train "$OUT/shards" --out "$OUT/run" --config configs/cpu.yaml \

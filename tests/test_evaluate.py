@@ -187,7 +187,9 @@ def test_hungarian_accuracy_and_clustering_by_hand() -> None:
     assert scores == {"nmi": pytest.approx(1.0), "ari": pytest.approx(1.0), "matched_accuracy": 1.0}
 
 
-def test_nearest_neighbour_shares_by_hand_and_against_a_loop() -> None:
+def test_nearest_neighbour_shares_by_hand_and_against_a_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     subjects = np.asarray(["A", "A", "B", "B"])
     labels = np.asarray([0, 1, 0, 1])
     # organised by subject: each face's nearest is its own subject's other scan, and its nearest
@@ -224,6 +226,10 @@ def test_nearest_neighbour_shares_by_hand_and_against_a_loop() -> None:
             same_y += y[k] == y[i]
         xin = x if standardise else np.nan_to_num(x)
         got = nearest_neighbour_shares(xin, y, g, standardise=standardise)
+        # the row blocks (7 rows: five full blocks and a short one) change nothing
+        with monkeypatch.context() as m:
+            m.setattr("mvmodel.evaluate.metrics._NEIGHBOUR_BLOCK", 7)
+            assert nearest_neighbour_shares(xin, y, g, standardise=standardise) == got
         assert got["same_class"] == pytest.approx(same_y / 40)
         assert got["same_subject"] == pytest.approx(same_g / 40)
         pairs = sum((g[i] == g[j]) for i in range(40) for j in range(40) if i != j)

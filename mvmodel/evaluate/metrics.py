@@ -57,6 +57,8 @@ __all__ = [
 
 #: Inverse regularisation strengths tried for the linear probe (inner CV on training folds).
 C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
+#: Rows of the similarity matrix the nearest-neighbour shares hold at once.
+_NEIGHBOUR_BLOCK = 1024
 #: Neighbour counts tried for kNN (those larger than the smallest inner training set are skipped).
 K_GRID: tuple[int, ...] = (1, 3, 5, 10, 20)
 #: Inner folds at most (fewer when the training folds have fewer subjects).
@@ -375,20 +377,28 @@ def nearest_neighbour_shares(
     n = len(x)
     if len(np.unique(group)) < 2:
         raise ValueError(f"nearest neighbours need two subjects or more, got {n} sample(s) of one")
-    # one n x n matrix: n is a test pool (hundreds to a few thousands), well within memory
     unit = l2_normalise(x)
-    sim = unit @ unit.T
-    np.fill_diagonal(sim, -np.inf)
-    same_group = group[:, None] == group[None, :]
-    nearest = sim.argmax(axis=1)
-    nearest_other = np.where(same_group, -np.inf, sim).argmax(axis=1)
-    same_label = label[:, None] == label[None, :]
-    others = (~same_group).sum(axis=1)
+    _, g = np.unique(group, return_inverse=True)
+    _, y = np.unique(label, return_inverse=True)
+    same_class = same_subject = 0
+    chance_class = chance_subject = 0.0
+    # row blocks keep memory at block x n: a pool of 50k samples needs no 20 GB matrix
+    for start in range(0, n, _NEIGHBOUR_BLOCK):
+        rows = np.arange(start, min(start + _NEIGHBOUR_BLOCK, n))
+        sim = unit[rows] @ unit.T
+        sim[np.arange(len(rows)), rows] = -np.inf
+        same_group = g[rows, None] == g[None, :]
+        same_subject += int((g[sim.argmax(axis=1)] == g[rows]).sum())
+        sim[same_group] = -np.inf
+        same_class += int((y[sim.argmax(axis=1)] == y[rows]).sum())
+        same_label_other = (y[rows, None] == y[None, :]) & ~same_group
+        chance_class += float((same_label_other.sum(axis=1) / (~same_group).sum(axis=1)).sum())
+        chance_subject += float(((same_group.sum(axis=1) - 1) / (n - 1)).sum())
     return {
-        "same_class": float((label[nearest_other] == label).mean()),
-        "same_subject": float((group[nearest] == group).mean()),
-        "chance_class": float(((same_label & ~same_group).sum(axis=1) / others).mean()),
-        "chance_subject": float(((same_group.sum(axis=1) - 1) / (n - 1)).mean()),
+        "same_class": same_class / n,
+        "same_subject": same_subject / n,
+        "chance_class": chance_class / n,
+        "chance_subject": chance_subject / n,
     }
 
 

@@ -45,8 +45,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show what a reader sees: counts per subject, expression, intensity; frames per
         sequence; the conventions it assumes (verified, reported or a guess); with --check, the
-        landmark mapping and texture orientation tested on each frame's geometry and texture;
-        the files it could not read and why."""
+        landmark mapping, the file axes and the texture orientation tested on each frame's
+        geometry and texture; the files it could not read and why."""
         from mvdata.sources.inspect import inspect_dataset
 
         with Progress(
@@ -112,6 +112,8 @@ def register(app: typer.Typer) -> None:
                 )
         if rep.landmark_layout.frames:
             _print_landmark_layout(con, rep.landmark_layout)
+        if rep.face_orientation.frames:
+            _print_face_orientation(con, rep.face_orientation, rep.source)
         if rep.texture_orientation.frames:
             _print_texture_orientation(con, rep.texture_orientation, rep.source)
         if rep.errors:
@@ -124,13 +126,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _relation_table(lay: RelationTally, group: str, title: str) -> Table:
-    """One group of a tally: each relation, on how many frames it held, failed or could not be
-    told, and the first file it failed on."""
+    """One group of a tally: each relation tested, on how many frames it held, failed or could
+    not be told, and the first file it failed on."""
     t = Table(title=title, show_lines=True)
     for col in ("relation", "held", "failed", "undetermined", "first file it failed on"):
         t.add_column(col, overflow="fold")
     for relation, what in lay.relations.items():
         key = (group, relation)
+        if lay.held[key] + lay.failed[key] + lay.undetermined[key] == 0:
+            continue  # tested on no frame (a relation for frames with landmarks, say)
         t.add_row(
             f"{escape(relation)}: {escape(what)}",
             str(lay.held[key]),
@@ -167,6 +171,37 @@ def _print_landmark_layout(con: Console, lay: RelationTally) -> None:
             )
 
 
+def _print_face_orientation(con: Console, tally: RelationTally, source: str) -> None:
+    """The file axes tested on the frames' shapes: the relations as read, how many frames each
+    other axis convention fits, and the verdict."""
+    from mvdata.sources.face_orientation import AS_READ, axis_verdict
+
+    n = tally.frames[AS_READ]
+    title = f"face orientation in the files' axes: tested on the shapes of {n} frames"
+    con.print(_relation_table(tally, AS_READ, title))
+    fits = ", ".join(f"{escape(g)} {tally.all_held[g]}" for g in tally.groups())
+    con.print(f"frames with a frontal, upright nose under each axis convention: {fits}")
+    verdict, best = axis_verdict(tally)
+    if verdict == "differs":
+        con.print(
+            f"[bold red]these files look {escape(best)}, not y up facing +z as the {source} "
+            "reader reads them[/bold red]: every view of a scan without landmarks named by "
+            "meaning (ibug, Bosphorus) would show the face turned that way. Report it with one "
+            "file."
+        )
+    elif verdict == "unclear":
+        con.print(
+            "[bold red]most frames show no frontal, upright nose under any axis convention "
+            "tried[/bold red] (scans turned far from frontal, or not faces): look at a contact "
+            "sheet of a build (`mvdata info SHARDS --contact-sheet PNG`)."
+        )
+    else:
+        con.print(
+            f"the {source} reader's axes agree with these files: on most frames the nose points "
+            "along +z with +y up, as the renderer's frontal camera expects."
+        )
+
+
 def _print_texture_orientation(con: Console, tex: RelationTally, source: str) -> None:
     """The texture convention tested on the files' textures, as read and with v flipped."""
     from mvdata.sources.texture_orientation import texture_verdict
@@ -180,7 +215,7 @@ def _print_texture_orientation(con: Console, tex: RelationTally, source: str) ->
         con.print(
             f"[bold red]the {source} reader's texture v disagrees with these files[/bold red]: "
             "the lips and eyes sample where they are on more frames with v flipped than as "
-            "read, so every view would be rendered with its texture upside down. Report it "
+            "read (without landmarks: the reddest vertices lie below the nose), so every view would be rendered with its texture upside down. Report it "
             "with one file."
         )
     elif verdict == "unclear":
@@ -192,5 +227,6 @@ def _print_texture_orientation(con: Console, tex: RelationTally, source: str) ->
     else:
         con.print(
             f"the {source} reader's texture v agrees with these files: the lips and eyes "
-            "sample where the landmarks are on more frames as read than flipped."
+            "sample where the landmarks (or, without landmarks, the nose) say they are on more "
+            "frames as read than flipped."
         )

@@ -577,6 +577,34 @@ def _coma_frame(root: Path, binary: bool, n: int) -> None:
     p.write_bytes(ply_bytes(mesh, binary=binary))
 
 
+def _make_coma(root: Path) -> None:
+    _coma_frame(root, False, 1)
+
+
+#: Hand-made files of every reader that keeps its file's axes (Bosphorus scans are turned
+#: upright by their labelled landmarks).
+AXES_CASES = {
+    **{case: made for case, made in HAND_MADE.items() if made[0] != "bosphorus"},
+    "coma-ply": ("coma", _make_coma),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AXES_CASES))
+def test_readers_keep_the_file_axes(case: str, tmp_path: Path) -> None:
+    """GUESS: the files are stored +y up with the face looking along +z. The readers hand the
+    renderer the file's own coordinates and the normaliser, without landmarks named by
+    meaning, does not turn them (identity rotation), so the file's axes are the views' axes.
+    Whether a dataset's files follow the rule is what `mvdata inspect --check` tests on their
+    shapes (tests/test_face_orientation.py)."""
+    source, make = AXES_CASES[case]
+    make(tmp_path)
+    mesh = read_only_item(source, tmp_path)
+    got = sorted(map(tuple, np.round(mesh.vertices.astype(np.float64), 4).tolist()))
+    assert got == sorted(set(QUAD)), case
+    norm = normalise(mesh)
+    assert norm.method == "bbox" and np.allclose(norm.rotation, np.eye(3)), case
+
+
 def test_coma_layout(tmp_path: Path) -> None:
     _coma_frame(tmp_path, False, 1)
     (it,) = get_source("coma").scan(tmp_path).items
@@ -745,6 +773,12 @@ STATED_BY: dict[tuple[str, str], str] = {
     ("coma", "final newline"): "test_text_files_must_end_with_a_newline",
     ("facescape", "final newline"): "test_text_files_must_end_with_a_newline",
     ("meshdir", "final newline"): "test_text_files_must_end_with_a_newline",
+    ("bu3dfe", "axes"): "test_readers_keep_the_file_axes",
+    ("bu4dfe", "axes"): "test_readers_keep_the_file_axes",
+    ("bp4d", "axes"): "test_readers_keep_the_file_axes",
+    ("coma", "axes"): "test_readers_keep_the_file_axes",
+    ("facescape", "axes"): "test_readers_keep_the_file_axes",
+    ("meshdir", "axes"): "test_readers_keep_the_file_axes",
 }
 
 

@@ -20,6 +20,7 @@ from mvdata.sources.conventions import (
     synthetic,
 )
 from mvdata.sources.conventions.status import Convention
+from mvdata.sources.face_orientation import add_orientation, orientation_tally
 from mvdata.sources.landmark_layout import RelationTally, add_layout, layout_tally
 from mvdata.sources.registry import get_source
 from mvdata.sources.texture_orientation import add_texture, texture_tally
@@ -63,6 +64,8 @@ class InspectReport:
     landmark_layout: RelationTally = field(default_factory=layout_tally)
     #: The texture-coordinate convention tested on each frame's texture (:mod:`.texture_orientation`).
     texture_orientation: RelationTally = field(default_factory=texture_tally)
+    #: The file axes (y up, facing +z) tested on each frame's geometry (:mod:`.face_orientation`).
+    face_orientation: RelationTally = field(default_factory=orientation_tally)
 
     @property
     def error_kinds(self) -> Counter[str]:
@@ -77,8 +80,9 @@ def inspect_dataset(
 ) -> InspectReport:
     """Scan ``root`` with the named source and summarise it; with ``check``, load every frame
     too (slow on a full dataset) so unreadable files are listed with their reason, and test the
-    landmark mapping on each frame's geometry (:mod:`mvdata.sources.landmark_layout`) and the
-    texture convention on its texture (:mod:`mvdata.sources.texture_orientation`)."""
+    landmark mapping on each frame's geometry (:mod:`mvdata.sources.landmark_layout`), the
+    file axes on its shape (:mod:`mvdata.sources.face_orientation`) and the texture convention
+    on its texture (:mod:`mvdata.sources.texture_orientation`)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such dataset folder")
@@ -116,7 +120,8 @@ def inspect_dataset(
                     # outside the try: a bug in the checks is this project's, not the file's
                     if mesh.landmarks is not None and mesh.landmark_names:
                         add_layout(rep.landmark_layout, where, mesh.landmark_names, mesh.landmarks)
-                        add_texture(rep.texture_orientation, where, mesh)
+                    add_orientation(rep.face_orientation, where, mesh)
+                    add_texture(rep.texture_orientation, where, mesh)
                 done += 1
                 if progress is not None:
                     progress(done, total)

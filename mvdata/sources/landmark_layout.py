@@ -205,10 +205,14 @@ class RelationTally:
     undetermined: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: (group, relation) -> the first file on which the relation failed.
     first_failure: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: group -> the frames on which every relation tested held.
+    all_held: Counter[str] = field(default_factory=Counter)
 
     def add_verdicts(self, group: str, where: str, verdicts: dict[str, bool | None]) -> None:
         """Count one frame's verdicts under ``group`` (``where`` names its file)."""
         self.frames[group] += 1
+        if verdicts and all(v is True for v in verdicts.values()):
+            self.all_held[group] += 1
         for relation, verdict in verdicts.items():
             key = (group, relation)
             if verdict is None:

@@ -12,8 +12,13 @@ the bridge of the nose, both as read and with ``v`` flipped: a wrong convention 
 relations failing as read and holding flipped. Hand-written: no texture or mesh library knows
 where a face's lips are.
 
-It needs landmarks that name the lips, eyes and nose bridge (BU ``.bnd`` through its guessed
-order, Bosphorus ``.lm3``, ibug names) and a texture; other frames are not counted. Fair skin
+With landmarks that name the lips, eyes and nose bridge (BU ``.bnd`` through its guessed
+order, Bosphorus ``.lm3``, ibug names) it reads the lips and eyes there. Without them (BP4D,
+FaceScape, plain mesh folders) it finds the lips by colour and the nose by shape: the reddest
+1 % of the face's vertices (texture sampled at each vertex's UV) must lie below the nose tip,
+which :mod:`.face_orientation` finds in the file's axes; such a frame counts only where those
+axes show a frontal, upright nose (else "below" means nothing), and it tests the texture
+against the geometry, not the geometry itself. Frames with no texture are not counted. Fair skin
 under red light, closed eyes or a beard can make a relation undetermined (within the
 tolerance) on some frames; a wrong orientation fails it on most. The brows are not used: light
 brows on dark skin are lighter than the skin, so "brows are dark" is not a fact about faces.
@@ -27,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mvdata.core import Mesh
+from mvdata.sources.face_orientation import upright_nose_tip
 from mvdata.sources.landmark_layout import RelationTally, canonical_points
 
 __all__ = [
@@ -44,6 +50,8 @@ TEXTURE_CHECKS: dict[str, str] = {
     "of the nose",
     "eyes": "the eyes (the centre of each eye's corners and lids) are darker than the bridge of "
     "the nose",
+    "lips below nose": "without landmarks: the reddest 1 % of the face's vertices near the nose "
+    "tip lie below it",
 }
 
 #: The texture orientations tried: the reader's, and ``v`` flipped (``1 - v``).
@@ -56,6 +64,15 @@ REDNESS_TOLERANCE = 0.02
 #: Eyes hold when their luminance is under this fraction of the bridge's and fail when above
 #: the bridge's own (closed or light eyes fall between: undetermined).
 DARK_EYE_RATIO = 0.85
+
+#: "lips below nose": the reddest :data:`REDDEST_SHARE` of the vertices within
+#: :data:`LIPS_REACH` of the face's extent from the nose tip (in x and y; the lips lie about 0.2
+#: below it, the eyes as far above) must have their median height below the tip by more than
+#: :data:`LIPS_MARGIN` of the extent, and fail above it by as much. Synthetic faces: median
+#: -0.17 to -0.24 as read, +0.20 to +0.26 with v flipped.
+REDDEST_SHARE = 0.01
+LIPS_REACH = 0.3
+LIPS_MARGIN = 0.03
 
 _BRIDGE = ("nose_saddle", "nose_saddle_right", "nose_saddle_left")
 #: The points around each eye; the eye's centre is the mean of their UVs.
@@ -91,8 +108,7 @@ def _landmark_uvs(mesh: Mesh) -> dict[str, NDArray[np.float64]]:
     points = canonical_points(mesh.landmark_names, mesh.landmarks)
     if not points:
         return {}
-    uv_of_vertex = np.full(mesh.num_vertices, -1, np.int64)
-    uv_of_vertex[mesh.faces.ravel()] = mesh.uv_faces.ravel()
+    uv_of_vertex = _vertex_uvs(mesh)
     verts = mesh.vertices.astype(np.float64)
     # one point at a time: a [points, vertices] distance matrix of a 500k-vertex scan is GBs
     nearest = {
@@ -130,16 +146,65 @@ def _mean_colour(
     return np.mean(cols, axis=0) if cols else None
 
 
-def texture_verdicts(mesh: Mesh) -> dict[str, dict[str, bool | None]] | None:
-    """Each relation of :data:`TEXTURE_CHECKS` per orientation of :data:`ORIENTATIONS`: True
-    (holds), False (fails), None (undetermined); None for a frame without a texture, UVs or
-    landmarks naming the nose bridge."""
-    if mesh.texture is None or mesh.uvs is None or mesh.landmarks is None:
+def _vertex_uvs(mesh: Mesh) -> NDArray[np.int64]:
+    """Vertex -> the index of its UV (the last triangle corner naming it), -1 for none."""
+    assert mesh.uv_faces is not None
+    uv_of_vertex = np.full(mesh.num_vertices, -1, np.int64)
+    uv_of_vertex[mesh.faces.ravel()] = mesh.uv_faces.ravel()
+    return uv_of_vertex
+
+
+def _lips_below_nose(mesh: Mesh) -> dict[str, dict[str, bool | None]] | None:
+    """The "lips below nose" relation per orientation for a frame without landmarks; None when
+    its file axes show no frontal, upright nose or too few vertices carry a UV."""
+    assert mesh.texture is not None and mesh.uvs is not None and mesh.uv_faces is not None
+    found = upright_nose_tip(mesh.vertices)
+    if found is None:
         return None
+    tip, extent = found
+    uv_of_vertex = _vertex_uvs(mesh)
+    verts = mesh.vertices.astype(np.float64)
+    near = (uv_of_vertex >= 0) & (
+        np.hypot(verts[:, 0] - tip[0], verts[:, 1] - tip[1]) <= LIPS_REACH * extent
+    )
+    count = max(10, round(REDDEST_SHARE * int(near.sum())))
+    if int(near.sum()) < 2 * count:
+        return None
+    heights = verts[near, 1] - tip[1]
+    uvs = mesh.uvs.astype(np.float64)[uv_of_vertex[near]]
+    h, w = mesh.texture.shape[:2]
+    cols = np.clip((uvs[:, 0] * w).astype(np.int64), 0, w - 1)
+    out: dict[str, dict[str, bool | None]] = {}
+    for orientation in ORIENTATIONS:
+        v = 1.0 - uvs[:, 1] if orientation == "v flipped" else uvs[:, 1]
+        rows = np.clip(((1.0 - v) * h).astype(np.int64), 0, h - 1)
+        rgb = mesh.texture[rows, cols, :3].astype(np.float64)
+        redness = (rgb[:, 0] - rgb[:, 1]) / np.maximum(rgb.sum(axis=1), 1e-6)
+        reddest = np.argsort(redness, kind="stable")[-count:]
+        where = float(np.median(heights[reddest])) / extent
+        out[orientation] = {
+            "lips below nose": True
+            if where < -LIPS_MARGIN
+            else False
+            if where > LIPS_MARGIN
+            else None
+        }
+    return out
+
+
+def texture_verdicts(mesh: Mesh) -> dict[str, dict[str, bool | None]] | None:
+    """Relations of :data:`TEXTURE_CHECKS` per orientation of :data:`ORIENTATIONS`: True
+    (holds), False (fails), None (undetermined). "lips" and "eyes" for a frame with landmarks
+    naming the nose bridge; "lips below nose" for one without (see the module's docstring).
+    None for a frame without a texture or UVs, or one neither way can read."""
+    if mesh.texture is None or mesh.uvs is None or mesh.uv_faces is None:
+        return None
+    if mesh.landmarks is None or not mesh.landmark_names:
+        return _lips_below_nose(mesh)
     uv = _landmark_uvs(mesh)
     bridge_uvs = [uv[n] for n in _BRIDGE if n in uv]
-    if not bridge_uvs:
-        return None
+    if not bridge_uvs:  # landmarks that name no nose bridge (unknown names): read by colour
+        return _lips_below_nose(mesh)
     eye_uvs = []
     for ring in _EYES:
         pts = [uv[n] for n in ring if n in uv]

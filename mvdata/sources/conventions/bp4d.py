@@ -6,6 +6,7 @@ writer, so each code is spelled once.
 
 from __future__ import annotations
 
+from mvdata.sources.conventions.geometry import file_axes
 from mvdata.sources.conventions.status import Convention
 from mvdata.sources.conventions.text import final_newline
 
@@ -51,5 +52,6 @@ CONVENTIONS: tuple[Convention, ...] = (
         "`mvdata inspect --check` tests it on your files where they have landmarks (the "
         "texture orientation table)",
     ),
+    file_axes("as the BU datasets, from the same lab; not checked against a real BP4D scan"),
     final_newline(".obj and .bnd files"),
 )

@@ -6,6 +6,7 @@ writer, so each code is spelled once.
 
 from __future__ import annotations
 
+from mvdata.sources.conventions.geometry import file_axes
 from mvdata.sources.conventions.status import Convention
 from mvdata.sources.conventions.text import final_newline
 
@@ -61,5 +62,6 @@ CONVENTIONS: tuple[Convention, ...] = (
         "second-hand code and menpo's bu3dfe_83 groups; schemas/landmarks.py BND_TO_CANONICAL. "
         "`mvdata inspect --check` tests it on your files (the landmark layout table)",
     ),
+    file_axes("VRML97 is y up; not checked against a real BU-3DFE scan"),
     final_newline(".bnd files"),
 )

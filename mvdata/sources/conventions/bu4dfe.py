@@ -6,6 +6,7 @@ writer, so each code is spelled once.
 
 from __future__ import annotations
 
+from mvdata.sources.conventions.geometry import file_axes
 from mvdata.sources.conventions.status import Convention
 from mvdata.sources.conventions.text import final_newline
 
@@ -76,5 +77,6 @@ CONVENTIONS: tuple[Convention, ...] = (
         "second-hand code; schemas/landmarks.py BND_TO_CANONICAL. `mvdata inspect --check` "
         "tests it on your files (the landmark layout table)",
     ),
+    file_axes("as BU-3DFE; not checked against a real BU-4DFE scan"),
     final_newline(".bnd files"),
 )

@@ -6,6 +6,7 @@ writer, so each code is spelled once.
 
 from __future__ import annotations
 
+from mvdata.sources.conventions.geometry import file_axes
 from mvdata.sources.conventions.status import Convention
 from mvdata.sources.conventions.text import final_newline
 
@@ -56,5 +57,6 @@ CONVENTIONS: tuple[Convention, ...] = (
         "second-hand code",
     ),
     Convention("frame rate", f"{FPS:g} fps", "guess", "CoMA paper, not checked against the files"),
+    file_axes("FLAME's frame (y up, facing +z, metres); not checked against a real CoMA file"),
     final_newline("ASCII .ply files"),
 )

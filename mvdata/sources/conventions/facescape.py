@@ -6,6 +6,7 @@ writer, so each code is spelled once.
 
 from __future__ import annotations
 
+from mvdata.sources.conventions.geometry import file_axes
 from mvdata.sources.conventions.status import Convention
 from mvdata.sources.conventions.text import final_newline
 
@@ -61,5 +62,6 @@ CONVENTIONS: tuple[Convention, ...] = (
         "guess",
         "this project's reading of the names",
     ),
+    file_axes("the OBJ habit (y up); not checked against a real FaceScape model"),
     final_newline(".obj files"),
 )

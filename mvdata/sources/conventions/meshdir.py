@@ -6,6 +6,7 @@ writer, so each code is spelled once.
 
 from __future__ import annotations
 
+from mvdata.sources.conventions.geometry import file_axes
 from mvdata.sources.conventions.status import Convention
 from mvdata.sources.conventions.text import final_newline
 
@@ -44,5 +45,6 @@ CONVENTIONS: tuple[Convention, ...] = (
         "this reader's choice: splitting one person into two ids would leak identity across "
         "subject-independent folds, merging two only unbalances them",
     ),
+    file_axes("the common habit of face-scan exporters; a plain folder states nothing"),
     final_newline(".obj, ASCII .ply and .bnd files"),
 )

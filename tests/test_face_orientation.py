@@ -1,0 +1,197 @@
+"""The file-axes check (``mvdata inspect --check``): in a file's own axes the face must look
+along +z with +y up, as the renderer assumes for scans without landmarks named by meaning. It
+must hold on the synthetic faces as written, name the convention when the same faces are
+written in another one, not take the back of a head or a flat sheet for a nose, and read
+millimetres and metres alike. The texture relation built on it ("lips below nose") must hold
+as read and fail with v flipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from mvdata.core import Mesh
+from mvdata.sources.face_orientation import (
+    AS_READ,
+    AXIS_CONVENTIONS,
+    add_orientation,
+    axis_verdict,
+    face_extent,
+    nose_tip,
+    orientation_tally,
+    orientation_verdicts,
+    upright_nose_tip,
+)
+from mvdata.sources.inspect import inspect_dataset
+from mvdata.sources.texture_orientation import texture_verdicts
+from mvdata.synth.facemodel import FaceModel
+from mvdata.synth.generate import SynthConfig, iter_synth
+from mvdata.synth.writer import write_synth
+
+
+def _faces(model: FaceModel, jitter: float = 10.0) -> list[Mesh]:
+    cfg = SynthConfig(
+        num_identities=3,
+        expressions=("neutral", "happiness", "surprise", "anger"),
+        intensities=(3, 4),
+        pose_jitter_deg=jitter,
+        noise_mm=0.2,
+        seed=5,
+    )
+    return [sm.mesh for sm in iter_synth(cfg, model)]
+
+
+def _written_as(mesh: Mesh, convention: str, scale: float = 1.0) -> Mesh:
+    """The mesh as a file in ``convention`` would hold it: renderer = R @ file, so file = R^T @
+    renderer (rows: ``v @ R``)."""
+    rot = AXIS_CONVENTIONS[convention]
+    return Mesh(
+        (mesh.vertices.astype(np.float64) @ rot * scale).astype(np.float32),
+        mesh.faces,
+        uvs=mesh.uvs,
+        uv_faces=mesh.uv_faces,
+        texture=mesh.texture,
+    )
+
+
+@pytest.mark.parametrize("convention", list(AXIS_CONVENTIONS))
+def test_each_convention_is_recognised(any_model: FaceModel, convention: str) -> None:
+    """The same faces written in each convention: that convention fits the most frames (and
+    as read only when it is the renderer's), and most frames fit it."""
+    faces = _faces(any_model)
+    tally = orientation_tally()
+    for k, mesh in enumerate(faces):
+        add_orientation(tally, f"f{k}", _written_as(mesh, convention))
+    verdict, best = axis_verdict(tally)
+    assert best == convention
+    assert verdict == ("agrees" if convention == AS_READ else "differs")
+    assert tally.all_held[convention] >= 0.6 * len(faces)
+    others = [tally.all_held[g] for g in AXIS_CONVENTIONS if g != convention]
+    assert max(others) <= 0.5 * tally.all_held[convention]
+
+
+def test_millimetres_and_metres_read_alike(procedural_model: FaceModel) -> None:
+    """FLAME/CoMA meshes are in metres: every threshold is a fraction of the face's extent."""
+    for mesh in _faces(procedural_model)[:8]:
+        assert orientation_verdicts(_written_as(mesh, AS_READ, 0.001)) == orientation_verdicts(mesh)
+
+
+def test_a_stray_vertex_does_not_make_a_nose(procedural_model: FaceModel) -> None:
+    """One spike of scanner noise far in front of the face does not become the tip (the medoid
+    of the five points of largest z), so the face still shows a frontal nose."""
+    for mesh in _faces(procedural_model, jitter=3.0)[:6]:
+        v = mesh.vertices.astype(np.float64)
+        lo, hi = v.min(axis=0), v.max(axis=0)
+        spiked = v.copy()
+        spiked[0] = [lo[0], hi[1], hi[2] + 30.0]  # a corner, far in front
+        moved = np.linalg.norm(nose_tip(spiked) - nose_tip(v))
+        assert moved < 0.03 * face_extent(v)
+        got = orientation_verdicts(Mesh(spiked.astype(np.float32), mesh.faces))
+        assert got is not None and got[AS_READ]["front"] is True
+
+
+def test_a_head_seen_from_behind_and_a_flat_sheet_have_no_nose() -> None:
+    """The back of a head (a sphere's cap facing the camera) protrudes too little, a flat sheet
+    not at all: "front" fails and "upright" is not read; too few vertices: not counted."""
+    n = 60
+    theta, phi = np.meshgrid(np.linspace(0, np.pi / 2, n), np.linspace(0, 2 * np.pi, n))
+    r = 90.0
+    cap = np.stack(
+        [r * np.sin(theta) * np.cos(phi), r * np.sin(theta) * np.sin(phi), r * np.cos(theta)],
+        axis=-1,
+    ).reshape(-1, 3)
+    xs, ys = np.meshgrid(np.linspace(-80, 80, n), np.linspace(-100, 100, n))
+    sheet = np.stack([xs, ys, np.zeros_like(xs)], axis=-1).reshape(-1, 3)
+    faces = np.zeros((1, 3), np.int64)
+    for pts in (cap, sheet):
+        got = orientation_verdicts(Mesh(pts.astype(np.float32), faces))
+        assert got is not None and got[AS_READ] == {"front": False, "upright": None}
+        assert upright_nose_tip(pts) is None
+    assert orientation_verdicts(Mesh(cap[:10].astype(np.float32), faces)) is None
+
+
+def test_lips_below_nose_as_read_not_flipped(any_model: FaceModel) -> None:
+    """Without landmarks, the reddest vertices near the nose lie below it through the UVs as
+    read on most faces counted, and above it with v flipped on most; the landmark relations
+    are not read. Only faces whose axes show an upright nose are counted (most SFM faces; on the
+    procedural face, whose profile is near-symmetric, under half), so SFM faces written
+    upside down are not."""
+    faces = _faces(any_model, jitter=3.0)
+    got = [texture_verdicts(_written_as(m, AS_READ)) for m in faces]
+    counted = [g for g in got if g is not None]
+    assert len(counted) >= (0.8 if any_model.name.startswith("sfm") else 0.3) * len(faces)
+    assert all(set(g["as read"]) == {"lips below nose"} for g in counted)
+    held = sum(g["as read"]["lips below nose"] is True for g in counted)
+    failed_flipped = sum(g["v flipped"]["lips below nose"] is False for g in counted)
+    assert held >= 0.9 * len(counted) and failed_flipped >= 0.9 * len(counted)
+    if any_model.name.startswith("sfm"):  # the procedural nose is too symmetric to tell
+        upside_down = [texture_verdicts(_written_as(m, "upside down (y down)")) for m in faces]
+        assert sum(g is not None for g in upside_down) <= 0.1 * len(counted)
+
+
+def _rewrite_obj_vertices(path: Path, convention: str) -> None:
+    """Rewrite the ``v`` lines of an OBJ as a file in ``convention`` would hold them."""
+    rot = AXIS_CONVENTIONS[convention]
+    out = []
+    for line in path.read_text().splitlines():
+        if line.startswith("v "):
+            p = np.array([float(t) for t in line.split()[1:4]]) @ rot
+            line = "v " + " ".join(f"{c:.6f}" for c in p)
+        out.append(line)
+    path.write_text("\n".join(out) + "\n")
+
+
+def test_inspect_names_the_axes_and_the_texture_of_files_without_landmarks(
+    procedural_model: FaceModel, tmp_path: Path
+) -> None:
+    """FaceScape-layout OBJs (no landmarks): as written, inspect says the axes and the texture v
+    agree; with the vertices stored z up, it names that convention; with the textures stored
+    upside down, it says the texture v disagrees (exit 0: it reports)."""
+    from cli.mvdata_app import app
+
+    cfg = SynthConfig(
+        num_identities=3,
+        expressions=("neutral", "happiness", "surprise"),
+        intensities=(3,),
+        texture_size=128,
+        pose_jitter_deg=3.0,
+        seed=4,
+    )
+    root = write_synth(cfg, procedural_model, tmp_path / "fs", fmt="facescape").out_dir
+    runner = CliRunner()
+
+    def inspect() -> str:
+        r = runner.invoke(app, ["inspect", str(root), "-s", "facescape"], env={"COLUMNS": "300"})
+        assert r.exit_code == 0, r.output
+        return " ".join(r.output.split())
+
+    rep = inspect_dataset(root, "facescape", check=True)
+    n = rep.frames_checked
+    assert n > 0 and rep.face_orientation.frames[AS_READ] == n
+    assert axis_verdict(rep.face_orientation) == ("agrees", AS_READ)
+    tex = rep.texture_orientation
+    counted = tex.frames["as read"]
+    assert counted > n // 2 and tex.held[("as read", "lips below nose")] == counted
+    out = inspect()
+    assert "the facescape reader's axes agree with these files" in out
+    assert "the facescape reader's texture v agrees with these files" in out
+
+    for img in root.rglob("*.jpg"):
+        with Image.open(img) as im:
+            flipped = np.ascontiguousarray(np.asarray(im.convert("RGB"))[::-1])
+        Image.fromarray(flipped).save(img, format="JPEG", quality=95)
+    rep = inspect_dataset(root, "facescape", check=True)
+    assert rep.texture_orientation.held[("v flipped", "lips below nose")] == counted
+    assert rep.texture_orientation.held[("as read", "lips below nose")] == 0
+    assert "the facescape reader's texture v disagrees with these files" in inspect()
+
+    for obj in root.rglob("*.obj"):
+        _rewrite_obj_vertices(obj, "z up, facing -y")
+    rep = inspect_dataset(root, "facescape", check=True)
+    assert axis_verdict(rep.face_orientation) == ("differs", "z up, facing -y")
+    assert rep.texture_orientation.frames["as read"] == 0  # no upright nose: "below" is moot
+    assert "these files look z up, facing -y, not y up facing +z" in inspect()

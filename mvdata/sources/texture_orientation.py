@@ -54,6 +54,9 @@ TEXTURE_CHECKS: dict[str, str] = {
     "tip lie below it",
 }
 
+#: The relations read through landmarks (the rest are read without them).
+_LANDMARK_CHECKS = ("lips", "eyes")
+
 #: The texture orientations tried: the reader's, and ``v`` flipped (``1 - v``).
 ORIENTATIONS = ("as read", "v flipped")
 
@@ -221,7 +224,7 @@ def texture_verdicts(mesh: Mesh) -> dict[str, dict[str, bool | None]] | None:
         flip = orientation == "v flipped"
         bridge = _mean_colour(mesh.texture, bridge_uvs, flip)
         assert bridge is not None
-        verdicts: dict[str, bool | None] = dict.fromkeys(TEXTURE_CHECKS)
+        verdicts: dict[str, bool | None] = dict.fromkeys(_LANDMARK_CHECKS)
         lips = _mean_colour(mesh.texture, lip_uvs, flip)
         if lips is not None:
             margin = _redness(lips) - _redness(bridge)

@@ -183,7 +183,7 @@ def _lips_below_nose(mesh: Mesh) -> dict[str, dict[str, bool | None]] | None:
         rows = np.clip(((1.0 - v) * h).astype(np.int64), 0, h - 1)
         rgb = mesh.texture[rows, cols, :3].astype(np.float64)
         redness = (rgb[:, 0] - rgb[:, 1]) / np.maximum(rgb.sum(axis=1), 1e-6)
-        reddest = np.argsort(redness, kind="stable")[-count:]
+        reddest = np.argpartition(redness, -count)[-count:]
         where = float(np.median(heights[reddest])) / extent
         out[orientation] = {
             "lips below nose": True

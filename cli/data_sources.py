@@ -185,9 +185,8 @@ def _print_face_orientation(con: Console, tally: RelationTally, source: str) -> 
     if verdict == "differs":
         con.print(
             f"[bold red]these files look {escape(best)}, not y up facing +z as the {source} "
-            "reader reads them[/bold red]: every view of a scan without landmarks named by "
-            "meaning (ibug, Bosphorus) would show the face turned that way. Report it with one "
-            "file."
+            "reader reads them[/bold red]: every view of these scans would show the face "
+            "turned that way. Report it with one file."
         )
     elif verdict == "unclear":
         con.print(

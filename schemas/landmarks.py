@@ -56,6 +56,7 @@ __all__ = [
     "CANONICAL_LANDMARKS",
     "IBUG_TO_CANONICAL",
     "MAPPING_STATUS",
+    "SEMANTIC_SCHEMES",
     "canonical_index",
     "canonical_name",
     "ibug_id",
@@ -247,6 +248,18 @@ _SPACES = re.compile(r"\s+")
 
 def _normalise(name: str) -> str:
     return _SPACES.sub(" ", name.strip()).lower()
+
+
+#: Landmark naming schemes whose names the normaliser (:mod:`mvdata.render.normalise`) reads by meaning (through
+#: :func:`schemas.landmarks.canonical_name`): ibug-68 (verified) and Bosphorus's label texts
+#: (texts verified). Which anatomical side Bosphorus's "left" means is a guess, but it cannot
+#: change the transform: the x axis runs from the eye points mapped to the subject's right to
+#: those mapped to the left, i.e. from the points with the smaller x (Bosphorus "left" in the
+#: files seen) to the larger, whichever side they are. BU ``.bnd`` rows (``"bndNN"``) are NOT
+#: read by meaning: their order is an unverified guess (:data:`schemas.landmarks.BND_TO_CANONICAL`,
+#: which ``mvdata inspect --check`` tests on the files' geometry); they count only as an unordered
+#: point set (centre and spread fallbacks), which holds whatever the order.
+SEMANTIC_SCHEMES = ("ibug", "bosphorus")
 
 
 def naming_scheme(name: str) -> str | None:

@@ -216,3 +216,20 @@ def test_inspect_names_the_axes_and_the_texture_of_files_without_landmarks(
     assert axis_verdict(rep.face_orientation) == ("differs", "z up, facing -y")
     assert rep.texture_orientation.frames["as read"] == 0  # no upright nose: "below" is moot
     assert "these files look z up, facing -y, not y up facing +z" in inspect()
+
+
+def test_frames_turned_by_their_landmarks_are_not_counted(
+    procedural_model: FaceModel, tmp_path: Path
+) -> None:
+    """Bosphorus scans carry labelled landmarks the normaliser turns them upright by, so their
+    file axes do not reach the views and inspect does not test them; BU scans' ``.bnd`` rows
+    are read only as a set, so theirs do and it does."""
+    cfg = SynthConfig(
+        num_identities=1, expressions=("neutral", "happiness"), texture_size=32, seed=4
+    )
+    bos = write_synth(cfg, procedural_model, tmp_path / "bos", fmt="bosphorus").out_dir
+    rep = inspect_dataset(bos, "bosphorus", check=True)
+    assert rep.frames_checked > 0 and not rep.face_orientation.frames
+    bu = write_synth(cfg, procedural_model, tmp_path / "bu", fmt="bu3dfe").out_dir
+    rep = inspect_dataset(bu, "bu3dfe", check=True)
+    assert rep.frames_checked > 0 and rep.face_orientation.frames[AS_READ] == rep.frames_checked

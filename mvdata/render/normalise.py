@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mvdata.core import Mesh
-from schemas.landmarks import canonical_name, naming_scheme
+from schemas.landmarks import SEMANTIC_SCHEMES, canonical_name, naming_scheme
 from schemas.models import Normalisation
 
 #: Outer eye-corner (ibug 37 to 46, Bosphorus "Outer left/right eye corner") distance in
@@ -38,16 +38,8 @@ CANONICAL_BBOX_EXTENT = 220.0
 
 
 # --------------------------------------------------------------------------- normalisation
-#: Landmark naming schemes whose names the normaliser reads by meaning (through
-#: :func:`schemas.landmarks.canonical_name`): ibug-68 (verified) and Bosphorus's label texts
-#: (texts verified). Which anatomical side Bosphorus's "left" means is a guess, but it cannot
-#: change the transform: the x axis runs from the eye points mapped to the subject's right to
-#: those mapped to the left, i.e. from the points with the smaller x (Bosphorus "left" in the
-#: files seen) to the larger, whichever side they are. BU ``.bnd`` rows (``"bndNN"``) are NOT
-#: read by meaning: their order is an unverified guess (:data:`schemas.landmarks.BND_TO_CANONICAL`,
-#: which ``mvdata inspect --check`` tests on the files' geometry); they count only as an unordered
-#: point set (centre and spread fallbacks), which holds whatever the order.
-SEMANTIC_SCHEMES = ("ibug", "bosphorus")
+# The landmark naming schemes the normaliser reads by meaning: schemas.landmarks.SEMANTIC_SCHEMES
+# (stated there, beside the mappings, so `mvdata inspect` can tell which frames it turns).
 
 
 def _landmark_lookup(

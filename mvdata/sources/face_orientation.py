@@ -13,8 +13,8 @@ columella, then the upper lip) while above it falls slowly (the long bridge).
 
 ``mvdata inspect --check`` tests both relations on every loaded frame in the file's axes and in
 the other common conventions (:data:`AXIS_CONVENTIONS`), and says which one most frames fit.
-Scans with landmarks named by meaning (ibug, Bosphorus) are turned upright by their landmarks,
-so for them this only describes the files. Hand-written: no mesh library knows where a face's
+Frames with landmarks named by meaning (ibug, Bosphorus) are turned upright by those landmarks,
+so inspect does not count them. Hand-written: no mesh library knows where a face's
 nose is. Thresholds are fractions of the face's extent, so millimetres and metres (FLAME/CoMA)
 read alike; a scan turned far from frontal (a 45-90 degree Bosphorus pose) is undetermined or
 fails, and the verdict is the majority of frames.

@@ -21,9 +21,15 @@ from mvdata.sources.conventions import (
 )
 from mvdata.sources.conventions.status import Convention
 from mvdata.sources.face_orientation import add_orientation, orientation_tally
-from mvdata.sources.landmark_layout import RelationTally, add_layout, layout_tally
+from mvdata.sources.landmark_layout import (
+    RelationTally,
+    add_layout,
+    frame_scheme,
+    layout_tally,
+)
 from mvdata.sources.registry import get_source
 from mvdata.sources.texture_orientation import add_texture, texture_tally
+from schemas.landmarks import SEMANTIC_SCHEMES
 
 #: Each reader's stated assumptions about its files (see :mod:`mvdata.sources.conventions`).
 CONVENTIONS: dict[str, tuple[Convention, ...]] = {
@@ -64,7 +70,9 @@ class InspectReport:
     landmark_layout: RelationTally = field(default_factory=layout_tally)
     #: The texture-coordinate convention tested on each frame's texture (:mod:`.texture_orientation`).
     texture_orientation: RelationTally = field(default_factory=texture_tally)
-    #: The file axes (y up, facing +z) tested on each frame's geometry (:mod:`.face_orientation`).
+    #: The file axes (y up, facing +z) tested on the geometry of each frame the renderer keeps in
+    #: them: frames whose landmarks it reads by meaning (ibug, Bosphorus) are turned upright by
+    #: them and not counted (:mod:`.face_orientation`).
     face_orientation: RelationTally = field(default_factory=orientation_tally)
 
     @property
@@ -118,9 +126,12 @@ def inspect_dataset(
                 else:
                     rep.frames_checked += 1
                     # outside the try: a bug in the checks is this project's, not the file's
+                    scheme = None
                     if mesh.landmarks is not None and mesh.landmark_names:
                         add_layout(rep.landmark_layout, where, mesh.landmark_names, mesh.landmarks)
-                    add_orientation(rep.face_orientation, where, mesh)
+                        scheme = frame_scheme(mesh.landmark_names)
+                    if scheme not in SEMANTIC_SCHEMES:  # rendered in the file's own axes
+                        add_orientation(rep.face_orientation, where, mesh)
                     add_texture(rep.texture_orientation, where, mesh)
                 done += 1
                 if progress is not None:

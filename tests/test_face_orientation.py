@@ -24,7 +24,7 @@ from mvdata.sources.face_orientation import (
     nose_tip,
     orientation_tally,
     orientation_verdicts,
-    upright_nose_tip,
+    upright_frame,
 )
 from mvdata.sources.inspect import inspect_dataset
 from mvdata.sources.texture_orientation import texture_verdicts
@@ -131,16 +131,17 @@ def test_a_head_seen_from_behind_and_a_flat_sheet_have_no_nose() -> None:
     for pts in (cap, sheet):
         got = orientation_verdicts(Mesh(pts.astype(np.float32), faces))
         assert got is not None and got[AS_READ] == {"front": False, "upright": None}
-        assert upright_nose_tip(pts) is None
+        assert upright_frame(pts) is None
     assert orientation_verdicts(Mesh(cap[:10].astype(np.float32), faces)) is None
 
 
 def test_lips_below_nose_as_read_not_flipped(any_model: FaceModel) -> None:
     """Without landmarks, the reddest vertices near the nose lie below it through the UVs as
     read on most faces counted, and above it with v flipped on most; the landmark relations
-    are not read. Only faces whose axes show an upright nose are counted (most SFM faces; on the
-    procedural face, whose profile is near-symmetric, under half), so SFM faces written
-    upside down are not."""
+    are not read. Only faces with a frontal, upright nose in some axis convention are counted
+    (most SFM faces; on the procedural face, whose profile is near-symmetric, fewer). The same
+    faces stored z up are read in that convention where it is the only one that fits, with the
+    same verdicts: the texture is tested against the geometry whatever the files' axes."""
     faces = _faces(any_model, jitter=3.0)
     got = [texture_verdicts(_written_as(m, AS_READ)) for m in faces]
     counted = [g for g in got if g is not None]
@@ -149,9 +150,31 @@ def test_lips_below_nose_as_read_not_flipped(any_model: FaceModel) -> None:
     held = sum(g["as read"]["lips below nose"] is True for g in counted)
     failed_flipped = sum(g["v flipped"]["lips below nose"] is False for g in counted)
     assert held >= 0.9 * len(counted) and failed_flipped >= 0.9 * len(counted)
-    if any_model.name.startswith("sfm"):  # the procedural nose is too symmetric to tell
-        upside_down = [texture_verdicts(_written_as(m, "upside down (y down)")) for m in faces]
-        assert sum(g is not None for g in upside_down) <= 0.1 * len(counted)
+    z_up = [texture_verdicts(_written_as(m, "z up, facing -y")) for m in faces]
+    read = [(a, b) for a, b in zip(got, z_up, strict=True) if b is not None]
+    assert len(read) >= 0.4 * len(faces)  # a frame that also fits "facing -z" is not read
+    assert all(a == b for a, b in read)
+
+
+def test_upright_frame_reads_the_files_axes_first(any_model: FaceModel) -> None:
+    """Where the file's own axes show a frontal nose they decide: faces stored y up are read as
+    read or not at all, never "upside down" on a profile that cannot tell; faces stored y down
+    are not read (the axes check flags them). Faces stored z up are read in that convention or
+    not at all."""
+    faces = _faces(any_model, jitter=3.0)
+    sfm = any_model.name.startswith("sfm")
+    counts = {}
+    for stored, allowed in (
+        (AS_READ, {AS_READ, None}),
+        # the procedural face's near-symmetric profile reads upright either way up on some
+        ("upside down (y down)", {None} if sfm else {AS_READ, None}),
+        ("z up, facing +y", {"z up, facing +y", None}),
+    ):
+        found = [upright_frame(_written_as(m, stored).vertices) for m in faces]
+        assert {f.convention if f else None for f in found} <= allowed, stored
+        counts[stored] = sum(f is not None for f in found)
+    assert counts[AS_READ] >= 0.3 * len(faces) and counts["z up, facing +y"] >= 0.3 * len(faces)
+    assert counts["upside down (y down)"] < counts[AS_READ]
 
 
 def _rewrite_obj_vertices(path: Path, convention: str) -> None:
@@ -214,8 +237,11 @@ def test_inspect_names_the_axes_and_the_texture_of_files_without_landmarks(
         _rewrite_obj_vertices(obj, "z up, facing -y")
     rep = inspect_dataset(root, "facescape", check=True)
     assert axis_verdict(rep.face_orientation) == ("differs", "z up, facing -y")
-    assert rep.texture_orientation.frames["as read"] == 0  # no upright nose: "below" is moot
-    assert "these files look z up, facing -y, not y up facing +z" in inspect()
+    # the texture is still tested, against the face found upright in the other convention
+    assert rep.texture_orientation.held[("v flipped", "lips below nose")] == counted
+    out = inspect()
+    assert "these files look z up, facing -y, not y up facing +z" in out
+    assert "the facescape reader's texture v disagrees with these files" in out
 
 
 def test_frames_turned_by_their_landmarks_are_not_counted(

@@ -22,6 +22,8 @@ fails, and the verdict is the majority of frames.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -36,7 +38,8 @@ __all__ = [
     "axis_verdict",
     "face_extent",
     "nose_tip",
-    "upright_nose_tip",
+    "UprightFrame",
+    "upright_frame",
     "orientation_tally",
     "orientation_verdicts",
 ]
@@ -61,6 +64,7 @@ AXIS_CONVENTIONS: dict[str, NDArray[np.float64]] = {
 }
 #: The files' own axes, the convention the renderer assumes.
 AS_READ = next(iter(AXIS_CONVENTIONS))
+_UPSIDE_DOWN = "upside down (y down)"
 
 #: The tip must lie within this fraction of the face's width (x) and height (y) from the
 #: middle of its bounding box. Measured on synthetic faces: at most 0.06 / 0.12 at 3 degrees of
@@ -146,22 +150,47 @@ def _upright(v: NDArray[np.float64], tip: NDArray[np.float64], extent: float) ->
     return None
 
 
-def upright_nose_tip(
-    vertices: NDArray[np.floating],
-) -> tuple[NDArray[np.float64], float] | None:
-    """(nose tip, face extent) in the file's own axes when both relations hold there (a frontal,
-    upright nose), else None: what a check that reads "below the nose" in the file's axes
-    needs first."""
+@dataclass(frozen=True)
+class UprightFrame:
+    """A frame's face found upright: the rotation taking the file's coordinates to the
+    renderer's (one of :data:`AXIS_CONVENTIONS`), and in those rotated coordinates the nose
+    tip and the face's extent."""
+
+    convention: str
+    rotation: NDArray[np.float64]
+    tip: NDArray[np.float64]
+    extent: float
+
+
+def upright_frame(vertices: NDArray[np.floating]) -> UprightFrame | None:
+    """The axes in which the face shows a frontal, upright nose, else None: what a check that
+    reads "below the nose" needs first, whatever the files' axes turn out to be. Where the
+    file's own axes show a frontal nose they decide (used when it is upright, None when it is
+    upside down or cannot tell: y-down files are flagged by the axes check, and trying "upside
+    down" on a profile that cannot tell would read "below" on the ratio's noise). Otherwise the
+    one other convention of :data:`AXIS_CONVENTIONS` under which both relations hold, None
+    when none or two do (a face stored z up can also fit "facing -z", seen edge-on)."""
     v = _finite(vertices)
     if len(v) < 20:
         return None
-    extent = face_extent(v)
-    if extent <= 0:
-        return None
-    tip = nose_tip(v)
-    if _front(v, tip, extent) and _upright(v, tip, extent) is True:
-        return tip, extent
-    return None
+    fits: list[UprightFrame] = []
+    for name, rot in AXIS_CONVENTIONS.items():
+        r = v @ rot.T
+        extent = face_extent(r)
+        if extent <= 0:
+            return None
+        tip = nose_tip(r)
+        front = _front(r, tip, extent)
+        if name == AS_READ:
+            if front:
+                upright = _upright(r, tip, extent)
+                return UprightFrame(name, rot, tip, extent) if upright else None
+            continue
+        if name == _UPSIDE_DOWN:
+            continue  # the same tip as the file's own axes, which showed no frontal nose
+        if front and _upright(r, tip, extent) is True:
+            fits.append(UprightFrame(name, rot, tip, extent))
+    return fits[0] if len(fits) == 1 else None
 
 
 def orientation_verdicts(mesh: Mesh) -> dict[str, dict[str, bool | None]] | None:

@@ -16,9 +16,9 @@ With landmarks that name the lips, eyes and nose bridge (BU ``.bnd`` through its
 order, Bosphorus ``.lm3``, ibug names) it reads the lips and eyes there. Without them (BP4D,
 FaceScape, plain mesh folders) it finds the lips by colour and the nose by shape: the reddest
 1 % of the face's vertices (texture sampled at each vertex's UV) must lie below the nose tip,
-which :mod:`.face_orientation` finds in the file's axes; such a frame counts only where those
-axes show a frontal, upright nose (else "below" means nothing), and it tests the texture
-against the geometry, not the geometry itself. Frames with no texture are not counted. Fair skin
+which :mod:`.face_orientation` finds in the first axis convention that shows a frontal,
+upright nose (the file's own first); a frame where none does is not counted ("below" would
+mean nothing). It tests the texture against the geometry, whatever the files' axes. Frames with no texture are not counted. Fair skin
 under red light, closed eyes or a beard can make a relation undetermined (within the
 tolerance) on some frames; a wrong orientation fails it on most. The brows are not used: light
 brows on dark skin are lighter than the skin, so "brows are dark" is not a fact about faces.
@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mvdata.core import Mesh
-from mvdata.sources.face_orientation import upright_nose_tip
+from mvdata.sources.face_orientation import upright_frame
 from mvdata.sources.landmark_layout import RelationTally, canonical_points
 
 __all__ = [
@@ -158,15 +158,17 @@ def _vertex_uvs(mesh: Mesh) -> NDArray[np.int64]:
 
 
 def _lips_below_nose(mesh: Mesh) -> dict[str, dict[str, bool | None]] | None:
-    """The "lips below nose" relation per orientation for a frame without landmarks; None when
-    its file axes show no frontal, upright nose or too few vertices carry a UV."""
+    """The "lips below nose" relation per orientation for a frame without landmarks, "below"
+    read in the first axis convention that shows a frontal, upright nose (the file's own
+    first: a texture is tested against its geometry whatever the files' axes); None when none
+    does or too few vertices carry a UV."""
     assert mesh.texture is not None and mesh.uvs is not None and mesh.uv_faces is not None
-    found = upright_nose_tip(mesh.vertices)
+    found = upright_frame(mesh.vertices)
     if found is None:
         return None
-    tip, extent = found
+    tip, extent = found.tip, found.extent
     uv_of_vertex = _vertex_uvs(mesh)
-    verts = mesh.vertices.astype(np.float64)
+    verts = mesh.vertices.astype(np.float64) @ found.rotation.T
     near = (uv_of_vertex >= 0) & (
         np.hypot(verts[:, 0] - tip[0], verts[:, 1] - tip[1]) <= LIPS_REACH * extent
     )

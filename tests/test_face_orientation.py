@@ -115,6 +115,16 @@ def test_a_stray_vertex_does_not_make_a_nose(procedural_model: FaceModel) -> Non
         assert got is not None and got[AS_READ]["front"] is True
 
 
+def test_a_floating_island_of_noise_changes_nothing(any_model: FaceModel) -> None:
+    """Scans often carry a few stray vertices away from the face (a floating island 40 cm to the
+    side): the face's box is read from percentiles, so the verdicts stay as they were."""
+    for mesh in _faces(any_model, jitter=3.0)[:8]:
+        v = mesh.vertices.astype(np.float64)
+        island = v[:12] + np.array([400.0, 150.0, -50.0])
+        noisy = Mesh(np.concatenate([v, island]).astype(np.float32), mesh.faces)
+        assert orientation_verdicts(noisy) == orientation_verdicts(mesh)
+
+
 def test_a_head_seen_from_behind_and_a_flat_sheet_have_no_nose() -> None:
     """The back of a head (a sphere's cap facing the camera) protrudes too little, a flat sheet
     not at all: "front" fails and "upright" is not read; too few vertices: not counted."""
@@ -174,7 +184,7 @@ def test_upright_frame_reads_the_files_axes_first(any_model: FaceModel) -> None:
         assert {f.convention if f else None for f in found} <= allowed, stored
         counts[stored] = sum(f is not None for f in found)
     assert counts[AS_READ] >= 0.3 * len(faces) and counts["z up, facing +y"] >= 0.3 * len(faces)
-    assert counts["upside down (y down)"] < counts[AS_READ]
+    assert counts["upside down (y down)"] <= counts[AS_READ]
 
 
 def _rewrite_obj_vertices(path: Path, convention: str) -> None:

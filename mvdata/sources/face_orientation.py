@@ -113,14 +113,21 @@ def nose_tip(vertices: NDArray[np.floating]) -> NDArray[np.float64]:
     return np.asarray(top[int(spread.argmin())], np.float64)
 
 
+def _box(v: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The face's box: the 0.5th and 99.5th percentiles per axis, so a few stray vertices of
+    a noisy scan (a floating island 40 cm away) neither stretch it nor move its middle."""
+    lo, hi = np.percentile(v, [0.5, 99.5], axis=0)
+    return np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+
+
 def face_extent(vertices: NDArray[np.floating]) -> float:
-    """The larger of the face's width and height (its bounding box in x and y)."""
-    v = np.asarray(vertices, np.float64)
-    return float((v[:, :2].max(axis=0) - v[:, :2].min(axis=0)).max())
+    """The larger of the face's width and height (its box in x and y, see :func:`_box`)."""
+    lo, hi = _box(np.asarray(vertices, np.float64))
+    return float((hi[:2] - lo[:2]).max())
 
 
 def _front(v: NDArray[np.float64], tip: NDArray[np.float64], extent: float) -> bool:
-    lo, hi = v.min(axis=0), v.max(axis=0)
+    lo, hi = _box(v)
     size = np.maximum(hi - lo, 1e-12)
     off = np.abs(tip - (lo + hi) / 2) / size
     if off[0] > TIP_CENTRAL_X or off[1] > TIP_CENTRAL_Y:

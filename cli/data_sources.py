@@ -14,7 +14,7 @@ from rich.table import Table
 from cli.common import run_or_fail
 
 if TYPE_CHECKING:
-    from mvdata.sources.landmark_layout import RelationTally
+    from mvdata.sources.relations import RelationTally
 
 
 def register(app: typer.Typer) -> None:

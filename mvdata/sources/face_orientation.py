@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mvdata.core import Mesh
-from mvdata.sources.landmark_layout import RelationTally
+from mvdata.sources.relations import RelationTally
 
 __all__ = [
     "AS_READ",

@@ -21,13 +21,9 @@ from mvdata.sources.conventions import (
 )
 from mvdata.sources.conventions.status import Convention
 from mvdata.sources.face_orientation import add_orientation, orientation_tally
-from mvdata.sources.landmark_layout import (
-    RelationTally,
-    add_layout,
-    frame_scheme,
-    layout_tally,
-)
+from mvdata.sources.landmark_layout import add_layout, frame_scheme, layout_tally
 from mvdata.sources.registry import get_source
+from mvdata.sources.relations import RelationTally
 from mvdata.sources.texture_orientation import add_texture, texture_tally
 from schemas.landmarks import SEMANTIC_SCHEMES
 

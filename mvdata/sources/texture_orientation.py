@@ -33,7 +33,8 @@ from numpy.typing import NDArray
 
 from mvdata.core import Mesh
 from mvdata.sources.face_orientation import upright_frame
-from mvdata.sources.landmark_layout import RelationTally, canonical_points
+from mvdata.sources.landmark_layout import canonical_points
+from mvdata.sources.relations import RelationTally
 
 __all__ = [
     "ORIENTATIONS",

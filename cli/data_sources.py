@@ -42,6 +42,12 @@ def register(app: typer.Typer) -> None:
             True, "--check/--no-check", help="load every frame (slow on a full dataset)"
         ),
         max_errors: int = typer.Option(50, help="list at most this many unreadable files"),
+        json_out: Path | None = typer.Option(
+            None,
+            "--json",
+            help="also write the whole report as JSON here (every unreadable file, each "
+            "check's counts and verdict): the file to attach to an issue about a dataset",
+        ),
     ) -> None:
         """Show what a reader sees: counts per subject, expression, intensity; frames per
         sequence; the conventions it assumes (verified, reported or a guess); with --check, the
@@ -66,6 +72,10 @@ def register(app: typer.Typer) -> None:
                 )
             )
         con = Console()
+        if json_out is not None:
+            from mvdata.io import atomic_write_json
+
+            run_or_fail(lambda: atomic_write_json(json_out, rep.as_dict()))
         con.print(
             f"[bold]{escape(rep.source)}[/bold] at {escape(str(rep.root))}: {rep.num_items} items "
             f"({dict(rep.kinds)}), {rep.num_frames} frames"

@@ -7,6 +7,7 @@ as read and fail with v flipped."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +234,23 @@ def test_inspect_names_the_axes_and_the_texture_of_files_without_landmarks(
     out = inspect()
     assert "the facescape reader's axes agree with these files" in out
     assert "the facescape reader's texture v agrees with these files" in out
+    # --json: the whole report, to attach to an issue; counts and verdicts as printed
+    r = runner.invoke(
+        app, ["inspect", str(root), "-s", "facescape", "--json", str(tmp_path / "i.json")]
+    )
+    assert r.exit_code == 0, r.output
+    got = json.loads((tmp_path / "i.json").read_text())
+    assert got["source"] == "facescape" and got["frames_checked"] == n
+    axes = got["checks"]["face_orientation"]
+    assert axes["verdict"] == "agrees" and axes["best_convention"] == AS_READ
+    assert axes["tally"][AS_READ]["frames"] == n
+    assert axes["tally"][AS_READ]["relations"]["front"]["held"] == n
+    texture = got["checks"]["texture_orientation"]
+    assert texture["verdict"] == "agrees"
+    assert set(texture["tally"]["as read"]["relations"]) == {"lips below nose"}
+    assert got["checks"]["landmark_layout"] == {"tally": {}, "disagreeing": {}}
+    assert {c["topic"] for c in got["conventions"]} >= {"axes", "texture v", "layout"}
+    assert got["errors"] == [] and not list(tmp_path.glob(".i.json.*"))  # atomic: no temp left
 
     for img in root.rglob("*.jpg"):
         with Image.open(img) as im:

@@ -4,6 +4,7 @@ and the ``mvdata sources`` / ``mvdata inspect`` commands."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -421,9 +422,18 @@ def test_cli_sources_and_inspect(native: Path, tmp_path: Path) -> None:
     shutil.copytree(native / "bu4dfe", root)
     seq = Path(get_source("bu4dfe").scan(root).items[0].frame_paths[0][0]).parent.as_posix()
     (root / seq / "005.wrl").write_bytes(b"junk")
-    r = runner.invoke(app, ["inspect", str(root), "--source", "bu4dfe"], env={"COLUMNS": "200"})
+    out = tmp_path / "report" / "inspect.json"
+    r = runner.invoke(
+        app,
+        ["inspect", str(root), "--source", "bu4dfe", "--json", str(out)],
+        env={"COLUMNS": "200"},
+    )
     assert r.exit_code == 0, r.output
     assert "4 items" in r.output and f"{seq}/005.wrl" in r.output and "bad-magic" in r.output
+    got = json.loads(out.read_text())  # the same report, every unreadable file named
+    assert got["items"] == 4 and got["error_kinds"] == {"bad-magic": 1}
+    assert got["errors"][0]["path"].endswith(f"{seq}/005.wrl")
+    assert got["checks"]["landmark_layout"]["disagreeing"] == {"bnd": []}
     r = runner.invoke(app, ["inspect", str(root), "--source", "nosuch"])
     assert r.exit_code == 2 and "unknown source" in r.output
 

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mvdata.core import MeshReadError, ReadError
 from mvdata.sources.conventions import (
@@ -20,11 +21,11 @@ from mvdata.sources.conventions import (
     synthetic,
 )
 from mvdata.sources.conventions.status import Convention
-from mvdata.sources.face_orientation import add_orientation, orientation_tally
+from mvdata.sources.face_orientation import add_orientation, axis_verdict, orientation_tally
 from mvdata.sources.landmark_layout import add_layout, frame_scheme, layout_tally
 from mvdata.sources.registry import get_source
 from mvdata.sources.relations import RelationTally
-from mvdata.sources.texture_orientation import add_texture, texture_tally
+from mvdata.sources.texture_orientation import add_texture, texture_tally, texture_verdict
 from schemas.landmarks import SEMANTIC_SCHEMES
 
 #: Each reader's stated assumptions about its files (see :mod:`mvdata.sources.conventions`).
@@ -74,6 +75,47 @@ class InspectReport:
     @property
     def error_kinds(self) -> Counter[str]:
         return Counter(e.kind for e in self.errors)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-ready data (``mvdata inspect --json``): what to attach to an
+        issue about a dataset nobody on the project has, with each check's counts and verdict.
+        Verdicts are None where a check saw no frame."""
+        verdict, best = axis_verdict(self.face_orientation)
+        return {
+            "source": self.source,
+            "root": self.root,
+            "items": self.num_items,
+            "frames": self.num_frames,
+            "frames_checked": self.frames_checked,
+            "kinds": dict(self.kinds),
+            "subjects": dict(self.subjects),
+            "expressions": dict(self.expressions),
+            "intensities": dict(self.intensities),
+            "frames_per_sequence": dict(self.frames_per_sequence),
+            "conventions": [c._asdict() for c in self.conventions],
+            "checks": {
+                "landmark_layout": {
+                    "tally": self.landmark_layout.as_dict(),
+                    "disagreeing": {
+                        g: self.landmark_layout.disagreeing(g)
+                        for g in self.landmark_layout.groups()
+                    },
+                },
+                "face_orientation": {
+                    "tally": self.face_orientation.as_dict(),
+                    "verdict": verdict if self.face_orientation.frames else None,
+                    "best_convention": best if self.face_orientation.frames else None,
+                },
+                "texture_orientation": {
+                    "tally": self.texture_orientation.as_dict(),
+                    "verdict": texture_verdict(self.texture_orientation)
+                    if self.texture_orientation.frames
+                    else None,
+                },
+            },
+            "error_kinds": dict(self.error_kinds),
+            "errors": [{"path": e.path, "kind": e.kind, "message": e.message} for e in self.errors],
+        }
 
 
 def inspect_dataset(

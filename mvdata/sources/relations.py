@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["RelationTally"]
 
@@ -50,3 +51,27 @@ class RelationTally:
         """The relations that failed on more frames of ``group`` than they held on: what a
         wrong convention looks like (one odd scan fails a relation or two, not most of them)."""
         return [r for r in self.relations if self.failed[(group, r)] > self.held[(group, r)]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready counts: group -> frames, frames on which every relation held, and
+        relation -> held / failed / undetermined / first file it failed on (relations tested on
+        no frame of the group are left out)."""
+        out: dict[str, Any] = {}
+        for group in self.groups():
+            rels: dict[str, Any] = {}
+            for relation in self.relations:
+                key = (group, relation)
+                counts = (self.held[key], self.failed[key], self.undetermined[key])
+                if sum(counts):
+                    rels[relation] = {
+                        "held": counts[0],
+                        "failed": counts[1],
+                        "undetermined": counts[2],
+                        "first_failure": self.first_failure.get(key),
+                    }
+            out[group] = {
+                "frames": self.frames[group],
+                "all_held": self.all_held[group],
+                "relations": rels,
+            }
+        return out

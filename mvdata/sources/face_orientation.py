@@ -127,6 +127,10 @@ def face_extent(vertices: NDArray[np.floating]) -> float:
 
 
 def _front(v: NDArray[np.float64], tip: NDArray[np.float64], extent: float) -> bool:
+    """ "front": the tip lies in the middle of the face's box and stands out of the ring around
+    it by a nose's depth (see :data:`TIP_CENTRAL_X`, :data:`PROTRUSION_RANGE`). A cluster of
+    five or more stray vertices in front of the face takes the tip and fails it: one frame,
+    outvoted by the others."""
     lo, hi = _box(v)
     size = np.maximum(hi - lo, 1e-12)
     off = np.abs(tip - (lo + hi) / 2) / size
@@ -141,6 +145,9 @@ def _front(v: NDArray[np.float64], tip: NDArray[np.float64], extent: float) -> b
 
 
 def _upright(v: NDArray[np.float64], tip: NDArray[np.float64], extent: float) -> bool | None:
+    """ "upright": in a band along the tip's x, the mean depth below the tip against that above
+    it (:data:`UPRIGHT_RATIO`); None when either side has fewer than three points or the
+    ratio is in between."""
     band = np.abs(v[:, 0] - tip[0]) <= _PROFILE_BAND * extent
     dy = v[band, 1] - tip[1]
     depth = tip[2] - v[band, 2]

@@ -138,6 +138,12 @@ def build_cmd(
                     worker_rank=rank,
                     num_workers=count,
                     progress=progress,
+                    notice=lambda line: bar.console.print(
+                        f"[bold red]warning:[/bold red] {escape(line)}; stop it (Ctrl-C) and "
+                        f"look with `mvdata inspect {escape(cfg.source_root)} --source "
+                        f"{escape(cfg.source)}`, or let it run",
+                        highlight=False,
+                    ),
                 )
             )
         except BuildError as exc:
@@ -172,6 +178,8 @@ def build_cmd(
         )
     for err in summary.scan_errors[:10]:
         typer.echo(f"  skipped {err}", err=True)
+    for line in summary.warnings:
+        typer.echo(f"warning (before rendering): {line}", err=True)
     if summary.failed_fraction > max_failed_fraction:
         fail(
             f"{summary.failed_fraction:.1%} of the inputs failed (limit {max_failed_fraction:.1%})",

@@ -863,3 +863,41 @@ def test_build_cli_folds_from(synth_root, tmp_path):
     r = _cli("build", str(synth_root), str(tmp_path / "o2"), "--folds-from", str(broken), *args)
     assert r.returncode == 2 and "broken.csv" in r.stderr and "count from 0" in r.stderr
     assert not (tmp_path / "o2").exists()
+
+
+def test_build_warns_before_rendering_when_a_convention_looks_wrong(tmp_path: Path) -> None:
+    """A fresh build spot-checks the reader's conventions on a few frames before it renders
+    anything (mvdata.sources.inspect.spot_check). FaceScape files as written: no warning. The
+    same files with their textures stored upside down: one warning naming the texture v, handed
+    to ``notice`` before the first shard is written and kept in the summary; the build goes on.
+    A resumed build does not check again."""
+    from PIL import Image
+
+    synth = SynthConfig(
+        num_identities=3,
+        expressions=("neutral", "happiness", "surprise"),
+        intensities=(3,),
+        texture_size=128,
+        pose_jitter_deg=3.0,
+        seed=4,
+    )
+    root = write_synth(synth, procedural_face(), tmp_path / "fs", fmt="facescape").out_dir
+    cfg = BuildConfig(source="facescape", source_root=str(root), **SMALL)
+    assert build(cfg, str(tmp_path / "a"), workers=1).warnings == []
+
+    for img in root.rglob("*.jpg"):
+        with Image.open(img) as im:
+            flipped = np.ascontiguousarray(np.asarray(im.convert("RGB"))[::-1])
+        Image.fromarray(flipped).save(img, format="JPEG", quality=95)
+    out = tmp_path / "b"
+    seen: list[tuple[str, int]] = []
+
+    def notice(line: str) -> None:
+        seen.append((line, len(list((out / "data").glob("*.tar")))))
+
+    s = build(cfg, str(out), workers=1, notice=notice)
+    assert len(seen) == 1 and seen[0][1] == 0  # before any shard
+    assert "the facescape reader's texture v disagrees with these files" in seen[0][0]
+    assert s.warnings == [seen[0][0]] and s.finalized and s.num_failed == 0
+    seen.clear()
+    assert build(cfg, str(out), workers=1, notice=notice).warnings == [] and seen == []

@@ -39,6 +39,7 @@ from mvdata.build.worker import _init_worker, build_shard
 from mvdata.core import Item, ReadError, differing_settings
 from mvdata.shards.reader import filesystem, is_committed, read_stats
 from mvdata.shards.writer import clean_temp_files
+from mvdata.sources.inspect import convention_warnings, spot_check
 from schemas.models import ShardStats
 
 
@@ -62,6 +63,9 @@ class BuildSummary:
     seconds: dict[str, float] = field(default_factory=dict)
     wall_seconds: float = 0.0
     finalized: bool = False
+    #: What the spot check of the reader's conventions found before rendering (empty: nothing,
+    #: or not run: a resumed build, another worker, the synthetic source).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed_fraction(self) -> float:
@@ -179,9 +183,15 @@ def build(
     num_workers: int = 1,
     finalize_when_done: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> BuildSummary:
     """Build (or resume) the shards of ``cfg`` into ``out``; this worker takes the shards whose
     index is ``worker_rank`` modulo ``num_workers``. Finalizes when every shard is committed.
+
+    Before a fresh build renders anything, worker 0 spot-checks the reader's conventions on a
+    few frames (:func:`mvdata.sources.inspect.spot_check`: landmark order, file axes, texture
+    v) and hands each warning to ``notice`` at once (and keeps it in the summary): a wrong
+    guess shows in seconds. It warns and goes on; the files may be right and the check fooled.
 
     Holds the output's build lock meanwhile (:mod:`mvdata.build.lock`: a second build into a
     local output is refused), and refuses to resume or finalize when a source file changed
@@ -197,7 +207,16 @@ def build(
     _check_out(out, mode)
     with build_lock(out, worker_rank, num_workers):
         summary = _build_locked(
-            cfg, out, plan, mode, workers, worker_rank, num_workers, finalize_when_done, progress
+            cfg,
+            out,
+            plan,
+            mode,
+            workers,
+            worker_rank,
+            num_workers,
+            finalize_when_done,
+            progress,
+            notice,
         )
     summary.wall_seconds = time.perf_counter() - start
     return summary
@@ -213,6 +232,7 @@ def _build_locked(
     num_workers: int,
     finalize_when_done: bool,
     progress: Callable[[int, int], None] | None,
+    notice: Callable[[str], None] | None = None,
 ) -> BuildSummary:
     """:func:`build` once the lock is held."""
     _prepare_out(out, cfg, mode, plan)
@@ -229,6 +249,13 @@ def _build_locked(
         num_failed=0,
         scan_errors=plan.scan_errors,
     )
+    if todo and worker_rank == 0 and not summary.shards_skipped and cfg.source != "synthetic":
+        # the synthetic source reads the project's own files: nothing of its to guess
+        checked = spot_check([plan.items[k] for k in sorted(plan.items)], cfg.source)
+        summary.warnings = convention_warnings(checked)
+        for line in summary.warnings:
+            if notice is not None:
+                notice(line)
     by_shard = plan.manifest.partition_by("shard_name", as_dict=True, maintain_order=True)
     total = sum(len(by_shard[(n,)]) for n in todo)
     done = 0

@@ -4,12 +4,12 @@ assumptions it makes about them (verified, reported from a real file, or guessed
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mvdata.core import MeshReadError, ReadError
+from mvdata.core import Item, Mesh, MeshReadError, ReadError
 from mvdata.sources.conventions import (
     bosphorus,
     bp4d,
@@ -162,16 +162,77 @@ def inspect_dataset(
                     msg = f"the reader failed unexpectedly ({type(exc).__name__}: {exc})"
                     rep.errors.append(ReadError(where, "reader-bug", msg))
                 else:
-                    rep.frames_checked += 1
                     # outside the try: a bug in the checks is this project's, not the file's
-                    scheme = None
-                    if mesh.landmarks is not None and mesh.landmark_names:
-                        add_layout(rep.landmark_layout, where, mesh.landmark_names, mesh.landmarks)
-                        scheme = frame_scheme(mesh.landmark_names)
-                    if scheme not in SEMANTIC_SCHEMES:  # rendered in the file's own axes
-                        add_orientation(rep.face_orientation, where, mesh)
-                    add_texture(rep.texture_orientation, where, mesh)
+                    _check_frame(rep, where, mesh)
                 done += 1
                 if progress is not None:
                     progress(done, total)
     return rep
+
+
+def _check_frame(rep: InspectReport, where: str, mesh: Mesh) -> None:
+    """Count one loaded frame in the report's three convention checks."""
+    rep.frames_checked += 1
+    scheme = None
+    if mesh.landmarks is not None and mesh.landmark_names:
+        add_layout(rep.landmark_layout, where, mesh.landmark_names, mesh.landmarks)
+        scheme = frame_scheme(mesh.landmark_names)
+    if scheme not in SEMANTIC_SCHEMES:  # rendered in the file's own axes
+        add_orientation(rep.face_orientation, where, mesh)
+    add_texture(rep.texture_orientation, where, mesh)
+
+
+#: How many frames ``mvdata build`` checks before it renders anything (:func:`spot_check`).
+SPOT_CHECK_FRAMES = 24
+
+
+def spot_check(
+    items: Sequence[Item], source_name: str, frames: int = SPOT_CHECK_FRAMES
+) -> InspectReport:
+    """The convention checks of ``mvdata inspect --check`` on the first frame of up to
+    ``frames`` items spread evenly over ``items``: what ``mvdata build`` runs before it renders
+    anything, so a dataset whose axes, texture v or landmark order the reader guessed wrong is
+    named in seconds, not after hours of upside-down views. Frames that fail to load are left
+    to the build, which counts them."""
+    src = get_source(source_name)
+    rep = InspectReport(source=src.name, root="", conventions=conventions_of(src.name))
+    if not items or frames < 1:
+        return rep
+    step = max(1, len(items) // frames)
+    for it in list(items)[::step][:frames]:
+        try:
+            mesh = src.load_frame(it, 0)
+        except Exception:  # noqa: BLE001 - the build loads it again and counts why it failed
+            continue
+        _check_frame(rep, str(Path(it.root) / it.frame_paths[0][0]), mesh)
+    return rep
+
+
+def convention_warnings(rep: InspectReport) -> list[str]:
+    """One line for each check whose verdict goes against the reader's convention on
+    ``rep``'s frames (the landmark mapping, the file axes, the texture v); empty when none
+    does. The lines name the remedy: look with ``mvdata inspect``."""
+    out = []
+    n = rep.frames_checked
+    for scheme in rep.landmark_layout.groups():
+        bad = rep.landmark_layout.disagreeing(scheme)
+        if bad:
+            out.append(
+                f"the {scheme} landmark mapping disagrees with the geometry of these files "
+                f"({', '.join(bad)} failed on more of {n} frames than they held): the "
+                "geometric prior would read wrong points"
+            )
+    if rep.face_orientation.frames:
+        verdict, best = axis_verdict(rep.face_orientation)
+        if verdict == "differs":
+            out.append(
+                f"these files look {best}, not y up facing +z as the {rep.source} reader reads "
+                f"them ({rep.face_orientation.all_held[best]} of {n} frames): every view would "
+                "show the face turned that way"
+            )
+    if rep.texture_orientation.frames and texture_verdict(rep.texture_orientation) == "flipped":
+        out.append(
+            f"the {rep.source} reader's texture v disagrees with these files: every view would "
+            "be rendered with its texture upside down"
+        )
+    return out

@@ -21,6 +21,7 @@ from mvdata.sources.landmark_layout import (
     layout_tally,
     layout_verdicts,
 )
+from mvdata.sources.registry import get_source
 from mvdata.synth.facemodel import FaceModel
 from mvdata.synth.generate import SynthConfig, iter_synth
 from mvdata.synth.native import BND_FROM_IBUG, bnd_rows
@@ -197,3 +198,14 @@ def test_inspect_tests_the_bnd_guess_on_the_files(
     rep = inspect_dataset(bad, "bu3dfe", check=True)
     assert rep.landmark_layout.failed[("bnd", "sides")] == n
     assert rep.landmark_layout.first_failure[("bnd", "sides")] == first
+    # the look a fresh `mvdata build` takes before rendering says the same at once
+    from mvdata.sources.inspect import convention_warnings, spot_check
+
+    def layout_warnings(root: Path) -> list[str]:
+        items = get_source("bu3dfe").scan(root).items
+        found = convention_warnings(spot_check(items, "bu3dfe"))
+        return [w for w in found if "landmark mapping" in w]
+
+    assert layout_warnings(good) == []
+    (warning,) = layout_warnings(bad)
+    assert warning.startswith("the bnd landmark mapping disagrees") and "sides" in warning

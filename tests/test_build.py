@@ -27,6 +27,7 @@ from mvdata.synth.facemodel import procedural_face
 from mvdata.synth.generate import SynthConfig, iter_synth
 from mvdata.synth.writer import write_synth
 from schemas.models import Normalisation
+from tests.faces import facescape_set, store_images_upside_down
 
 SMALL = dict(image_size=48, samples_per_shard=4, num_folds=3)
 
@@ -871,24 +872,11 @@ def test_build_warns_before_rendering_when_a_convention_looks_wrong(tmp_path: Pa
     same files with their textures stored upside down: one warning naming the texture v, handed
     to ``notice`` before the first shard is written and kept in the summary; the build goes on.
     A resumed build does not check again."""
-    from PIL import Image
-
-    synth = SynthConfig(
-        num_identities=3,
-        expressions=("neutral", "happiness", "surprise"),
-        intensities=(3,),
-        texture_size=128,
-        pose_jitter_deg=3.0,
-        seed=4,
-    )
-    root = write_synth(synth, procedural_face(), tmp_path / "fs", fmt="facescape").out_dir
+    root = facescape_set(procedural_face(), tmp_path / "fs")
     cfg = BuildConfig(source="facescape", source_root=str(root), **SMALL)
     assert build(cfg, str(tmp_path / "a"), workers=1).warnings == []
 
-    for img in root.rglob("*.jpg"):
-        with Image.open(img) as im:
-            flipped = np.ascontiguousarray(np.asarray(im.convert("RGB"))[::-1])
-        Image.fromarray(flipped).save(img, format="JPEG", quality=95)
+    store_images_upside_down(root, "*.jpg", "JPEG")
     out = tmp_path / "b"
     seen: list[tuple[str, int]] = []
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from mvdata.core import Mesh
@@ -32,6 +31,7 @@ from mvdata.sources.texture_orientation import texture_verdicts
 from mvdata.synth.facemodel import FaceModel
 from mvdata.synth.generate import SynthConfig, iter_synth
 from mvdata.synth.writer import write_synth
+from tests.faces import facescape_set, store_images_upside_down
 
 
 def _faces(model: FaceModel, jitter: float = 10.0) -> list[Mesh]:
@@ -208,15 +208,7 @@ def test_inspect_names_the_axes_and_the_texture_of_files_without_landmarks(
     upside down, it says the texture v disagrees (exit 0: it reports)."""
     from cli.mvdata_app import app
 
-    cfg = SynthConfig(
-        num_identities=3,
-        expressions=("neutral", "happiness", "surprise"),
-        intensities=(3,),
-        texture_size=128,
-        pose_jitter_deg=3.0,
-        seed=4,
-    )
-    root = write_synth(cfg, procedural_model, tmp_path / "fs", fmt="facescape").out_dir
+    root = facescape_set(procedural_model, tmp_path / "fs")
     runner = CliRunner()
 
     def inspect() -> str:
@@ -252,10 +244,7 @@ def test_inspect_names_the_axes_and_the_texture_of_files_without_landmarks(
     assert {c["topic"] for c in got["conventions"]} >= {"axes", "texture v", "layout"}
     assert got["errors"] == [] and not list(tmp_path.glob(".i.json.*"))  # atomic: no temp left
 
-    for img in root.rglob("*.jpg"):
-        with Image.open(img) as im:
-            flipped = np.ascontiguousarray(np.asarray(im.convert("RGB"))[::-1])
-        Image.fromarray(flipped).save(img, format="JPEG", quality=95)
+    store_images_upside_down(root, "*.jpg", "JPEG")
     rep = inspect_dataset(root, "facescape", check=True)
     assert rep.texture_orientation.held[("v flipped", "lips below nose")] == counted
     assert rep.texture_orientation.held[("as read", "lips below nose")] == 0

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from typer.testing import CliRunner
 
 from mvdata.core import Mesh
@@ -17,6 +15,7 @@ from mvdata.sources.texture_orientation import TEXTURE_CHECKS, texture_verdicts
 from mvdata.synth.facemodel import FaceModel
 from mvdata.synth.generate import SynthConfig, iter_synth
 from mvdata.synth.writer import write_synth
+from tests.faces import store_images_upside_down
 
 
 def _faces(model: FaceModel) -> list[Mesh]:
@@ -81,10 +80,7 @@ def test_inspect_says_when_a_texture_is_upside_down(
     assert r.exit_code == 0, r.output
     assert "the bu3dfe reader's texture v agrees with these files" in r.output
 
-    for bmp in root.rglob("*.bmp"):
-        with Image.open(bmp) as im:
-            flipped = np.asarray(im.convert("RGB"))[::-1]
-        Image.fromarray(np.ascontiguousarray(flipped)).save(bmp, format="BMP")
+    store_images_upside_down(root, "*.bmp", "BMP")
     rep = inspect_dataset(root, "bu3dfe", check=True)
     tex = rep.texture_orientation
     assert tex.held[("as read", "lips")] == 0 and tex.held[("v flipped", "lips")] == n

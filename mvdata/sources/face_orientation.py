@@ -176,6 +176,39 @@ class UprightFrame:
     extent: float
 
 
+@dataclass(frozen=True)
+class _Look:
+    """The face seen under one axis convention: its rotated vertices, nose tip and extent,
+    and whether "front" holds."""
+
+    name: str
+    rotation: NDArray[np.float64]
+    vertices: NDArray[np.float64]
+    tip: NDArray[np.float64]
+    extent: float
+    front: bool
+
+    def upright(self) -> bool | None:
+        return _upright(self.vertices, self.tip, self.extent) if self.front else None
+
+
+def _looks(vertices: NDArray[np.floating]) -> list[_Look] | None:
+    """The face under each convention of :data:`AXIS_CONVENTIONS`, in order; None for fewer
+    than 20 finite vertices or no extent."""
+    v = _finite(vertices)
+    if len(v) < 20:
+        return None
+    out = []
+    for name, rot in AXIS_CONVENTIONS.items():
+        r = v @ rot.T
+        extent = face_extent(r)
+        if extent <= 0:
+            return None
+        tip = nose_tip(r)
+        out.append(_Look(name, rot, r, tip, extent, _front(r, tip, extent)))
+    return out
+
+
 def upright_frame(vertices: NDArray[np.floating]) -> UprightFrame | None:
     """The axes in which the face shows a frontal, upright nose, else None: what a check that
     reads "below the nose" needs first, whatever the files' axes turn out to be. Where the
@@ -184,27 +217,19 @@ def upright_frame(vertices: NDArray[np.floating]) -> UprightFrame | None:
     down" on a profile that cannot tell would read "below" on the ratio's noise). Otherwise the
     one other convention of :data:`AXIS_CONVENTIONS` under which both relations hold, None
     when none or two do (a face stored z up can also fit "facing -z", seen edge-on)."""
-    v = _finite(vertices)
-    if len(v) < 20:
+    looks = _looks(vertices)
+    if looks is None:
         return None
-    fits: list[UprightFrame] = []
-    for name, rot in AXIS_CONVENTIONS.items():
-        r = v @ rot.T
-        extent = face_extent(r)
-        if extent <= 0:
-            return None
-        tip = nose_tip(r)
-        front = _front(r, tip, extent)
-        if name == AS_READ:
-            if front:
-                upright = _upright(r, tip, extent)
-                return UprightFrame(name, rot, tip, extent) if upright else None
-            continue
-        if name == _UPSIDE_DOWN:
-            continue  # the same tip as the file's own axes, which showed no frontal nose
-        if front and _upright(r, tip, extent) is True:
-            fits.append(UprightFrame(name, rot, tip, extent))
-    return fits[0] if len(fits) == 1 else None
+    as_read = looks[0]
+    if as_read.front:
+        if as_read.upright():
+            return UprightFrame(as_read.name, as_read.rotation, as_read.tip, as_read.extent)
+        return None
+    # "upside down" shares the file's own tip, which showed no frontal nose
+    fits = [k for k in looks[1:] if k.name != _UPSIDE_DOWN and k.front and k.upright()]
+    if len(fits) != 1:
+        return None
+    return UprightFrame(fits[0].name, fits[0].rotation, fits[0].tip, fits[0].extent)
 
 
 def orientation_verdicts(mesh: Mesh) -> dict[str, dict[str, bool | None]] | None:
@@ -212,19 +237,10 @@ def orientation_verdicts(mesh: Mesh) -> dict[str, dict[str, bool | None]] | None
     :data:`AXIS_CONVENTIONS`: True (holds), False (fails), None (undetermined; "upright" is
     undetermined where "front" fails, as there is no nose tip to read it from). None for a
     frame with fewer than 20 vertices or no extent."""
-    verts = _finite(mesh.vertices)
-    if len(verts) < 20:
+    looks = _looks(mesh.vertices)
+    if looks is None:
         return None
-    out: dict[str, dict[str, bool | None]] = {}
-    for name, rot in AXIS_CONVENTIONS.items():
-        v = verts @ rot.T
-        extent = face_extent(v)
-        if extent <= 0:
-            return None
-        tip = nose_tip(v)
-        front = _front(v, tip, extent)
-        out[name] = {"front": front, "upright": _upright(v, tip, extent) if front else None}
-    return out
+    return {k.name: {"front": k.front, "upright": k.upright()} for k in looks}
 
 
 def orientation_tally() -> RelationTally:

@@ -224,7 +224,8 @@ def _print_texture_orientation(con: Console, tex: RelationTally, source: str) ->
         con.print(
             f"[bold red]the {source} reader's texture v disagrees with these files[/bold red]: "
             "the lips and eyes sample where they are on more frames with v flipped than as "
-            "read (without landmarks: the reddest vertices lie below the nose), so every view would be rendered with its texture upside down. Report it "
+            "read (without landmarks: the reddest vertices lie below the nose only with v "
+            "flipped), so every view would be rendered with its texture upside down. Report it "
             "with one file."
         )
     elif verdict == "unclear":

@@ -253,8 +253,8 @@ def _build_locked(
         # the synthetic source reads the project's own files: nothing of its to guess
         checked = spot_check([plan.items[k] for k in sorted(plan.items)], cfg.source)
         summary.warnings = convention_warnings(checked)
-        for line in summary.warnings:
-            if notice is not None:
+        if notice is not None:
+            for line in summary.warnings:
                 notice(line)
     by_shard = plan.manifest.partition_by("shard_name", as_dict=True, maintain_order=True)
     total = sum(len(by_shard[(n,)]) for n in todo)

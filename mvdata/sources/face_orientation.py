@@ -23,6 +23,7 @@ fails, and the verdict is the majority of frames.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,10 +34,12 @@ from mvdata.sources.relations import RelationTally
 __all__ = [
     "AS_READ",
     "AXIS_CONVENTIONS",
+    "FaceLooks",
     "ORIENTATION_CHECKS",
     "add_orientation",
     "axis_verdict",
     "face_extent",
+    "face_looks",
     "nose_tip",
     "UprightFrame",
     "upright_frame",
@@ -188,13 +191,48 @@ class _Look:
     extent: float
     front: bool
 
+    @cached_property
     def upright(self) -> bool | None:
         return _upright(self.vertices, self.tip, self.extent) if self.front else None
 
 
-def _looks(vertices: NDArray[np.floating]) -> list[_Look] | None:
-    """The face under each convention of :data:`AXIS_CONVENTIONS`, in order; None for fewer
-    than 20 finite vertices or no extent."""
+@dataclass(frozen=True)
+class FaceLooks:
+    """One frame's face under every convention of :data:`AXIS_CONVENTIONS`, in order: measured
+    once (:func:`face_looks`) and read by both the axes check (:meth:`verdicts`) and the
+    texture check without landmarks (:meth:`upright_frame`)."""
+
+    looks: tuple[_Look, ...]
+
+    def verdicts(self) -> dict[str, dict[str, bool | None]]:
+        """Each relation of :data:`ORIENTATION_CHECKS` under each convention: True (holds),
+        False (fails), None (undetermined; "upright" is undetermined where "front" fails, as
+        there is no nose tip to read it from)."""
+        return {k.name: {"front": k.front, "upright": k.upright} for k in self.looks}
+
+    def upright_frame(self) -> UprightFrame | None:
+        """The axes in which the face shows a frontal, upright nose, else None: what a check
+        that reads "below the nose" needs first, whatever the files' axes turn out to be. Where
+        the file's own axes show a frontal nose they decide (used when it is upright, None when
+        it is upside down or cannot tell: y-down files are flagged by the axes check, and
+        trying "upside down" on a profile that cannot tell would read "below" on the ratio's
+        noise). Otherwise the one other convention under which both relations hold, None when
+        none or two do (a face stored z up can also fit "facing -z", seen edge-on)."""
+        as_read = self.looks[0]
+        if as_read.front:
+            return _upright_frame(as_read) if as_read.upright else None
+        # "upside down" shares the file's own tip, which showed no frontal nose
+        fits = [k for k in self.looks[1:] if k.name != _UPSIDE_DOWN and k.front and k.upright]
+        return _upright_frame(fits[0]) if len(fits) == 1 else None
+
+
+def _upright_frame(look: _Look) -> UprightFrame:
+    return UprightFrame(look.name, look.rotation, look.tip, look.extent)
+
+
+def face_looks(vertices: NDArray[np.floating]) -> FaceLooks | None:
+    """The face under each convention of :data:`AXIS_CONVENTIONS`; None for fewer than 20
+    finite vertices or no extent."""
     v = _finite(vertices)
     if len(v) < 20:
         return None
@@ -206,41 +244,20 @@ def _looks(vertices: NDArray[np.floating]) -> list[_Look] | None:
             return None
         tip = nose_tip(r)
         out.append(_Look(name, rot, r, tip, extent, _front(r, tip, extent)))
-    return out
+    return FaceLooks(tuple(out))
 
 
 def upright_frame(vertices: NDArray[np.floating]) -> UprightFrame | None:
-    """The axes in which the face shows a frontal, upright nose, else None: what a check that
-    reads "below the nose" needs first, whatever the files' axes turn out to be. Where the
-    file's own axes show a frontal nose they decide (used when it is upright, None when it is
-    upside down or cannot tell: y-down files are flagged by the axes check, and trying "upside
-    down" on a profile that cannot tell would read "below" on the ratio's noise). Otherwise the
-    one other convention of :data:`AXIS_CONVENTIONS` under which both relations hold, None
-    when none or two do (a face stored z up can also fit "facing -z", seen edge-on)."""
-    looks = _looks(vertices)
-    if looks is None:
-        return None
-    as_read = looks[0]
-    if as_read.front:
-        if as_read.upright():
-            return UprightFrame(as_read.name, as_read.rotation, as_read.tip, as_read.extent)
-        return None
-    # "upside down" shares the file's own tip, which showed no frontal nose
-    fits = [k for k in looks[1:] if k.name != _UPSIDE_DOWN and k.front and k.upright()]
-    if len(fits) != 1:
-        return None
-    return UprightFrame(fits[0].name, fits[0].rotation, fits[0].tip, fits[0].extent)
+    """:meth:`FaceLooks.upright_frame` of ``vertices`` (None where they cannot be measured)."""
+    looks = face_looks(vertices)
+    return None if looks is None else looks.upright_frame()
 
 
 def orientation_verdicts(mesh: Mesh) -> dict[str, dict[str, bool | None]] | None:
-    """Each relation of :data:`ORIENTATION_CHECKS` under each convention of
-    :data:`AXIS_CONVENTIONS`: True (holds), False (fails), None (undetermined; "upright" is
-    undetermined where "front" fails, as there is no nose tip to read it from). None for a
-    frame with fewer than 20 vertices or no extent."""
-    looks = _looks(mesh.vertices)
-    if looks is None:
-        return None
-    return {k.name: {"front": k.front, "upright": k.upright()} for k in looks}
+    """:meth:`FaceLooks.verdicts` of the mesh; None for a frame with fewer than 20 vertices or
+    no extent."""
+    looks = face_looks(mesh.vertices)
+    return None if looks is None else looks.verdicts()
 
 
 def orientation_tally() -> RelationTally:
@@ -248,12 +265,14 @@ def orientation_tally() -> RelationTally:
     return RelationTally(ORIENTATION_CHECKS)
 
 
-def add_orientation(tally: RelationTally, where: str, mesh: Mesh) -> None:
+def add_orientation(
+    tally: RelationTally, where: str, mesh: Mesh, looks: FaceLooks | None = None
+) -> None:
     """Count one frame's orientation relations in ``tally`` (frames it cannot test are
-    skipped)."""
-    verdicts = orientation_verdicts(mesh)
-    if verdicts is not None:
-        for convention, v in verdicts.items():
+    skipped); ``looks``: the frame's :func:`face_looks` where the caller measured them."""
+    looks = looks or face_looks(mesh.vertices)
+    if looks is not None:
+        for convention, v in looks.verdicts().items():
             tally.add_verdicts(convention, where, v)
 
 

@@ -21,7 +21,12 @@ from mvdata.sources.conventions import (
     synthetic,
 )
 from mvdata.sources.conventions.status import Convention
-from mvdata.sources.face_orientation import add_orientation, axis_verdict, orientation_tally
+from mvdata.sources.face_orientation import (
+    add_orientation,
+    axis_verdict,
+    face_looks,
+    orientation_tally,
+)
 from mvdata.sources.landmark_layout import add_layout, frame_scheme, layout_tally
 from mvdata.sources.registry import get_source
 from mvdata.sources.relations import RelationTally
@@ -177,9 +182,12 @@ def _check_frame(rep: InspectReport, where: str, mesh: Mesh) -> None:
     if mesh.landmarks is not None and mesh.landmark_names:
         add_layout(rep.landmark_layout, where, mesh.landmark_names, mesh.landmarks)
         scheme = frame_scheme(mesh.landmark_names)
+    looks = None
     if scheme not in SEMANTIC_SCHEMES:  # rendered in the file's own axes
-        add_orientation(rep.face_orientation, where, mesh)
-    add_texture(rep.texture_orientation, where, mesh)
+        # measured once: the texture check without landmarks reads the same looks
+        looks = face_looks(mesh.vertices)
+        add_orientation(rep.face_orientation, where, mesh, looks)
+    add_texture(rep.texture_orientation, where, mesh, looks)
 
 
 #: How many frames ``mvdata build`` checks before it renders anything (:func:`spot_check`).

@@ -16,9 +16,10 @@ With landmarks that name the lips, eyes and nose bridge (BU ``.bnd`` through its
 order, Bosphorus ``.lm3``, ibug names) it reads the lips and eyes there. Without them (BP4D,
 FaceScape, plain mesh folders) it finds the lips by colour and the nose by shape: the reddest
 1 % of the face's vertices (texture sampled at each vertex's UV) must lie below the nose tip,
-which :mod:`.face_orientation` finds in the first axis convention that shows a frontal,
-upright nose (the file's own first); a frame where none does is not counted ("below" would
-mean nothing). It tests the texture against the geometry, whatever the files' axes. Frames with no texture are not counted. Fair skin
+which :mod:`.face_orientation` finds in the axes that show a frontal, upright nose (the
+file's own where they show a frontal nose at all, else the one other convention that fits); a
+frame where none does is not counted ("below" would mean nothing). It tests the texture against
+the geometry, whatever the files' axes. Frames with no texture are not counted. Fair skin
 under red light, closed eyes or a beard can make a relation undetermined (within the
 tolerance) on some frames; a wrong orientation fails it on most. The brows are not used: light
 brows on dark skin are lighter than the skin, so "brows are dark" is not a fact about faces.
@@ -32,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mvdata.core import Mesh
-from mvdata.sources.face_orientation import upright_frame
+from mvdata.sources.face_orientation import FaceLooks, face_looks
 from mvdata.sources.landmark_layout import canonical_points
 from mvdata.sources.relations import RelationTally
 
@@ -158,13 +159,16 @@ def _vertex_uvs(mesh: Mesh) -> NDArray[np.int64]:
     return uv_of_vertex
 
 
-def _lips_below_nose(mesh: Mesh) -> dict[str, dict[str, bool | None]] | None:
+def _lips_below_nose(
+    mesh: Mesh, looks: FaceLooks | None
+) -> dict[str, dict[str, bool | None]] | None:
     """The "lips below nose" relation per orientation for a frame without landmarks, "below"
-    read in the first axis convention that shows a frontal, upright nose (the file's own
-    first: a texture is tested against its geometry whatever the files' axes); None when none
-    does or too few vertices carry a UV."""
+    read in :meth:`FaceLooks.upright_frame` (measured here unless the caller passes
+    ``looks``); None when no axes show a frontal, upright nose or too few vertices carry a
+    UV."""
     assert mesh.texture is not None and mesh.uvs is not None and mesh.uv_faces is not None
-    found = upright_frame(mesh.vertices)
+    looks = looks or face_looks(mesh.vertices)
+    found = None if looks is None else looks.upright_frame()
     if found is None:
         return None
     tip, extent = found.tip, found.extent
@@ -198,19 +202,22 @@ def _lips_below_nose(mesh: Mesh) -> dict[str, dict[str, bool | None]] | None:
     return out
 
 
-def texture_verdicts(mesh: Mesh) -> dict[str, dict[str, bool | None]] | None:
+def texture_verdicts(
+    mesh: Mesh, looks: FaceLooks | None = None
+) -> dict[str, dict[str, bool | None]] | None:
     """Relations of :data:`TEXTURE_CHECKS` per orientation of :data:`ORIENTATIONS`: True
     (holds), False (fails), None (undetermined). "lips" and "eyes" for a frame with landmarks
-    naming the nose bridge; "lips below nose" for one without (see the module's docstring).
-    None for a frame without a texture or UVs, or one neither way can read."""
+    naming the nose bridge; "lips below nose" for one without (see the module's docstring;
+    ``looks``: the frame's :func:`~.face_orientation.face_looks` where the caller measured
+    them). None for a frame without a texture or UVs, or one neither way can read."""
     if mesh.texture is None or mesh.uvs is None or mesh.uv_faces is None:
         return None
     if mesh.landmarks is None or not mesh.landmark_names:
-        return _lips_below_nose(mesh)
+        return _lips_below_nose(mesh, looks)
     uv = _landmark_uvs(mesh)
     bridge_uvs = [uv[n] for n in _BRIDGE if n in uv]
     if not bridge_uvs:  # landmarks that name no nose bridge (unknown names): read by colour
-        return _lips_below_nose(mesh)
+        return _lips_below_nose(mesh, looks)
     eye_uvs = []
     for ring in _EYES:
         pts = [uv[n] for n in ring if n in uv]
@@ -251,9 +258,11 @@ def texture_tally() -> RelationTally:
     return RelationTally(TEXTURE_CHECKS)
 
 
-def add_texture(tally: RelationTally, where: str, mesh: Mesh) -> None:
+def add_texture(
+    tally: RelationTally, where: str, mesh: Mesh, looks: FaceLooks | None = None
+) -> None:
     """Count one frame's texture relations in ``tally`` (frames it cannot test are skipped)."""
-    verdicts = texture_verdicts(mesh)
+    verdicts = texture_verdicts(mesh, looks)
     if verdicts is not None:
         for orientation, v in verdicts.items():
             tally.add_verdicts(orientation, where, v)

@@ -4,13 +4,17 @@ the projection head (the layer SimCLR and CLIP probe), each with the report's C 
 one. An evaluation of finished runs on their held-out folds: it trains nothing and chooses
 nothing for the benchmark (the report's protocol and numbers are unchanged).
 
-    python scripts/probe_layers.py OUT [--runs main,supervised] --out result.json
+    python scripts/probe_layers.py OUT [--runs main,supervised] [--step N] --out result.json
 
 OUT is a ``mvmodel benchmark`` output (``OUT/runs/NAME``, ``OUT/shards/static``). The protocol
 is the report's: the bu3dfe preset over every subject and the folds as built, intensities 3-4,
 tested on the folds the run held out; C (and k) chosen by the subject-grouped inner CV on the
 training folds only. The joint-embedding row with the report's grid must equal the report's
-linear probe: the script checks that it reads what the report read.
+linear probe: the script checks that it reads what the report read. Each layer's spread
+(effective rank, mean cosine: ``mvmodel.evaluate.metrics.embedding_spread``) says whether a
+probe at chance is a collapse, and in which layer. ``--step N`` probes the runs' checkpoint of
+step N (``RUN/checkpoints/ckpt-0000000N``) instead of their final weights: a run still training
+can be looked at; there is no report to compare with then.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from mvmodel.evaluate.benchmark import BASELINES, VARIANTS
 from mvmodel.evaluate.features import FeatureSet
 from mvmodel.evaluate.metrics import (
     C_GRID,
+    embedding_spread,
     fit_knn,
     fit_linear_probe,
     l2_normalise,
@@ -86,6 +91,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("out_dir", type=Path, help="a mvmodel benchmark OUT")
     ap.add_argument("--runs", default="main", help="comma-separated run names under OUT/runs")
     ap.add_argument("--out", type=Path, required=True, help="the JSON result")
+    ap.add_argument("--step", type=int, default=None, help="probe this checkpoint's weights")
     args = ap.parse_args(argv)
     shards = str(args.out_dir / "shards" / "static")
     table = sample_table(list(iter_sample_jsons(shards)))
@@ -99,7 +105,13 @@ def main(argv: list[str]) -> int:
     }
     for name in args.runs.split(","):
         t0 = time.perf_counter()
-        keys, joint, fused, model = embed(args.out_dir / "runs" / name, shards)
+        weights = args.out_dir / "runs" / name
+        if args.step is not None:
+            weights = weights / "checkpoints" / f"ckpt-{args.step:08d}"
+            if not weights.is_dir():
+                print(f"error: {weights}: no checkpoint of step {args.step}", file=sys.stderr)
+                return 2
+        keys, joint, fused, model = embed(weights, shards)
         sel = select(
             table, protocol, mode="holdout", holdout_folds=tuple(model.config.data.exclude_folds)
         )
@@ -111,8 +123,15 @@ def main(argv: list[str]) -> int:
             "joint embedding": (l2_normalise(joint[rows]), False),
             "backbone (pre-projection)": (fused[rows], True),
         }
-        out: dict[str, Any] = {"test_folds": list(sel.test_folds), "test_samples": None}
+        out: dict[str, Any] = {
+            "test_folds": list(sel.test_folds),
+            "test_samples": None,
+            "step": model.step,
+        }
+        test = sel.test_mask()
         for layer, (x, standardise) in layers.items():
+            # the joint embedding as the report reads it; the raw features as they are
+            out[f"spread, {layer}"] = {k: round(v, 4) for k, v in embedding_spread(x[test]).items()}
             for grid_name, grid in (("report grid", C_GRID), ("wide grid", WIDE_C_GRID)):
 
                 def lp(a: Any, b: Any, g: Any, s: bool = standardise, c: Any = grid) -> Any:
@@ -127,7 +146,7 @@ def main(argv: list[str]) -> int:
 
             out[f"kNN, {layer}"] = summary(prediction_metrics(predict_by_fold(x, sel, knn), sel))
         # the first row is the report's own computation: it must give the report's number
-        reported = report_linear_probe(args.out_dir, name)
+        reported = None if args.step is not None else report_linear_probe(args.out_dir, name)
         ours = out["linear probe, joint embedding, report grid"]["mean"]
         out["report's linear probe"] = reported
         if reported is not None and reported != ours:
@@ -135,7 +154,11 @@ def main(argv: list[str]) -> int:
             return 1
         out["seconds"] = round(time.perf_counter() - t0, 1)
         result["runs"][name] = out
-        print(name, {k: v["mean"] for k, v in out.items() if isinstance(v, dict)}, flush=True)
+        print(
+            name,
+            {k: v.get("mean", v) for k, v in out.items() if isinstance(v, dict)},
+            flush=True,
+        )
     atomic_write_json(args.out, result)
     return 0
 

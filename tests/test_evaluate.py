@@ -19,6 +19,7 @@ import pytest
 from mvmodel.evaluate.metrics import (
     FitResult,
     clustering_scores,
+    embedding_spread,
     evaluate_representation,
     fit_linear_probe,
     fold_stats,
@@ -32,7 +33,7 @@ from mvmodel.evaluate.metrics import (
     subject_bootstrap_ci,
 )
 from mvmodel.evaluate.protocols import EXPRESSIONS, make_protocol, select
-from mvmodel.evaluate.report import _neighbour_section
+from mvmodel.evaluate.report import _neighbour_section, _spread_section
 
 # Imported before any fixture renders: importing triton (which timm/torch pull in) after the
 # process opened a Mesa EGL context segfaults (seen with moderngl 5.13 + torch 2.14.1).
@@ -257,6 +258,40 @@ def test_neighbour_metrics_per_test_fold_and_pooled() -> None:
     assert len(rows) == 2 and rows[1].startswith("| **M** | ")
     assert rows[1].endswith(" | 100.0 (100.0 ± 0.0) |")
     assert _neighbour_section({"old": {}}, "old", 10) == []
+
+
+def test_embedding_spread_by_hand_and_against_numpy() -> None:
+    """RankMe and the mean pairwise cosine: a collapse gives rank 1 and cosine 1; d orthogonal
+    directions rank d and cosine 0; a random set against a plain numpy loop over the pairs."""
+    collapsed = embedding_spread(np.tile([[3.0, 4.0, 0.0]], (5, 1)))
+    assert collapsed["effective_rank"] == pytest.approx(1.0)
+    assert collapsed["mean_cosine"] == pytest.approx(1.0) and collapsed["dims"] == 3
+    orthogonal = embedding_spread(np.eye(4))
+    assert orthogonal["effective_rank"] == pytest.approx(4.0)
+    assert orthogonal["mean_cosine"] == pytest.approx(0.0)
+    # orthogonal rows of lengths 1, 2, 3, 4: singular values 1-4, p = s / 10, rank exp(entropy)
+    basis = np.diag([1.0, 2.0, 3.0, 4.0])
+    p = np.array([1.0, 2.0, 3.0, 4.0]) / 10
+    assert embedding_spread(basis)["effective_rank"] == pytest.approx(
+        np.exp(-(p * np.log(p)).sum())
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 8)) + 0.5
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    pairs = [u[i] @ u[j] for i in range(30) for j in range(30) if i != j]
+    assert embedding_spread(x)["mean_cosine"] == pytest.approx(np.mean(pairs))
+    s = np.linalg.svd(x, compute_uv=False)
+    q = s / s.sum()
+    assert embedding_spread(x)["effective_rank"] == pytest.approx(np.exp(-(q * np.log(q)).sum()))
+    assert embedding_spread(np.zeros((3, 2)))["effective_rank"] == 0.0
+    with pytest.raises(ValueError, match="two rows"):
+        embedding_spread(x[:1])
+    # the report's table: one row per method with a spread (older reports: no section)
+    lines = _spread_section({"M": {"spread": collapsed}, "old": {}}, "M")
+    rows = [line for line in lines if line.startswith("| ")]
+    assert rows[0] == "| method | effective rank | dimensions | mean cosine |"
+    assert rows[1] == "| **M** | 1.0 | 3 | 1.000 |" and len(rows) == 2
+    assert _spread_section({"old": {}}, "old") == []
 
 
 def test_prediction_metrics_by_hand() -> None:
@@ -504,11 +539,14 @@ def test_probe_layers_script_repeats_the_report_and_refuses_a_mismatch(
     got = doc["runs"]["main"]
     assert got["test_folds"] == [0] and got["report's linear probe"] is None
     rows = {k for k, v in got.items() if isinstance(v, dict)}
+    layers = ("joint embedding", "backbone (pre-projection)")
     assert rows == {
         f"linear probe, {layer}, {grid}"
-        for layer in ("joint embedding", "backbone (pre-projection)")
+        for layer in layers
         for grid in ("report grid", "wide grid")
-    } | {"kNN, joint embedding", "kNN, backbone (pre-projection)"}
+    } | {f"kNN, {layer}" for layer in layers} | {f"spread, {layer}" for layer in layers}
+    spread = got["spread, joint embedding"]
+    assert 1.0 <= spread["effective_rank"] <= spread["dims"] and got["step"] == 3
     model = TrainedModel.load(run, device="cpu")
     feats = embed_features(model, shards, tmp_path / "features", name="m", batch_size=16)
     protocol = make_protocol("bu3dfe", num_subjects=None, num_folds=None)
@@ -527,6 +565,16 @@ def test_probe_layers_script_repeats_the_report_and_refuses_a_mismatch(
     assert script.main([str(out), "--out", str(tmp_path / "again.json")]) == 1
     assert "in the report" in capsys.readouterr().err
     assert not (tmp_path / "again.json").exists()
+    # a checkpoint is probed without a report to match (the run's last one: step 3, the same
+    # weights), and a step without a checkpoint stops it before anything is written
+    args = [str(out), "--step", "3", "--out", str(tmp_path / "step.json")]
+    assert script.main(args) == 0
+    at_step = json.loads((tmp_path / "step.json").read_text())["runs"]["main"]
+    assert at_step["step"] == 3 and at_step["report's linear probe"] is None
+    assert at_step["spread, joint embedding"] == spread
+    assert script.main([str(out), "--step", "2", "--out", str(tmp_path / "none.json")]) == 2
+    assert "no checkpoint of step 2" in capsys.readouterr().err
+    assert not (tmp_path / "none.json").exists()
 
 
 def test_random_init_features_cache_and_view_subsets(
@@ -624,6 +672,9 @@ def test_cli_evaluate_end_to_end(shards: Path, run: Path, tmp_path: Path) -> Non
     # one test subject: no other subject to be a neighbour, so no neighbour shares
     assert main["neighbours"] is None
     assert "## Nearest neighbours" not in (out / "report.md").read_text()
+    # ... but a spread of the test samples' embeddings (it needs no second subject)
+    assert 1.0 <= main["spread"]["effective_rank"] <= main["spread"]["dims"]
+    assert "## Spread: does a representation use its space?" in (out / "report.md").read_text()
     for key in ("linear_probe", "knn", "zero_shot"):
         st = main[key]
         assert {

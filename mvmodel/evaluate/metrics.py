@@ -15,6 +15,11 @@
   and the share whose nearest test sample of another subject shows the same class. Raw pixels
   and identity-driven features put each face next to its own subject's other scans; an
   expression representation puts it next to other subjects' faces of the same expression.
+* **Spread**: how much of its space a representation uses, with no label: the effective rank
+  of the test samples' embeddings (RankMe, Garrido et al. 2023: ``exp`` of the entropy of the
+  normalised singular values; 1 for a collapsed set) and the mean cosine between two distinct
+  test samples (1 when every embedding points the same way). A probe at chance with a rank
+  near 1 is a collapse, not a hard task.
 
 Every metric is reported per test fold, as mean ± std over folds (``ddof=1``), with a 95 %
 confidence interval over folds (Student t), and pooled over all test samples; accuracies also get
@@ -41,6 +46,7 @@ __all__ = [
     "Predictions",
     "clustering_metrics",
     "clustering_scores",
+    "embedding_spread",
     "evaluate_representation",
     "fit_knn",
     "fit_linear_probe",
@@ -402,6 +408,35 @@ def nearest_neighbour_shares(
     }
 
 
+def embedding_spread(x: NDArray[Any], *, standardise: bool = False) -> dict[str, float]:
+    """How much of its space the rows of ``x`` use (no label, no fit): ``effective_rank``
+    (RankMe: the singular values ``s`` of ``x`` as given, uncentred, ``p = s / sum(s)``,
+    ``exp(-sum(p log p))``; between 1 and ``min(n, d)``), ``mean_cosine`` (the mean cosine
+    between two distinct rows) and ``dims`` (``d``). ``standardise``: hand-made features,
+    scaled as for k-means first. A row of zeros counts as a direction of its own (cosine 0).
+    Raises ``ValueError`` with fewer than two rows."""
+    x = _standardised(x) if standardise else np.asarray(x, dtype=np.float64)
+    n = len(x)
+    if n < 2:
+        raise ValueError(f"a spread needs two rows or more, got {n}")
+    s = np.linalg.svd(x, compute_uv=False)
+    total = float(s.sum())
+    if total > 0:
+        p = s / total
+        p = p[p > 0]
+        rank = float(np.exp(-(p * np.log(p)).sum()))
+    else:  # every row zero: nothing is spread
+        rank = 0.0
+    unit = l2_normalise(x)
+    # sum over ordered pairs i != j of u_i . u_j = |sum u|^2 - sum |u_i|^2 (no n x n matrix)
+    total_dot = float(np.square(unit.sum(axis=0)).sum()) - float(np.square(unit).sum())
+    return {
+        "effective_rank": rank,
+        "mean_cosine": total_dot / (n * (n - 1)),
+        "dims": float(x.shape[1]),
+    }
+
+
 def neighbour_metrics(
     x: NDArray[Any], sel: Selection, *, standardise: bool = False
 ) -> dict[str, dict[str, Any]] | None:
@@ -442,7 +477,8 @@ def evaluate_representation(
     hand-made features: ``standardise=True``). ``scores``: ``[n, K]`` label-free class scores
     (zero-shot probabilities, the prior's) or None. Returns ``linear_probe``, ``knn``,
     ``zero_shot`` (None without scores), ``kmeans`` (``nmi``, ``ari``, ``matched_accuracy``) and
-    ``neighbours`` (:func:`neighbour_metrics`).
+    ``neighbours`` (:func:`neighbour_metrics`) and ``spread`` (:func:`embedding_spread` of the
+    test samples pooled).
     """
 
     def lp(a: NDArray[Any], b: NDArray[Any], g: NDArray[Any]) -> FitResult:
@@ -459,4 +495,7 @@ def evaluate_representation(
         else prediction_metrics(predict_from_scores(scores, sel), sel),
         "kmeans": clustering_metrics(x, sel, seed=seed, standardise=standardise),
         "neighbours": neighbour_metrics(x, sel, standardise=standardise),
+        "spread": embedding_spread(x[sel.test_mask()], standardise=standardise)
+        if int(sel.test_mask().sum()) >= 2
+        else None,
     }

@@ -295,6 +295,33 @@ def _neighbour_section(methods: dict[str, Any], main: str, n_test: int | None) -
     return L
 
 
+def _spread_section(methods: dict[str, Any], main: str) -> list[str]:
+    """How much of its space each representation uses (reports written before 2026-12-07's
+    afternoon have no ``spread`` and get no section)."""
+    rows = {n: r["spread"] for n, r in methods.items() if r.get("spread")}
+    if not rows:
+        return []
+    L = ["## Spread: does a representation use its space?", ""]
+    L.append(
+        "Over the test samples pooled, no label: the effective rank of the embeddings (RankMe: "
+        "the exponential of the entropy of their normalised singular values; 1 when every "
+        "embedding is the same direction) out of their dimensions, and the mean cosine between "
+        "two distinct test samples (1 for a collapse). The geometry's features are standardised "
+        "first. A probe at chance with a rank near 1 is a collapsed network, not a hard task."
+    )
+    L.append("")
+    L.append("| method | effective rank | dimensions | mean cosine |")
+    L.append("|---|---|---|---|")
+    for name, sp in rows.items():
+        label = f"**{name}**" if name == main else name
+        L.append(
+            f"| {label} | {sp['effective_rank']:.1f} | {int(sp['dims'])} | "
+            f"{sp['mean_cosine']:.3f} |"
+        )
+    L.append("")
+    return L
+
+
 def _benchmark_section(bench: dict[str, Any], env: dict[str, Any]) -> list[str]:
     """The benchmark's settings and what each stage cost."""
     L = ["## Benchmark settings and cost", ""]
@@ -416,6 +443,7 @@ def markdown(doc: dict[str, Any]) -> str:
         )
     L.append("")
     L += _neighbour_section(methods, main, sel.get("test_samples"))
+    L += _spread_section(methods, main)
     # per class and per intensity for the main model and the geometry
     cols: list[tuple[str, str, dict[str, Any]]] = []
     geometry = next((n for n, r in methods.items() if r.get("kind") == "geometry"), None)

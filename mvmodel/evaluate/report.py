@@ -286,13 +286,23 @@ def _neighbour_section(methods: dict[str, Any], main: str, n_test: int | None) -
         "its expression."
     )
     L.append("")
-    L.append("| method | same subject, % | same expression (another subject), % |")
-    L.append("|---|---|---|")
-    for name, nb in rows.items():
-        label = f"**{name}**" if name == main else name
-        L.append(f"| {label} | {_share(nb['same_subject'])} | {_share(nb['same_class'])} |")
-    L.append("")
+    L += _method_table(
+        ("same subject, %", "same expression (another subject), %"),
+        {n: (_share(nb["same_subject"]), _share(nb["same_class"])) for n, nb in rows.items()},
+        main,
+    )
     return L
+
+
+def _method_table(
+    header: tuple[str, ...], cells: dict[str, tuple[str, ...]], main: str
+) -> list[str]:
+    """A Markdown table with one row per method (the main one in bold) and a blank line."""
+    L = ["| method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for name, row in cells.items():
+        label = f"**{name}**" if name == main else name
+        L.append(f"| {label} | " + " | ".join(row) + " |")
+    return [*L, ""]
 
 
 def _spread_section(methods: dict[str, Any], main: str) -> list[str]:
@@ -310,15 +320,14 @@ def _spread_section(methods: dict[str, Any], main: str) -> list[str]:
         "first. A probe at chance with a rank near 1 is a collapsed network, not a hard task."
     )
     L.append("")
-    L.append("| method | effective rank | dimensions | mean cosine |")
-    L.append("|---|---|---|---|")
-    for name, sp in rows.items():
-        label = f"**{name}**" if name == main else name
-        L.append(
-            f"| {label} | {sp['effective_rank']:.1f} | {int(sp['dims'])} | "
-            f"{sp['mean_cosine']:.3f} |"
-        )
-    L.append("")
+    L += _method_table(
+        ("effective rank", "dimensions", "mean cosine"),
+        {
+            n: (f"{sp['effective_rank']:.1f}", str(int(sp["dims"])), f"{sp['mean_cosine']:.3f}")
+            for n, sp in rows.items()
+        },
+        main,
+    )
     return L
 
 

@@ -487,6 +487,7 @@ def evaluate_representation(
     def knn(a: NDArray[Any], b: NDArray[Any], g: NDArray[Any]) -> FitResult:
         return fit_knn(a, b, g, standardise=standardise)
 
+    test = sel.test_mask()
     return {
         "linear_probe": prediction_metrics(predict_by_fold(x, sel, lp), sel),
         "knn": prediction_metrics(predict_by_fold(x, sel, knn), sel),
@@ -495,7 +496,7 @@ def evaluate_representation(
         else prediction_metrics(predict_from_scores(scores, sel), sel),
         "kmeans": clustering_metrics(x, sel, seed=seed, standardise=standardise),
         "neighbours": neighbour_metrics(x, sel, standardise=standardise),
-        "spread": embedding_spread(x[sel.test_mask()], standardise=standardise)
-        if int(sel.test_mask().sum()) >= 2
+        "spread": embedding_spread(x[test], standardise=standardise)
+        if int(test.sum()) >= 2
         else None,
     }

@@ -138,12 +138,13 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: Path, expected_hash: str | None = None
+    path: Path, expected_hash: str | tuple[str, ...] | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Weights and trainer state of checkpoint ``path``.
 
-    With ``expected_hash``, a checkpoint written under another config is refused
-    (:class:`CheckpointError` naming both hashes and the config file to compare with).
+    With ``expected_hash`` (one hash, or the hashes one config has had: the current one first),
+    a checkpoint written under another config is refused (:class:`CheckpointError` naming both
+    hashes and the config file to compare with).
     """
     path = Path(path)
     weights, meta = read_weights(path / WEIGHTS)
@@ -155,12 +156,13 @@ def load_checkpoint(
         raise CheckpointError(f"{path / TRAINER}: not readable ({exc})") from exc
     if not isinstance(state, dict) or "config_hash" not in state:
         raise CheckpointError(f"{path / TRAINER}: not an mvmodel trainer state")
-    if expected_hash is not None and state["config_hash"] != expected_hash:
+    accepted = (expected_hash,) if isinstance(expected_hash, str) else expected_hash
+    if accepted is not None and state["config_hash"] not in accepted:
         saved = json.loads(meta.get("config", "{}")) if meta.get("config") else {}
         hint = f" (saved config sections: {', '.join(sorted(saved))})" if saved else ""
         raise CheckpointError(
             f"{path}: written with config hash {state['config_hash']}, but this run's config "
-            f"hashes to {expected_hash}: resume with the same settings (see config.yaml in the "
+            f"hashes to {accepted[0]}: resume with the same settings (see config.yaml in the "
             f"run directory){hint}, or train into a new --out"
         )
     return weights, state

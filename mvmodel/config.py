@@ -243,6 +243,13 @@ class TrainConfig(_Section):
 #: Sections that never change the trained parameters (left out of the hash).
 _UNHASHED = ("run",)
 
+#: Settings that say where a file is kept, not what is trained (left out of the hash), so the
+#: same run trained into another directory, or a benchmark OUT moved, hashes the same: two seed-7
+#: benchmark runs in two OUTs trained to identical per-epoch metrics yet hashed apart by this
+#: path alone (2026-12-07). Runs written before then hashed it; ``legacy_paths=True`` gives
+#: their hash, which ``--resume`` still accepts from their checkpoints.
+_UNHASHED_PATHS: tuple[tuple[str, str], ...] = (("text", "cache_dir"),)
+
 
 #: Settings added after runs were recorded, and the value those runs had (the behaviour before
 #: the setting existed): left out of the hash at that value, so their hashes and reuse stand, and
@@ -254,9 +261,16 @@ _HASHED_UNLESS: dict[tuple[str, str], object] = {
 }
 
 
-def config_hash(cfg: TrainConfig) -> str:
-    """sha256 (16 hex digits) of every setting that changes the trained parameters."""
+def config_hash(cfg: TrainConfig, *, legacy_paths: bool = False) -> str:
+    """sha256 (16 hex digits) of every setting that changes the trained parameters.
+
+    ``legacy_paths``: hash the file locations too (``_UNHASHED_PATHS``), as runs written before
+    2026-12-07 did; only for accepting their checkpoints on resume.
+    """
     doc = cfg.model_dump(mode="json", exclude=set(_UNHASHED))
+    if not legacy_paths:
+        for section, name in _UNHASHED_PATHS:
+            del doc[section][name]
     for (section, name), legacy in _HASHED_UNLESS.items():
         if doc[section][name] == legacy:
             del doc[section][name]

@@ -1088,6 +1088,24 @@ def test_benchmark_quick_end_to_end(tmp_path: Path) -> None:
     }
 
 
+def test_benchmark_reuses_the_finished_runs_of_a_moved_out(tmp_path: Path) -> None:
+    """An OUT moved, or restored from a backup to another path, keeps its finished runs: the
+    prompt cache's location, the one path in a run's config, is not in the config hash (it
+    was until 2026-12-07, when two identical seed-7 runs in two OUTs hashed apart)."""
+    from mvmodel.evaluate.benchmark import _train, quick_settings, training_config
+
+    s = quick_settings(seed=3)
+    old, new = tmp_path / "old", tmp_path / "new"
+    run = new / "runs" / "main"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(training_config(s, old, ()))  # written under the old OUT
+    (run / "model.safetensors").write_bytes(b"")  # a finished run: only its presence counts
+    said: list[str] = []
+    got = _train(s, new, "main", tmp_path / "no-shards", (), said.append)
+    assert got["skipped"] and said == [f"train main: finished earlier ({run})"]
+    assert str(new / "cache" / "prompts") in (new / "configs" / "main.yaml").read_text()
+
+
 def test_pseudo_label_column_says_when_the_loss_ignored_them() -> None:
     """The multiview and SimCLR baselines compute and measure pseudo-labels their loss never
     uses, and the supervised run's are its labels: a bare 100 % in their row read as if

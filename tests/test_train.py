@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,8 +33,8 @@ from mvdata.synth.facemodel import procedural_face
 from mvdata.synth.generate import SynthConfig
 from mvdata.synth.writer import write_synth
 from mvdata.testing import build_shard_dir
-from mvmodel.checkpoint import latest_checkpoint
-from mvmodel.config import ConfigError, load_config
+from mvmodel.checkpoint import CheckpointError, latest_checkpoint
+from mvmodel.config import ConfigError, config_hash, load_config
 from mvmodel.train.logs import read_log
 from mvmodel.train.loop import TrainingDiverged, cpu_has_native_bf16, train, uses_bf16
 from mvmodel.train.module import MultiviewVLMTrainer
@@ -168,6 +169,23 @@ def test_resume_refuses_another_config(shards: Path, cache_dir: Path, tmp_path: 
     # The run's own log/checkpoint cadence is not part of the hash: changing it is fine.
     same = load_config(None, tiny(cache_dir, "optim.max_steps=2", "run.log_every=5"))
     assert train(str(shards), run, same, resume=True, echo=print).steps == 2
+    # nor is where the prompt embeddings are cached (a moved benchmark OUT): the run goes on
+    moved = tmp_path / "moved-cache"
+    shutil.copytree(cache_dir, moved)
+    on = load_config(None, tiny(moved, "optim.max_steps=2"))
+    assert config_hash(on) == config_hash(same) != config_hash(on, legacy_paths=True)
+    assert train(str(shards), run, on, resume=True, echo=print).steps == 2
+    # ... and a checkpoint written while that location was hashed (before 2026-12-07) resumes
+    ckpt = latest_checkpoint(run)
+    assert ckpt is not None
+    state = torch.load(ckpt / "trainer.pt", weights_only=True)
+    state["config_hash"] = config_hash(on, legacy_paths=True)
+    torch.save(state, ckpt / "trainer.pt")
+    assert train(str(shards), run, on, resume=True, echo=print).steps == 2
+    state["config_hash"] = "0123456789abcdef"  # a checkpoint of another config stays refused
+    torch.save(state, ckpt / "trainer.pt")
+    with pytest.raises(CheckpointError, match="0123456789abcdef"):
+        train(str(shards), run, on, resume=True, echo=print)
 
 
 def test_bad_input_is_refused_before_any_work(
@@ -316,13 +334,16 @@ def test_held_out_images_never_reach_the_model(
 def test_skip_excluded_keeps_the_recorded_hashes(cache_dir: Path) -> None:
     """``data.skip_excluded`` came after runs were recorded: at False (their behaviour) it is left
     out of the config hash, so their hashes and reuse stand; True is another run."""
-    from mvmodel.config import config_hash
 
     base = load_config(None, tiny(cache_dir, "data.exclude_folds=[0]"))
     doc = base.model_dump(mode="json", exclude={"run"})
     del doc["data"]["skip_excluded"]
+    # runs written before 2026-12-07 hashed the prompt cache's location too
+    legacy_paths = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    assert config_hash(base, legacy_paths=True) == legacy_paths
+    del doc["text"]["cache_dir"]
     recorded = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
-    assert config_hash(base) == recorded
+    assert config_hash(base) == recorded != legacy_paths
     skip = load_config(None, tiny(cache_dir, "data.exclude_folds=[0]", "data.skip_excluded=true"))
     assert config_hash(skip) != recorded
     # prior.fit came later still: "all" (the recorded runs' behaviour) keeps their hashes
@@ -341,7 +362,7 @@ def test_a_recorded_config_without_prior_fit_is_read_as_all(
     config file without the field gets the default (training)."""
     import yaml
 
-    from mvmodel.config import config_hash, dump_config, with_recorded_defaults
+    from mvmodel.config import dump_config, with_recorded_defaults
 
     doc = yaml.safe_load(dump_config(load_config(None, tiny(cache_dir))))
     del doc["prior"]["fit"]

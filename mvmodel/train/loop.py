@@ -297,7 +297,9 @@ def _train(
     ckpt = latest_checkpoint(run_dir) if resume else None
     saved: dict[str, Any] | None = None
     if ckpt is not None:
-        weights, saved = load_checkpoint(ckpt, expected_hash=chash)
+        # a checkpoint written before the file locations left the hash is this run's too
+        legacy = config_hash(cfg, legacy_paths=True)
+        weights, saved = load_checkpoint(ckpt, expected_hash=(chash, legacy))
         if int(saved["world_size"]) != info.world_size:
             raise CheckpointError(
                 f"{ckpt}: saved by {saved['world_size']} ranks, resumed with "

@@ -1137,6 +1137,36 @@ def test_pseudo_label_column_says_when_the_loss_ignored_them() -> None:
     assert _pseudo_cell({"accuracy": 0.5}) == "50.0" and _pseudo_cell(None) == "–"
 
 
+def test_training_plot_and_table_leave_out_pseudo_labels_no_loss_used() -> None:
+    """The loop measures pseudo-labels in every run, so the multiview and SimCLR baselines'
+    curves sat at 1.0 in training.png under the supervised one's, as if they had taught them
+    (seed 7's report, 2026-12-07); the training table printed the bare 100.0 as well."""
+    from mvmodel.evaluate.report import _last_pseudo, _pseudo_cell, training_series
+
+    recs = [
+        {"epoch": 0, "step": 10, "pseudo/overall": 1.0, "image/overall": 0.2, "prior/overall": 0.9},
+        {"epoch": 1, "step": 20, "pseudo/overall": 1.0, "image/overall": 0.3, "prior/overall": 0.9},
+    ]
+    curves = {"main": recs, "multiview": recs, "supervised": recs, "old report": recs}
+    roles = {"main": "targets", "multiview": "unused", "supervised": "replaced by labels"}
+    labels = [label for _, _, label, _, _ in training_series(curves, roles)]
+    assert labels == [
+        "main: pseudo-labels",
+        "main: image zero-shot",
+        "main: prior",
+        "multiview: image zero-shot",
+        "supervised: image zero-shot",
+        "old report: pseudo-labels",  # no role recorded: drawn as before
+        "old report: image zero-shot",
+    ]
+    first = training_series(curves, roles)[0]
+    assert first[0] == 0 and first[1] == "-" and first[3] == [10, 20] and first[4] == [1.0, 1.0]
+    unused = {"pseudo_labels": {"role": "unused", "accuracy": 1.0}}
+    assert _pseudo_cell(_last_pseudo(unused, recs[-1])) == "100.0 (unused)"
+    assert _pseudo_cell(_last_pseudo({}, recs[-1])) == "100.0"
+    assert _pseudo_cell(_last_pseudo(unused, {"epoch": 3})) == "–"
+
+
 def test_seed_spread_script_reads_the_committed_reports(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -16,7 +16,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ __all__ = [
     "plot_training",
     "summary_lines",
     "target_checks",
+    "training_series",
     "write_report",
 ]
 
@@ -187,15 +188,20 @@ def plot_embedding_map(
     return {"method": "t-SNE", "samples": len(idx), "perplexity": perplexity, "seed": seed}
 
 
-def plot_training(path: Path, curves: dict[str, list[dict[str, Any]]]) -> bool:
-    """Agreement with the held-back labels per epoch (measured during training): the
-    pseudo-labels of each run (solid), the image zero-shot guess (dashed) and the geometric
-    prior (dotted, main run). False when no run has epoch records."""
-    plt = _plt()
-    if not any(curves.values()):
-        return False
-    fig, ax = plt.subplots(figsize=(11, 4.5), constrained_layout=True)
-    cmap = plt.get_cmap("tab10")
+def training_series(
+    curves: Mapping[str, list[dict[str, Any]]],
+    pseudo_roles: Mapping[str, str] | None = None,
+) -> list[tuple[int, str, str, list[int], list[float]]]:
+    """The curves :func:`plot_training` draws: ``(run index, style, legend label, steps,
+    agreements)``. The pseudo-labels of each run (solid), its image zero-shot guess (dashed)
+    and the geometric prior (dotted, the first run only).
+
+    ``pseudo_roles`` (run -> the ``role`` of its pseudo-labels): a run whose loss did not train
+    on them (``unused``, ``replaced by labels``) gets no pseudo-label curve, as the loop still
+    measures them and a line at 1.0 would read as if they had taught it. Runs not named keep
+    the curve (reports written before the role was recorded)."""
+    roles = pseudo_roles or {}
+    series = []
     for i, (name, recs) in enumerate(curves.items()):
         for key, style, label in (
             ("pseudo/overall", "-", "pseudo-labels"),
@@ -204,16 +210,34 @@ def plot_training(path: Path, curves: dict[str, list[dict[str, Any]]]) -> bool:
         ):
             if key == "prior/overall" and i > 0:
                 continue
+            if key == "pseudo/overall" and roles.get(name, "targets") != "targets":
+                continue
             pts = [
-                (r["step"], r[key])
+                (int(r["step"]), float(r[key]))
                 for r in recs
                 if isinstance(r.get(key), int | float) and isinstance(r.get("step"), int)
             ]
             if pts:
-                xs, ys = zip(*pts, strict=True)
-                ax.plot(
-                    xs, ys, style, color=cmap(i % 10), marker="o", ms=3, label=f"{name}: {label}"
+                series.append(
+                    (i, style, f"{name}: {label}", [x for x, _ in pts], [y for _, y in pts])
                 )
+    return series
+
+
+def plot_training(
+    path: Path,
+    curves: dict[str, list[dict[str, Any]]],
+    pseudo_roles: Mapping[str, str] | None = None,
+) -> bool:
+    """Agreement with the held-back labels per epoch (measured during training), the curves of
+    :func:`training_series`. False when no run has epoch records."""
+    plt = _plt()
+    if not any(curves.values()):
+        return False
+    fig, ax = plt.subplots(figsize=(11, 4.5), constrained_layout=True)
+    cmap = plt.get_cmap("tab10")
+    for i, style, label, xs, ys in training_series(curves, pseudo_roles):
+        ax.plot(xs, ys, style, color=cmap(i % 10), marker="o", ms=3, label=label)
     ax.set_xlabel("training step (each point: the end of an epoch, or of the run)")
     ax.set_ylabel("agreement with held-back labels")
     ax.set_ylim(0, 1.02)
@@ -236,6 +260,15 @@ def _pct(stat: dict[str, Any] | None, ci_key: str = "ci95_subjects") -> str:
     if ci:
         text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
     return text
+
+
+def _last_pseudo(info: dict[str, Any], last: dict[str, Any]) -> dict[str, Any] | None:
+    """The last epoch's pseudo-label agreement with the run's recorded role, for
+    :func:`_pseudo_cell` (None when the epoch has no number)."""
+    v = last.get("pseudo/overall")
+    if not isinstance(v, int | float):
+        return None
+    return {"accuracy": v, "role": (info.get("pseudo_labels") or {}).get("role", "")}
 
 
 def _pseudo_cell(pl_: dict[str, Any] | None) -> str:
@@ -525,7 +558,8 @@ def markdown(doc: dict[str, Any]) -> str:
 
         L.append(
             f"| {name} | {len(recs)} | {last.get('epoch', '–')}{' (partial)' if last.get('partial') else ''} "
-            f"| {f('pseudo/overall')} | {f('image/overall')} | {f('prior/overall')} |"
+            f"| {_pseudo_cell(_last_pseudo(info, last))} | {f('image/overall')} "
+            f"| {f('prior/overall')} |"
         )
     L.append("")
     main_lp = (methods.get(main) or {}).get("linear_probe") or {}
@@ -724,7 +758,12 @@ def write_report(
     )
     files["embedding_map"] = "embedding_map.png"
     curves = {name: info.get("training") or [] for name, info in doc["models"].items()}
-    if plot_training(out / "training.png", curves):
+    roles = {
+        name: str(info["pseudo_labels"]["role"])
+        for name, info in doc["models"].items()
+        if (info.get("pseudo_labels") or {}).get("role")
+    }
+    if plot_training(out / "training.png", curves, roles):
         files["training"] = "training.png"
     doc["targets"] = target_checks(doc)
     files["markdown"] = "report.md"

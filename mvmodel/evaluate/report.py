@@ -262,13 +262,18 @@ def _pct(stat: dict[str, Any] | None, ci_key: str = "ci95_subjects") -> str:
     return text
 
 
+def _pseudo_role(info: dict[str, Any]) -> str:
+    """The recorded role of a model's pseudo-labels ('' in reports written before it was)."""
+    return str((info.get("pseudo_labels") or {}).get("role", ""))
+
+
 def _last_pseudo(info: dict[str, Any], last: dict[str, Any]) -> dict[str, Any] | None:
     """The last epoch's pseudo-label agreement with the run's recorded role, for
     :func:`_pseudo_cell` (None when the epoch has no number)."""
     v = last.get("pseudo/overall")
     if not isinstance(v, int | float):
         return None
-    return {"accuracy": v, "role": (info.get("pseudo_labels") or {}).get("role", "")}
+    return {"accuracy": v, "role": _pseudo_role(info)}
 
 
 def _pseudo_cell(pl_: dict[str, Any] | None) -> str:
@@ -758,11 +763,7 @@ def write_report(
     )
     files["embedding_map"] = "embedding_map.png"
     curves = {name: info.get("training") or [] for name, info in doc["models"].items()}
-    roles = {
-        name: str(info["pseudo_labels"]["role"])
-        for name, info in doc["models"].items()
-        if (info.get("pseudo_labels") or {}).get("role")
-    }
+    roles = {name: _pseudo_role(info) for name, info in doc["models"].items() if _pseudo_role(info)}
     if plot_training(out / "training.png", curves, roles):
         files["training"] = "training.png"
     doc["targets"] = target_checks(doc)

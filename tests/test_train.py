@@ -459,6 +459,50 @@ def test_kill_9_and_resume_end_with_the_uninterrupted_parameters(
     )
 
 
+def test_a_resume_marks_only_the_epoch_it_lands_inside_as_partially_measured(
+    shards: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    """The pseudo-label agreement of an epoch a resume lands inside covers only its steps after
+    the checkpoint (the killed sitting's measurements die with it): that record says partial,
+    and the epochs after it, measured whole, do not. (Before, the epoch after a mid-epoch resume
+    was logged as whole and the run's last epoch as partial, whole or not.)"""
+    cfg = load_config(
+        None,
+        tiny(
+            cache_dir,
+            "optim.max_steps=null",
+            "optim.epochs=2",
+            "run.checkpoint_every=1",
+            "run.keep=100",
+        ),
+    )
+    run = tmp_path / "run"
+    train(str(shards), run, cfg, echo=lambda _m: None)
+    per_epoch = next(r for r in read_log(run) if r.get("event") == "start")["steps_per_epoch"]
+    assert per_epoch >= 2
+    uninterrupted = {r["epoch"]: r for r in read_log(run) if r["kind"] == "epoch"}
+    assert sorted(uninterrupted) == [0, 1]
+    assert not any(r.get("partial") for r in uninterrupted.values())
+    # The run as a kill after step 1 (inside epoch 0) leaves it: no weights, checkpoint 1 latest.
+    (run / "model.safetensors").unlink()
+    root = run / "checkpoints"
+    for ckpt in root.glob("ckpt-*"):
+        if int(ckpt.name.split("-")[1]) > 1:
+            shutil.rmtree(ckpt)
+    (root / "LATEST").write_text("ckpt-00000001\n")
+    log_lines = (run / "log.jsonl").read_text().splitlines(keepends=True)
+    (run / "log.jsonl").write_text(
+        "".join(line for line in log_lines if '"kind": "epoch"' not in line)
+    )
+    train(str(shards), run, cfg, resume=True, echo=lambda _m: None)
+    after = {r["epoch"]: r for r in read_log(run) if r["kind"] == "epoch"}
+    assert sorted(after) == [0, 1]
+    assert after[0]["partial"] is True
+    assert after[0]["measured"] < uninterrupted[0]["measured"]
+    assert after[1]["partial"] is False
+    assert after[1]["measured"] == uninterrupted[1]["measured"]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -406,6 +406,10 @@ def _train(
     sums: dict[str, float] = {}
     progress = _progress(cfg, info, total_steps, state.step)
     stop = False
+    # Whether ``measures`` cover the current epoch from its first step: not in the epoch a
+    # resume lands inside (its earlier steps were measured by the killed sitting, whose records
+    # are lost), and again from the next epoch on.
+    from_epoch_start = loader.step in (0, steps_per_epoch)
     try:
         while not stop and state.step < total_steps:
             epoch = loader.epoch
@@ -493,12 +497,19 @@ def _train(
                 rows = _epoch_records(info, measures)
                 if info.is_main and heldback is not None:
                     last_agreement = _measure(rows, heldback, classes)
-                    log.write("epoch", epoch=epoch, step=state.step, **last_agreement)
+                    log.write(
+                        "epoch",
+                        epoch=epoch,
+                        step=state.step,
+                        partial=not from_epoch_start,
+                        **last_agreement,
+                    )
                 measures = []
+                from_epoch_start = True
                 continue
             if stop and measures:
                 # The run ends inside this epoch (max_steps) or exactly at its end.
-                whole = loader.step in (0, steps_per_epoch) and resumed_from is None
+                whole = loader.step in (0, steps_per_epoch) and from_epoch_start
                 rows = _epoch_records(info, measures)
                 if info.is_main and heldback is not None:
                     last_agreement = _measure(rows, heldback, classes)

@@ -459,13 +459,15 @@ def test_kill_9_and_resume_end_with_the_uninterrupted_parameters(
     )
 
 
+@pytest.mark.parametrize("epoch_0_logged", [False, True])
 def test_a_resume_marks_only_the_epoch_it_lands_inside_as_partially_measured(
-    shards: Path, cache_dir: Path, tmp_path: Path
+    shards: Path, cache_dir: Path, tmp_path: Path, epoch_0_logged: bool
 ) -> None:
     """The pseudo-label agreement of an epoch a resume lands inside covers only its steps after
     the checkpoint (the killed sitting's measurements die with it): that record says partial,
     and the epochs after it, measured whole, do not. (Before, the epoch after a mid-epoch resume
-    was logged as whole and the run's last epoch as partial, whole or not.)"""
+    was logged as whole and the run's last epoch as partial, whole or not.) Where the killed
+    sitting had logged that epoch whole before it died, the reader keeps its whole record."""
     cfg = load_config(
         None,
         tiny(
@@ -483,22 +485,35 @@ def test_a_resume_marks_only_the_epoch_it_lands_inside_as_partially_measured(
     uninterrupted = {r["epoch"]: r for r in read_log(run) if r["kind"] == "epoch"}
     assert sorted(uninterrupted) == [0, 1]
     assert not any(r.get("partial") for r in uninterrupted.values())
-    # The run as a kill after step 1 (inside epoch 0) leaves it: no weights, checkpoint 1 latest.
+    # What a kill leaves when checkpoint 1 (inside epoch 0) is the last one: no weights, and a
+    # log that ends inside epoch 0 (or, killed later, just after epoch 0's record).
     (run / "model.safetensors").unlink()
     root = run / "checkpoints"
     for ckpt in root.glob("ckpt-*"):
         if int(ckpt.name.split("-")[1]) > 1:
             shutil.rmtree(ckpt)
     (root / "LATEST").write_text("ckpt-00000001\n")
-    log_lines = (run / "log.jsonl").read_text().splitlines(keepends=True)
-    (run / "log.jsonl").write_text(
-        "".join(line for line in log_lines if '"kind": "epoch"' not in line)
-    )
+    last_step = per_epoch if epoch_0_logged else 1
+    kept = []
+    for line in (run / "log.jsonl").read_text().splitlines(keepends=True):
+        rec = json.loads(line)
+        if rec["kind"] == "step" and rec["step"] > last_step:
+            break
+        kept.append(line)
+    (run / "log.jsonl").write_text("".join(kept))
     train(str(shards), run, cfg, resume=True, echo=lambda _m: None)
+    raw = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r.get("partial") for r in raw if r["kind"] == "epoch" and r["epoch"] == 0] == (
+        [False, True] if epoch_0_logged else [True]
+    )
     after = {r["epoch"]: r for r in read_log(run) if r["kind"] == "epoch"}
     assert sorted(after) == [0, 1]
-    assert after[0]["partial"] is True
-    assert after[0]["measured"] < uninterrupted[0]["measured"]
+    if epoch_0_logged:
+        assert after[0]["partial"] is False
+        assert after[0]["measured"] == uninterrupted[0]["measured"]
+    else:
+        assert after[0]["partial"] is True
+        assert after[0]["measured"] < uninterrupted[0]["measured"]
     assert after[1]["partial"] is False
     assert after[1]["measured"] == uninterrupted[1]["measured"]
 

@@ -113,13 +113,19 @@ def logged_training_seconds(run_dir: Path) -> tuple[float, int] | None:
 
 def read_log(run_dir: Path) -> list[dict[str, Any]]:
     """The records of ``RUN/log.jsonl``; of repeated (kind, step) pairs (a resumed run redoes
-    the steps after its last checkpoint) the last one is kept. A torn last line (a killed run)
-    is skipped."""
+    the steps after its last checkpoint) the last one is kept, except that an epoch measured
+    whole is not replaced by the partial measurement of a resume that landed inside it (the
+    resumed steps are the killed sitting's again, so the whole record is the better one). A
+    torn last line (a killed run) is skipped."""
     records = _raw_records(run_dir)
     last: dict[tuple[str, Any], int] = {}
     for i, rec in enumerate(records):
         if rec.get("kind") in ("step", "epoch"):
-            last[(rec["kind"], rec.get("step", rec.get("epoch")))] = i
+            key = (rec["kind"], rec.get("step", rec.get("epoch")))
+            earlier = records[last[key]] if key in last else None
+            if earlier is not None and rec.get("partial") and not earlier.get("partial"):
+                continue
+            last[key] = i
     keep = set(last.values())
     return [r for i, r in enumerate(records) if r.get("kind") not in ("step", "epoch") or i in keep]
 

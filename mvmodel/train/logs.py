@@ -3,8 +3,10 @@ scalars as an option.
 
 Records have a ``kind``: ``"step"`` (loss terms, temperature, learning rate, pseudo-label
 confidence, throughput), ``"epoch"`` (pseudo-label agreement with the held-back labels, per
-class: a measurement), ``"event"`` (start, resume, checkpoint, stop). A resumed run appends; a
-reader keeps, for each step, the last record written (:func:`read_log`).
+class: a measurement; ``partial`` when it covers only part of the epoch, after a resume that
+landed inside it), ``"event"`` (start, resume, checkpoint, stop). A resumed run appends; a
+reader keeps, for each step, the last record written, but an epoch's whole record over a
+partial redo of it (:func:`read_log`).
 """
 
 from __future__ import annotations

@@ -188,6 +188,10 @@ def plot_embedding_map(
     return {"method": "t-SNE", "samples": len(idx), "perplexity": perplexity, "seed": seed}
 
 
+#: Pseudo-label roles of runs whose loss did not train on them, and the mark their number gets.
+_UNTRAINED_ROLE_MARKS = {"unused": "(unused)", "replaced by labels": "(labels)"}
+
+
 def training_series(
     curves: Mapping[str, list[dict[str, Any]]],
     pseudo_roles: Mapping[str, str] | None = None,
@@ -210,7 +214,7 @@ def training_series(
         ):
             if key == "prior/overall" and i > 0:
                 continue
-            if key == "pseudo/overall" and roles.get(name, "targets") != "targets":
+            if key == "pseudo/overall" and roles.get(name, "") in _UNTRAINED_ROLE_MARKS:
                 continue
             pts = [
                 (int(r["step"]), float(r[key]))
@@ -282,8 +286,8 @@ def _pseudo_cell(pl_: dict[str, Any] | None) -> str:
     if not pl_:
         return "–"
     text = f"{100 * pl_['accuracy']:.1f}"
-    role = str(pl_.get("role", ""))
-    return {"unused": f"{text} (unused)", "replaced by labels": f"{text} (labels)"}.get(role, text)
+    mark = _UNTRAINED_ROLE_MARKS.get(str(pl_.get("role", "")))
+    return f"{text} {mark}" if mark else text
 
 
 def _num(stat: dict[str, Any] | None) -> str:
@@ -763,7 +767,7 @@ def write_report(
     )
     files["embedding_map"] = "embedding_map.png"
     curves = {name: info.get("training") or [] for name, info in doc["models"].items()}
-    roles = {name: _pseudo_role(info) for name, info in doc["models"].items() if _pseudo_role(info)}
+    roles = {name: _pseudo_role(info) for name, info in doc["models"].items()}
     if plot_training(out / "training.png", curves, roles):
         files["training"] = "training.png"
     doc["targets"] = target_checks(doc)

@@ -948,6 +948,37 @@ def test_run_progress_reads_the_log_of_a_run_in_progress(tmp_path: Path) -> None
     assert run_progress(tmp_path) == "step 40 of 1,000 (1.00 s a step, about 16 min left)"
 
 
+def test_run_progress_takes_the_pace_of_the_last_minutes_so_a_pause_ages_out(
+    tmp_path: Path,
+) -> None:
+    """A run paused for 1,000 s mid-way (a suspended process): once the pause is older than the
+    pace window, the line gives the recent pace (0.5 s a step) and its time left, not the pace
+    since the start (0.92 s a step here); inside the window the pause still counts."""
+    from mvmodel.train.logs import PACE_WINDOW_SECONDS, run_progress
+
+    assert PACE_WINDOW_SECONDS == 600.0
+    records: list[dict[str, Any]] = [
+        {"kind": "event", "event": "start", "step": 0, "total_steps": 10_000, "time": 0.0}
+    ]
+    records += [{"kind": "step", "step": s, "time": s * 0.5} for s in range(100, 1001, 100)]
+    # paused for 1,000 s after step 1,000 (t = 500), then 0.5 s a step again
+    records += [
+        {"kind": "step", "step": s, "time": 1500.0 + (s - 1000) * 0.5}
+        for s in range(1100, 2401, 100)
+    ]
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    # the last record: step 2,400 at t = 2,200; the window (t >= 1,600) holds steps 1,200-2,400
+    assert run_progress(tmp_path) == "step 2,400 of 10,000 (0.50 s a step, about 63 min left)"
+    # just after the pause (step 1,200 at t = 1,600) the window (t >= 1,000) holds steps
+    # 1,100 and 1,200 only: 0.5 s a step; at step 1,100 alone in its window (t >= 950), the
+    # pace over every step since the start: from step 100 (t = 50), 1,500 s over 1,000 steps
+    log.write_text("".join(json.dumps(r) + "\n" for r in records[:13]))
+    assert run_progress(tmp_path) == "step 1,200 of 10,000 (0.50 s a step, about 73 min left)"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records[:12]))
+    assert run_progress(tmp_path) == "step 1,100 of 10,000 (1.50 s a step, about 222 min left)"
+
+
 def test_logged_training_seconds_sums_the_sittings_of_a_killed_and_resumed_run(
     tmp_path: Path,
 ) -> None:

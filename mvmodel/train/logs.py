@@ -132,11 +132,19 @@ def read_log(run_dir: Path) -> list[dict[str, Any]]:
     return [r for i, r in enumerate(records) if r.get("kind") not in ("step", "epoch") or i in keep]
 
 
+#: The progress line's pace is taken over this much of the latest logged time: a pause (a
+#: suspended process, a test run beside the training) ages out of it, where a pace since the
+#: start would carry it, and a wrong time left, to the end of a two-hour run.
+PACE_WINDOW_SECONDS = 600.0
+
+
 def run_progress(run_dir: Path) -> str | None:
     """One line on a run in progress, from its log: ``step 1,200 of 6,280 (1.10 s a step,
-    about 93 min left)``. The rate is over the steps logged since the last start or resume (so
-    a resumed run's setup and an earlier machine do not skew it); ``None`` while the log has no
-    start event or no step yet, or no log at all (the run has not begun writing)."""
+    about 93 min left)``. The rate is over the steps logged in the last
+    :data:`PACE_WINDOW_SECONDS` since the last start or resume (so a resumed run's setup, an
+    earlier machine and an old pause do not skew it; over every step since then when that
+    window holds fewer than two); ``None`` while the log has no start event or no step yet, or
+    no log at all (the run has not begun writing)."""
     try:
         records = read_log(run_dir)
     except FileNotFoundError:
@@ -164,7 +172,9 @@ def run_progress(run_dir: Path) -> str | None:
     line = f"step {last['step']:,}" + (f" of {total:,}" if isinstance(total, int) else "")
     if len(steps) < 2 or last["step"] <= steps[0]["step"]:
         return line
-    rate = (last["time"] - steps[0]["time"]) / (last["step"] - steps[0]["step"])
+    recent = [r for r in steps if r["time"] >= last["time"] - PACE_WINDOW_SECONDS]
+    first = recent[0] if len(recent) >= 2 and last["step"] > recent[0]["step"] else steps[0]
+    rate = (last["time"] - first["time"]) / (last["step"] - first["step"])
     left = (
         f", about {rate * (total - last['step']) / 60:.0f} min left"
         if isinstance(total, int)

@@ -1320,6 +1320,8 @@ def test_record_benchmark_copies_the_record_once_and_never_half(
     }
     kept = {k: v for k, v in files.items() if k.startswith(("configs/", "report/"))}
     assert got == {**kept, "benchmark.json": (out / "benchmark.json").read_bytes()}
+    (tmp_path / "sibling").mkdir()  # the record's folder has a plain folder's mode, not 0700
+    assert (dest / "seed9").stat().st_mode == (tmp_path / "sibling").stat().st_mode
     assert script.main(argv) == 1 and "a record is written once" in capsys.readouterr().err
     # a copy that fails half-way: no seed10 folder, no temporary folder left beside the records
     calls = {"n": 0}

@@ -953,7 +953,7 @@ def test_run_progress_takes_the_pace_of_the_last_minutes_so_a_pause_ages_out(
 ) -> None:
     """A run paused for 1,000 s mid-way (a suspended process): once the pause is older than the
     pace window, the line gives the recent pace (0.5 s a step) and its time left, not the pace
-    since the start (0.92 s a step here); inside the window the pause still counts."""
+    since the start (0.93 s a step here); inside the window the pause still counts."""
     from mvmodel.train.logs import PACE_WINDOW_SECONDS, run_progress
 
     assert PACE_WINDOW_SECONDS == 600.0

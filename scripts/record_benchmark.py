@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -25,13 +25,6 @@ from pathlib import Path
 REPORT_FILES = ("*.md", "*.json", "*.png")
 
 DEFAULT_DEST = Path(__file__).resolve().parent.parent / "bench" / "results" / "benchmark"
-
-
-def _mkdir_mode() -> int:
-    """The mode ``mkdir`` gives a new folder here: 0o777 less the process's umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o777 & ~umask
 
 
 def record_benchmark(out: Path, name: str, dest_root: Path = DEFAULT_DEST) -> Path:
@@ -48,8 +41,8 @@ def record_benchmark(out: Path, name: str, dest_root: Path = DEFAULT_DEST) -> Pa
     dest_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=dest_root))
     try:
-        # mkdtemp makes its folder private (0700); a record is a folder like its siblings
-        tmp.chmod(_mkdir_mode())
+        # mkdtemp makes its folder private (0700); a record gets the mode of the folder it sits in
+        tmp.chmod(stat.S_IMODE(dest_root.stat().st_mode))
         shutil.copy2(record, tmp / "benchmark.json")
         (tmp / "configs").mkdir()
         for cfg in sorted((out / "configs").glob("*.yaml")):  # pathlib's * matches .base.yaml

@@ -173,7 +173,7 @@ def run_progress(run_dir: Path) -> str | None:
     if len(steps) < 2 or last["step"] <= steps[0]["step"]:
         return line
     recent = [r for r in steps if r["time"] >= last["time"] - PACE_WINDOW_SECONDS]
-    first = recent[0] if len(recent) >= 2 and last["step"] > recent[0]["step"] else steps[0]
+    first = recent[0] if len(recent) >= 2 else steps[0]  # steps rise within a sitting
     rate = (last["time"] - first["time"]) / (last["step"] - first["step"])
     left = (
         f", about {rate * (total - last['step']) / 60:.0f} min left"

@@ -27,7 +27,7 @@ from mvdata.loaders import (
     steps_per_epoch,
     without_folds,
 )
-from mvdata.loaders.batch import MultiviewBatch, unnormalise
+from mvdata.loaders.batch import MultiviewBatch, normals_from_uint8, unnormalise
 from mvdata.loaders.dali.loader import DaliLoader
 from mvdata.loaders.wds import WdsLoader
 from mvdata.testing import CORRUPT, assign_folds, build_shard_dir, rows, write_build_root_files
@@ -260,6 +260,30 @@ def test_exclude_folds_bad_manifest(tmp_path: Path) -> None:
     write_build_root_files(tmp_path)  # every sample in fold 0
     with pytest.raises(ValueError, match=r"every sample is in the left-out folds \[0\]"):
         make_loader(tmp_path, batch_size=2, device="cpu", exclude_folds=[0])
+
+
+def test_normals_from_uint8_against_a_float64_reference() -> None:
+    """Every stored triple on a grid (and each channel's extremes) decodes to the unit vector of
+    ``2 v / 255 - 1`` (normalised in float64) within float32 rounding; the background (0, 0, 0) to zero; a
+    triple with one or two zero channels is still a normal. Laid out ``[B, T, V, 3, H, W]`` as
+    the loaders give them."""
+    levels = np.unique(np.r_[np.arange(0, 256, 5), [1, 127, 128, 254, 255]]).astype(np.uint8)
+    trip = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    side = int(np.ceil(np.sqrt(len(trip))))
+    pad = np.zeros((side * side - len(trip), 3), np.uint8)
+    stored = np.concatenate([trip, pad]).reshape(side, side, 3)
+    got = normals_from_uint8(torch.from_numpy(stored).permute(2, 0, 1)[None, None, None])
+    got_np = got[0, 0, 0].permute(1, 2, 0).numpy().reshape(-1, 3)[: len(trip)]
+    # The reference starts from the float32 values the loaders compute (2 v / 255 - 1 in
+    # float32 has an absolute error of ~6e-8, up to 1e-5 once a short vector is normalised).
+    v = (trip.astype(np.float32) * np.float32(2 / 255) - np.float32(1)).astype(np.float64)
+    want = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    want[(trip == 0).all(-1)] = 0.0
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got_np, want, rtol=0, atol=3e-7)
+    background = (trip == 0).all(-1)
+    assert background.sum() == 1 and (got_np[background] == 0).all()
+    np.testing.assert_allclose(np.linalg.norm(got_np[~background], axis=-1), 1.0, atol=3e-7)
 
 
 def test_normals(tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ the ``F.normalize`` form the loaders used until 2026-12-08 (the stated reference
 
 Rows: ``eval_rgb`` (decode + normalise), ``train_rgb`` (+ crop/scale and colour
 augmentation), ``train_rgb_depth`` (+ 16-bit depth PNGs), ``train_rgb_depth_normals`` (+ normal
-PNGs: the training default) and the same in eval. The reference is the model's step from
-``bench/bench_train.py`` on the same machine: the loader's seconds a batch against it is the
-share the loader can take from a 2-core step. Writes ``bench/results/loader_parts.json``.
+PNGs: the training default) and the same in eval; read them against the model's step of
+``bench/bench_train.py`` on the same machine, since on 2 cores the loader's seconds come out of
+the step's. Writes ``bench/results/loader_parts.json``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ PARTS = (
 
 def normals_via_normalize(normals: torch.Tensor) -> torch.Tensor:
     """The reference: the conversion as the loaders did it until 2026-12-08, one
-    ``F.normalize`` over the strided channel dim (the same values to 1 ulp)."""
+    ``F.normalize`` over the strided channel dim (within 2 ulp of the current one)."""
     n = torch.nn.functional.normalize(normals.float() * (2.0 / 255.0) - 1.0, dim=-3)
     return n * (normals.amax(dim=-3, keepdim=True) > 0)
 

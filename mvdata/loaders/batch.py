@@ -129,9 +129,10 @@ def normals_from_uint8(normals: torch.Tensor) -> torch.Tensor:
 
     The length is summed channel by channel, not with ``F.normalize(dim=-3)``: on the CPU that
     reduction over a strided size-3 dim took 47-110 ms for a training batch (16 samples × 3
-    views at 112 px; 2.8 ms this way, 2026-12-08), on the training loop's thread, the largest
-    share of the loader's cost. The two agree to 1 ulp. No stored value is 127.5, so no
-    component is 0 and the length never is: no clamp is needed."""
+    views at 112 px; 3-14 ms this way, 2026-12-08, ``bench/bench_loader_parts.py``), on the
+    training loop's thread: the largest share of the loader's cost. Over every stored triple
+    the two agree within 2 ulp. No stored value is 127.5, so no component is 0 and the length
+    never is: no clamp is needed."""
     v = normals.float() * (2.0 / 255.0) - 1.0
     x, y, z = v.unbind(dim=-3)
     length = torch.sqrt(x * x + y * y + z * z).unsqueeze(-3)
